@@ -1,0 +1,84 @@
+"""Content-addressed stage cache.
+
+A stage's output directory is keyed by sha256 over the canonical JSON of (stage name, its
+config, the content hashes of its inputs, library versions). A rerun with nothing changed
+finds every key and skips the work; changing one knob changes the keys of that stage and of
+everything downstream (their input hashes change), and nothing else.
+
+Entries are built in a temp directory and renamed into place, so a killed run never leaves
+an entry that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from toolchain import __version__
+from toolchain.fsio import atomic_dir, sha256_json
+
+RECORD = "record.json"
+_LIBS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "scikit-learn", "torch-pruning")
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    versions = {"edgeopt": __version__, "python": platform.python_version()}
+    for lib in _LIBS:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            versions[lib] = "absent"
+    return versions
+
+
+@dataclass(frozen=True)
+class Entry:
+    stage: str
+    key: str
+    dir: Path
+    record: Mapping[str, Any]
+    hit: bool
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+
+@dataclass
+class StageCache:
+    root: Path
+    events: list[tuple[str, str]] = field(default_factory=list)  # (stage label, "hit"|"run")
+
+    def key(self, stage: str, config: Any, inputs: Mapping[str, str]) -> str:
+        return sha256_json({"stage": stage, "config": config, "inputs": dict(inputs), "versions": library_versions()})
+
+    def run(
+        self,
+        stage: str,
+        config: Any,
+        inputs: Mapping[str, str],
+        produce: Callable[[Path], Mapping[str, Any]],
+        label: str | None = None,
+    ) -> Entry:
+        """Return the cached entry for this key, or call `produce(tmpdir)` to build it.
+
+        `produce` writes its files into the directory it is given and returns a JSON-able
+        record (metrics, file names) that is stored beside them.
+        """
+        key = self.key(stage, config, inputs)
+        entry_dir = self.root / stage / key[:20]
+        record_path = entry_dir / RECORD
+        label = label or stage
+        if record_path.is_file():
+            self.events.append((label, "hit"))
+            return Entry(stage, key, entry_dir, json.loads(record_path.read_text()), hit=True)
+        with atomic_dir(entry_dir) as tmp:
+            record = dict(produce(tmp))
+            (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        self.events.append((label, "run"))
+        return Entry(stage, key, entry_dir, record, hit=False)

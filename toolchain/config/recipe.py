@@ -1,0 +1,75 @@
+"""Recipes: one TOML file describing a whole run. Every section has defaults; the defaults are
+the embedded default run (a small CNN on scikit-learn's digits, both bundled targets).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from toolchain.config.base import Strict, read_toml, to_toml, validate
+from toolchain.config.budgets import Budgets
+from toolchain.data import DataConfig
+from toolchain.fsio import sha256_json
+from toolchain.stages.export import ExportConfig
+from toolchain.stages.prune import PruneConfig
+from toolchain.stages.train import TrainConfig
+from toolchain.zoo import ModelConfig
+
+RECIPE_SCHEMA_VERSION = 1
+
+
+class QuantizeOverrides(Strict):
+    """Calibration settings, plus optional overrides of the target profile's [quantize] scheme."""
+
+    calibration_samples: int = Field(256, ge=1, description="training samples used to calibrate activations")
+    format: Literal["qdq", "qoperator", "dynamic", "none"] | None = None
+    activation_type: Literal["int8", "uint8"] | None = None
+    weight_type: Literal["int8", "uint8"] | None = None
+    per_channel: bool | None = None
+    reduce_range: bool | None = None
+    calibration_method: Literal["minmax", "entropy", "percentile"] | None = None
+
+    def scheme_overrides(self) -> dict:
+        return self.model_dump(exclude_none=True, exclude={"calibration_samples"})
+
+
+class Recipe(Strict):
+    schema_version: Literal[1] = RECIPE_SCHEMA_VERSION
+    name: str = "digits-cnn"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    prune: PruneConfig = PruneConfig()
+    export: ExportConfig = ExportConfig()
+    quantize: QuantizeOverrides = QuantizeOverrides()
+    targets: list[str] = Field(default_factory=lambda: ["cpu-server", "arm-mobile"], min_length=1)
+    # One table per target name, or "all" for every target; merged over the profile's budgets.
+    budgets: dict[str, Budgets] = Field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        return sha256_json(self.model_dump(mode="json"))
+
+    def budgets_for(self, target: str, profile_budgets: Budgets) -> Budgets:
+        merged = profile_budgets
+        for key in ("all", target):
+            if key in self.budgets:
+                merged = self.budgets[key].merged_over(merged)
+        return merged
+
+    def to_toml(self) -> str:
+        return to_toml(self.model_dump(mode="json"))
+
+
+def load_recipe(path: str | Path | None) -> Recipe:
+    """Load a recipe file; `None` gives the embedded default."""
+    if path is None:
+        return Recipe()
+    data = read_toml(path, "recipe")
+    if "schema_version" not in data:
+        from toolchain.errors import ConfigError
+
+        raise ConfigError(f"{path}: missing 'schema_version'", f"add schema_version = {RECIPE_SCHEMA_VERSION} at the top")
+    return validate(Recipe, data, str(path))

@@ -1,0 +1,109 @@
+"""Target profiles: declarative descriptions of a deployment device, one TOML file each.
+
+A user adds a device by dropping a file into `targets/` or a directory passed as
+`--targets-dir`; the file's stem is the target's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from toolchain.config.base import Strict, read_toml, validate
+from toolchain.config.budgets import Budgets
+from toolchain.errors import BadInput
+from toolchain.resources import bundled_dir
+
+TARGET_SCHEMA_VERSION = 1
+
+
+class RuntimeOptions(Strict):
+    """ONNX Runtime session options; they decide both speed and memory on the device."""
+
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    intra_op_threads: int = Field(1, ge=0)
+    inter_op_threads: int = Field(1, ge=0)
+    enable_cpu_mem_arena: bool = True
+    enable_mem_pattern: bool = True
+
+
+class QuantizeScheme(Strict):
+    """How to quantize for this device. `format = "none"` keeps fp32."""
+
+    format: Literal["qdq", "qoperator", "dynamic", "none"] = "qdq"
+    activation_type: Literal["int8", "uint8"] = "int8"
+    weight_type: Literal["int8", "uint8"] = "int8"
+    per_channel: bool = True
+    reduce_range: bool = False
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+
+class ArtifactSpec(Strict):
+    format: Literal["onnx", "ort"] = "onnx"
+    shapes: Literal["dynamic-batch", "fixed"] = "dynamic-batch"
+    fixed_batch: int = Field(1, ge=1, description="batch size baked in when shapes = fixed")
+
+
+class BenchmarkSpec(Strict):
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    warmup_runs: int = Field(10, ge=0)
+    runs: int = Field(200, ge=5, description="timed runs per batch size, split over interleaved rounds")
+    rounds: int = Field(5, ge=1, description="interleaved rounds: candidates alternate so drift hits all")
+    max_seconds: float = Field(20.0, gt=0, description="stop timing a candidate after this long")
+
+
+class TargetProfile(Strict):
+    schema_version: Literal[1]
+    name: str
+    description: str = ""
+    platform: Literal["amd64", "arm"]
+    runtime: RuntimeOptions = RuntimeOptions()
+    quantize: QuantizeScheme = QuantizeScheme()
+    artifact: ArtifactSpec = ArtifactSpec()
+    benchmark: BenchmarkSpec = BenchmarkSpec()
+    budgets: Budgets = Budgets()
+
+    @model_validator(mode="after")
+    def _ort_needs_fixed_shapes(self) -> "TargetProfile":
+        # Fixed-shape .ort files let the mobile runtime plan memory once; we do not ship
+        # dynamic-shape .ort files because ORT Mobile's reduced build optimizes for fixed ones.
+        if self.artifact.format == "ort" and self.artifact.shapes != "fixed":
+            raise ValueError("artifact.format = 'ort' requires artifact.shapes = 'fixed'")
+        return self
+
+
+def target_dirs(extra: Path | None = None) -> list[Path]:
+    dirs = [bundled_dir("targets")]
+    if extra is not None:
+        if not Path(extra).is_dir():
+            raise BadInput(f"targets directory not found: {extra}", "pass an existing directory to --targets-dir")
+        dirs.insert(0, Path(extra))  # user profiles shadow bundled ones of the same name
+    return dirs
+
+
+def available_targets(extra: Path | None = None) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in reversed(target_dirs(extra)):
+        for path in sorted(d.glob("*.toml")):
+            found[path.stem] = path
+    return dict(sorted(found.items()))
+
+
+def load_target_file(path: Path) -> TargetProfile:
+    data = read_toml(path, "target profile")
+    profile = validate(TargetProfile, data, str(path))
+    if profile.name != path.stem:
+        raise BadInput(
+            f"{path}: name = '{profile.name}' but the file is '{path.name}'",
+            f"set name = '{path.stem}' or rename the file",
+        )
+    return profile
+
+
+def load_target(name: str, extra: Path | None = None) -> TargetProfile:
+    known = available_targets(extra)
+    if name not in known:
+        raise BadInput(f"unknown target '{name}'", f"known: {', '.join(known) or '(none)'}")
+    return load_target_file(known[name])

@@ -1,0 +1,56 @@
+"""Typed errors. Each carries the process exit code the CLI maps it to (one place: cli.main).
+
+Exit codes (documented in README.md):
+  0  every budget met
+  1  a budget failed (the artifacts and report are still written)
+  2  bad input or usage: missing/corrupt file, unknown key, wrong type, unknown target or model
+  3  a verification failed: exported model disagrees with PyTorch, package hash/signature mismatch
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BUDGET_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_VERIFICATION_FAILED = 3
+
+
+class EdgeoptError(Exception):
+    """Base class: a problem plus the fix, rendered as one line."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, problem: str, fix: str | None = None):
+        self.problem = problem
+        self.fix = fix
+        super().__init__(problem if not fix else f"{problem}; {fix}")
+
+
+class BadInput(EdgeoptError):
+    """The user gave us something we cannot use (file, key, value, name)."""
+
+
+class ConfigError(BadInput):
+    """A recipe, target profile or budgets file is malformed or has unknown keys."""
+
+
+class ModelLoadError(BadInput):
+    """A model file is missing, corrupt, or not loadable safely."""
+
+
+class VerificationError(EdgeoptError):
+    """An artifact failed a check against its reference."""
+
+    exit_code = EXIT_VERIFICATION_FAILED
+
+
+class ShapeMismatch(VerificationError):
+    """Exported outputs have a different shape than the reference outputs."""
+
+
+class ToleranceExceeded(VerificationError):
+    """Exported outputs differ from the reference by more than the tolerance."""
+
+    def __init__(self, problem: str, fix: str | None = None, *, max_abs_diff: float = float("nan")):
+        super().__init__(problem, fix)
+        self.max_abs_diff = max_abs_diff
