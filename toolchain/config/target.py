@@ -44,6 +44,7 @@ class ArtifactSpec(Strict):
     format: Literal["onnx", "ort"] = "onnx"
     shapes: Literal["dynamic-batch", "fixed"] = "dynamic-batch"
     fixed_batch: int = Field(1, ge=1, description="batch size baked in when shapes = fixed")
+    offline_optimization_level: Literal["disable", "basic", "extended", "all"] = "extended"
 
 
 class BenchmarkSpec(Strict):

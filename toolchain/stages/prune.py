@@ -41,7 +41,7 @@ def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tu
     ft_cfg = train_cfg.model_copy(update={"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr})
     # The pruning reparametrization (weight = weight_orig * mask) keeps pruned weights at zero
     # through fine-tuning; prune.remove then bakes the mask into a plain weight tensor.
-    tuned = fit(model, data.x_train, data.y_train, ft_cfg, desc="fine-tune")
+    tuned = fit(model, data.x_train, data.y_train, ft_cfg, desc="fine-tune", copy_model=False)
     for module, name in _prunable(tuned):
         tprune.remove(module, name)
     total = sum(m.weight.numel() for m, _ in _prunable(tuned))

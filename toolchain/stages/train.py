@@ -38,16 +38,18 @@ def make_optimizer(params, cfg: TrainConfig):
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
-def fit(model, x, y, cfg: TrainConfig, desc: str = "train", after_step=None):
+def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = True):
     """Train a *copy* of `model` and return it; the input model is left untouched.
 
-    `after_step(model)` runs after each optimizer step (pruning uses it to keep masks).
+    `copy_model=False` trains `model` itself: only for callers that already own a private copy
+    (a pruned model's masked weights are computed tensors, which deepcopy refuses).
     """
     import torch
     from tqdm import tqdm
 
     seed_everything(cfg.seed)
-    model = copy.deepcopy(model)
+    if copy_model:
+        model = copy.deepcopy(model)
     model.train()
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
     opt = make_optimizer(model.parameters(), cfg)
@@ -61,8 +63,6 @@ def fit(model, x, y, cfg: TrainConfig, desc: str = "train", after_step=None):
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
-            if after_step is not None:
-                after_step(model)
     model.eval()
     return model
 

@@ -1,0 +1,1 @@
+"""Measurement: latency percentiles, peak memory, accuracy of ONNX Runtime artifacts."""

@@ -1,0 +1,66 @@
+"""Child process for peak-memory measurement; run as `python -m toolchain.bench.memprobe`.
+
+It imports only onnxruntime and numpy (the `toolchain` package's __init__ is empty of heavy
+imports), so the "import only" baseline and the "load and run" measurement differ by exactly
+what the model costs. Prints one JSON line: {"peak_rss_kb": ...}.
+
+The peak is VmHWM from /proc/self/status, not getrusage's ru_maxrss: Linux carries ru_maxrss
+across execve, so a child of a large parent (edgeopt with torch loaded) would report the
+parent's high-water mark. VmHWM belongs to the new address space and starts fresh at exec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+
+
+def peak_rss_kb() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # non-Linux fallback (KiB on Linux)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model")
+    ap.add_argument("--mode", choices=["import", "run"], required=True)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--level", default="ORT_ENABLE_ALL")
+    ap.add_argument("--arena", type=int, default=1)
+    ap.add_argument("--mem-pattern", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args(argv)
+
+    import numpy as np
+    import onnxruntime as ort
+
+    if args.mode == "run":
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, args.level)
+        opts.intra_op_num_threads = args.threads
+        opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = bool(args.arena)
+        opts.enable_mem_pattern = bool(args.mem_pattern)
+        sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+        feeds = {}
+        for inp in sess.get_inputs():
+            shape = [d if isinstance(d, int) else args.batch for d in inp.shape]
+            dtype = np.int64 if "int64" in inp.type else np.float32
+            feeds[inp.name] = np.random.default_rng(0).random(shape).astype(dtype)
+        for _ in range(args.runs):
+            sess.run(None, feeds)
+    print(json.dumps({"peak_rss_kb": peak_rss_kb()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""ONNX Runtime sessions configured from a target profile's [runtime] table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolchain.config.target import RuntimeOptions
+from toolchain.errors import ModelLoadError
+
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+           "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+
+
+def session_options(runtime: RuntimeOptions):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[runtime.graph_optimization_level])
+    opts.intra_op_num_threads = runtime.intra_op_threads
+    opts.inter_op_num_threads = runtime.inter_op_threads
+    opts.enable_cpu_mem_arena = runtime.enable_cpu_mem_arena
+    opts.enable_mem_pattern = runtime.enable_mem_pattern
+    opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
+    return opts
+
+
+def load_session(path: str | Path, runtime: RuntimeOptions):
+    """Open `path` in ONNX Runtime; a missing or corrupt file is a ModelLoadError (exit 2)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}", "check the path")
+    try:
+        return ort.InferenceSession(str(path), session_options(runtime), providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT raises several unrelated types (Fail, InvalidGraph, RuntimeException)
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(
+            f"cannot load {path.name} as an ONNX/ORT model ({first})",
+            "give a valid .onnx or .ort file (re-export it if it was truncated)",
+        ) from None
+
+
+def input_spec(session) -> list[tuple[str, list, type]]:
+    """(name, shape with symbolic dims as None, numpy dtype) for each model input."""
+    spec = []
+    for inp in session.get_inputs():
+        shape = [d if isinstance(d, int) else None for d in inp.shape]
+        spec.append((inp.name, shape, numpy_dtype(inp.type)))
+    return spec
+
+
+def numpy_dtype(ort_type: str) -> type:
+    """'tensor(float)' -> np.float32; unknown element types fall back to float32."""
+    return _DTYPES.get(ort_type, np.float32)
+
+
+def fixed_batch(session) -> int | None:
+    """The batch size baked into the first input, or None when it is symbolic."""
+    shape = session.get_inputs()[0].shape
+    return shape[0] if shape and isinstance(shape[0], int) else None
+
+
+def predict(session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Run `x` through a single-input model in batches the model accepts; returns output 0."""
+    name = session.get_inputs()[0].name
+    step = fixed_batch(session) or batch_size
+    outs = []
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        pad = step - len(chunk) if fixed_batch(session) else 0
+        if pad:  # a fixed-batch artifact needs full batches: pad, then drop the padding
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+        out = session.run(None, {name: chunk})[0]
+        outs.append(out[: len(out) - pad] if pad else out)
+    return np.concatenate(outs)

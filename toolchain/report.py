@@ -1,0 +1,86 @@
+"""Render a run: the machine-readable document (`--json`, report.json) and per-target tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolchain.cache import library_versions
+
+
+def target_document(t) -> dict[str, Any]:
+    m = t.metrics
+    doc = {
+        "artifact": str(t.artifact),
+        "fp32_artifact": str(t.fp32_artifact),
+        "package": str(t.package),
+        "bytes": m["bytes"],
+        "fp32_bytes": m["fp32_bytes"],
+        "size_ratio": m["size_ratio"],
+        "batch": m["batch"],
+        "latency_ms": {k: m["latency_ms"][k] for k in ("p50", "p90", "p99")},
+        "latency_std_ms": m["latency_ms"]["std"],
+        "fp32_latency_ms": m["fp32_latency_ms"],
+        "speedup_vs_fp32": m["speedup_vs_fp32"],
+        "peak_memory_mb": m["peak_memory_mb"],
+        "fp32_peak_memory_mb": m["fp32_peak_memory_mb"],
+        "accuracy": m.get("accuracy"),
+        "fp32_accuracy": m.get("fp32_accuracy"),
+        "accuracy_drop": m.get("accuracy_drop"),
+        "budgets": t.verdicts,
+        "passed": t.passed,
+        "latency_by_batch": m["latency_by_batch"],
+    }
+    if "torch_eager_latency_ms" in m:
+        doc["torch_eager_latency_ms"] = m["torch_eager_latency_ms"]
+        doc["speedup_vs_torch"] = m["speedup_vs_torch"]
+    return doc
+
+
+def run_document(result) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "recipe": {"name": result.recipe.name, "hash": result.recipe.content_hash()},
+        "out_dir": str(result.out_dir.resolve()),
+        "passed": result.passed,
+        "targets": {name: target_document(t) for name, t in result.targets.items()},
+        "baseline": result.baseline,
+        "stages": [{"stage": label, "status": status} for label, status in result.stages],
+        "versions": library_versions(),
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def render_target(name: str, t) -> str:
+    m = t.metrics
+    rows = [("metric", "artifact", "fp32 ORT", "vs fp32")]
+    rows.append(("bytes", f"{m['bytes']:,}", f"{m['fp32_bytes']:,}", f"{m['size_ratio']:.3f}x"))
+    for p in ("p50", "p90"):
+        rows.append((f"{p} latency (ms, batch {m['batch']})", f"{m['latency_ms'][p]:.4f}",
+                     f"{m['fp32_latency_ms'][p]:.4f}", f"{m['fp32_latency_ms'][p] / m['latency_ms'][p]:.2f}x faster"))
+    if "torch_eager_latency_ms" in m:
+        rows.append(("p50 vs torch eager (ms)", f"{m['latency_ms']['p50']:.4f}",
+                     f"{m['torch_eager_latency_ms']['p50']:.4f} (eager)", f"{m['speedup_vs_torch']:.2f}x faster"))
+    rows.append(("peak memory (MB)", f"{m['peak_memory_mb']:.1f}", f"{m['fp32_peak_memory_mb']:.1f}",
+                 f"{m['peak_memory_mb'] / max(m['fp32_peak_memory_mb'], 1e-9):.2f}x"))
+    if m.get("accuracy") is not None:
+        rows.append(("accuracy", _pct(m["accuracy"]), _pct(m["fp32_accuracy"]),
+                     f"drop {100 * m['accuracy_drop']:.2f} pt"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"{name}: {t.artifact}"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    for budget, v in t.verdicts.items():
+        value = "not measured" if v["value"] is None else f"{v['value']:.4g}"
+        lines.append(f"  budget {budget}: {value} <= {v['limit']:.4g}  {'PASS' if v['pass'] else 'FAIL'}")
+    lines.append(f"  package: {t.package}")
+    return "\n".join(lines)
+
+
+def render_run(result) -> str:
+    hits = sum(1 for _, s in result.stages if s == "hit")
+    head = f"edgeopt run '{result.recipe.name}' -> {result.out_dir} ({hits}/{len(result.stages)} stages from cache)"
+    body = "\n\n".join(render_target(n, t) for n, t in result.targets.items())
+    verdict = "all budgets met" if result.passed else "BUDGET FAILED"
+    return f"{head}\n\n{body}\n\n{verdict}"

@@ -1,0 +1,100 @@
+"""Benchmark: what users pay for, for every candidate artifact side by side in one run.
+
+Bytes on disk; latency percentiles at the profile's thread count and batch sizes (interleaved
+rounds, see bench/latency.py); peak memory in a fresh process (bench/memory.py); accuracy on
+the held-out split. PyTorch eager is timed in the same rounds as a reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from toolchain.config.base import Strict
+from toolchain.config.target import BenchmarkSpec, RuntimeOptions
+
+TORCH_EAGER = "torch-eager"
+
+
+class BenchConfig(Strict):
+    runtime: RuntimeOptions
+    spec: BenchmarkSpec
+    memory_repeats: int = Field(3, ge=1)
+
+
+def _batch(x: np.ndarray, b: int) -> np.ndarray:
+    reps = -(-b // len(x))  # ceil: small test sets still fill large batches
+    return np.ascontiguousarray(np.concatenate([x] * reps)[:b]) if reps > 1 else np.ascontiguousarray(x[:b])
+
+
+def _torch_runner(model, xb: np.ndarray):
+    import torch
+
+    t = torch.as_tensor(xb)
+
+    def run():
+        with torch.no_grad():
+            model(t)
+
+    return run
+
+
+def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig, torch_model=None) -> dict[str, Any]:
+    """Measure every candidate artifact (label -> path); returns label -> metrics."""
+    from toolchain.bench.latency import interleaved
+    from toolchain.bench.memory import peak_memory_mb
+    from toolchain.bench.session import fixed_batch, load_session, predict
+
+    sessions = {label: load_session(path, cfg.runtime) for label, path in candidates.items()}
+    results: dict[str, dict[str, Any]] = {}
+    for label, sess in sessions.items():
+        entry: dict[str, Any] = {"bytes": Path(candidates[label]).stat().st_size, "latency_ms": {}}
+        if y is not None:
+            entry["accuracy"] = float((predict(sess, x).argmax(1) == y).mean())
+        results[label] = entry
+    if torch_model is not None:
+        import torch
+
+        results[TORCH_EAGER] = {"latency_ms": {}}
+        if y is not None:
+            with torch.no_grad():
+                entry_acc = torch_model(torch.as_tensor(x)).argmax(1).numpy()
+            results[TORCH_EAGER]["accuracy"] = float((entry_acc == y).mean())
+
+    for b in cfg.spec.batch_sizes:
+        xb = _batch(x, b)
+        fns = {}
+        for label, sess in sessions.items():
+            fb = fixed_batch(sess)
+            if fb is not None and fb != b:
+                continue  # a fixed-shape artifact only runs its own batch size
+            name = sess.get_inputs()[0].name
+            fns[label] = (lambda s=sess, n=name: s.run(None, {n: xb}))
+        if torch_model is not None:
+            fns[TORCH_EAGER] = _torch_runner(torch_model, xb)
+        stats = _timed(fns, cfg)
+        for label, st in stats.items():
+            results[label]["latency_ms"][str(b)] = st.to_dict()
+
+    mem_batch = cfg.spec.batch_sizes[0]
+    for label, path in candidates.items():
+        results[label].update(peak_memory_mb(Path(path), cfg.runtime, batch=mem_batch, repeats=cfg.memory_repeats))
+    return results
+
+
+def _timed(fns, cfg: BenchConfig):
+    import torch
+
+    from toolchain.bench.latency import interleaved
+
+    # torch eager gets the same thread budget as the ORT sessions, so speedups compare like with like.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(cfg.runtime.intra_op_threads, 1))
+    try:
+        s = cfg.spec
+        return interleaved(fns, warmup=s.warmup_runs, runs=s.runs, rounds=s.rounds, max_seconds=s.max_seconds)
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,88 @@
+"""Convert an ONNX model into the artifact a target runs: optimized .onnx, or fixed-shape .ort.
+
+- `.onnx` targets get ORT's *offline* optimization at the profile's offline level. We stop at
+  "extended" by default: level "all" adds layout transforms (NCHWc) tuned to the build
+  machine's vector width, which the runtime should redo on the serving CPU instead.
+- `.ort` targets get fixed input shapes, then ORT's converter with `--target_platform`, which
+  matters: an `.ort` converted for amd64 contains x86-only ops and fails on ARM. The converter
+  also writes the required-operators config used to build a reduced ORT for the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from toolchain.config.base import Strict
+
+_ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+class ConvertConfig(Strict):
+    platform: Literal["amd64", "arm"]
+    format: Literal["onnx", "ort"]
+    shapes: Literal["dynamic-batch", "fixed"]
+    fixed_batch: int = 1
+    offline_optimization_level: Literal["disable", "basic", "extended", "all"] = "extended"
+
+
+def fix_batch(proto, batch: int):
+    """Return a copy of `proto` whose symbolic batch dimension is `batch` everywhere."""
+    import onnx
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
+
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    for inp in proto.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            shape = [batch] + [d.dim_value for d in dims[1:]]
+            make_input_shape_fixed(proto.graph, inp.name, shape)
+    fix_output_shapes(proto)
+    return proto
+
+
+def optimize_offline(src: Path, dest: Path, level: str) -> None:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_LEVELS[level])
+    opts.optimized_model_filepath = str(dest)
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+
+
+def to_ort(src: Path, out_dir: Path, platform: str) -> tuple[Path, Path]:
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with contextlib.redirect_stdout(sys.stderr):
+        convert_onnx_models_to_ort(src, out_dir, [OptimizationStyle.Fixed], target_platform=platform)
+    ort_file = out_dir / (src.stem + ".ort")
+    config = out_dir / (src.stem + ".required_operators.config")
+    return ort_file, config
+
+
+def convert(src: Path, cfg: ConvertConfig, out_dir: Path) -> dict[str, Any]:
+    """Write the target artifact for `src` into `out_dir`; returns the produced file names."""
+    import onnx
+
+    proto = onnx.load(str(src))
+    if cfg.shapes == "fixed":
+        proto = fix_batch(proto, cfg.fixed_batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "model.onnx"
+        onnx.save(proto, str(staged))
+        if cfg.format == "onnx":
+            optimize_offline(staged, out_dir / "model.onnx", cfg.offline_optimization_level)
+            return {"artifact": "model.onnx", "extra_files": {}}
+        ort_dir = Path(tmp) / "ort"
+        ort_dir.mkdir()
+        ort_file, config = to_ort(staged, ort_dir, cfg.platform)
+        shutil.copyfile(ort_file, out_dir / "model.ort")
+        # The converter's config starts with comments naming temp paths; keep only the operator
+        # lines so the file is reproducible and says nothing about the build machine.
+        ops = [line for line in config.read_text().splitlines() if line and not line.startswith("#")]
+        (out_dir / "required_operators.config").write_text("\n".join(ops) + "\n")
+        return {"artifact": "model.ort", "extra_files": {"required_operators.config": "required_operators.config"}}

@@ -1,0 +1,125 @@
+"""Quantize: ONNX Runtime post-training quantization as the target profile says.
+
+Static schemes (QDQ / QOperator) are calibrated on training samples after ORT's quantization
+pre-processing (symbolic shape inference + graph cleanup), which ORT requires for reliable
+per-channel quantization. `quantize_static` overwrites the model's producer fields, so the
+provenance stamp (producer, version, target, recipe hash) is applied afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from toolchain.config.base import Strict
+from toolchain.config.target import QuantizeScheme
+
+
+class QuantizeConfig(Strict):
+    scheme: QuantizeScheme = QuantizeScheme()
+    calibration_samples: int = Field(256, ge=1)
+    calibration_batch: int = Field(32, ge=1, description="samples per calibration batch (dynamic-batch models)")
+    seed: int = 0
+
+
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+def calibration_subset(x: np.ndarray, cfg: QuantizeConfig) -> np.ndarray:
+    """A seeded random subset, so calibration does not depend on the dataset's order."""
+    rng = np.random.default_rng(cfg.seed)
+    n = min(cfg.calibration_samples, len(x))
+    return x[np.sort(rng.choice(len(x), size=n, replace=False))]
+
+
+def _reader(input_name: str, x: np.ndarray, batch: int):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Batches(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter([{input_name: x[i : i + batch]} for i in range(0, len(x), batch)])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    return _Batches()
+
+
+def _fixed_batch(model_path: Path) -> int | None:
+    import onnx
+
+    dim0 = onnx.load(str(model_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return dim0.dim_value if dim0.HasField("dim_value") else None
+
+
+def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
+    """Write a quantized copy of `src` to `dest`; `src` is never modified."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    scheme = cfg.scheme
+    qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+        pre = Path(tmp) / "pre.onnx"
+        raw = Path(tmp) / "quant.onnx"
+        if scheme.format == "none":
+            shutil.copyfile(src, raw)
+        else:
+            quant_pre_process(str(src), str(pre))
+        if scheme.format == "dynamic":
+            quantize_dynamic(
+                str(pre), str(raw), weight_type=qtype[scheme.weight_type],
+                per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
+            )
+        elif scheme.format in ("qdq", "qoperator"):
+            calib = calibration_subset(calib_x, cfg)
+            batch = _fixed_batch(pre) or cfg.calibration_batch
+            quantize_static(
+                str(pre),
+                str(raw),
+                _reader(input_name, calib, batch),
+                quant_format=QuantFormat.QDQ if scheme.format == "qdq" else QuantFormat.QOperator,
+                per_channel=scheme.per_channel,
+                reduce_range=scheme.reduce_range,
+                activation_type=qtype[scheme.activation_type],
+                weight_type=qtype[scheme.weight_type],
+                calibrate_method=getattr(CalibrationMethod, _METHODS[scheme.calibration_method]),
+            )
+        stamp_metadata(raw, dest, stamp)
+    return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x)))}
+
+
+def stamp_metadata(src: Path, dest: Path, props: dict[str, str]) -> Path:
+    """Copy `src` to `dest` with edgeopt provenance in the producer fields and metadata_props."""
+    import onnx
+
+    from toolchain import __version__
+    from toolchain.fsio import atomic_path
+
+    proto = onnx.load(str(src))
+    proto.producer_name = "edgeopt"
+    proto.producer_version = __version__
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in sorted(props.items()):
+        if key in existing:
+            existing[key].value = str(value)
+        else:
+            proto.metadata_props.add(key=key, value=str(value))
+    with atomic_path(dest) as tmp:
+        onnx.save(proto, str(tmp))
+    return dest

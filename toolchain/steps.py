@@ -1,0 +1,144 @@
+"""Cached steps: each wraps one stage function in the stage cache.
+
+A step names exactly what its output depends on (the stage config, the sha256 of its input
+files, the dataset fingerprint), so the cache key changes when, and only when, one of them does.
+Every entry's record carries `file` and `sha256` of its main output, which downstream steps use
+as their input hashes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toolchain.cache import Entry, StageCache
+from toolchain.config.recipe import Recipe
+from toolchain.config.target import TargetProfile
+from toolchain.data import Dataset, load_dataset
+from toolchain.fsio import sha256_file
+from toolchain.hostinfo import host_info
+from toolchain.stages.benchmark import BenchConfig
+from toolchain.stages.convert import ConvertConfig
+from toolchain.stages.quantize import QuantizeConfig
+
+
+def _dump(cfg) -> Any:
+    return cfg.model_dump(mode="json")
+
+
+def artifact_path(entry: Entry) -> Path:
+    return entry.path(entry.record["file"])
+
+
+def package_path(entry: Entry) -> Path:
+    return entry.path(entry.record["file"])
+
+
+def dataset(recipe: Recipe) -> Dataset:
+    return load_dataset(recipe.data)
+
+
+def load_model(recipe: Recipe, entry: Entry):
+    from toolchain.torch_io import load_into
+    from toolchain.zoo import build_model
+
+    return load_into(build_model(recipe.model), artifact_path(entry))
+
+
+def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
+    def produce(out: Path) -> dict:
+        from toolchain.stages.train import train as train_stage
+        from toolchain.torch_io import save_state_dict
+        from toolchain.zoo import build_model
+
+        model, metrics = train_stage(build_model(recipe.model), data, recipe.train)
+        save_state_dict(model, out / "model.pt")
+        return {"file": "model.pt", "sha256": sha256_file(out / "model.pt"), **metrics}
+
+    config = {"model": _dump(recipe.model), "train": _dump(recipe.train)}
+    return cache.run("train", config, {"data": data.fingerprint()}, produce)
+
+
+def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> Entry:
+    def produce(out: Path) -> dict:
+        from toolchain.stages.prune import prune as prune_stage
+        from toolchain.torch_io import save_state_dict
+
+        model, metrics = prune_stage(load_model(recipe, trained), data, recipe.prune, recipe.train)
+        save_state_dict(model, out / "model.pt")
+        return {"file": "model.pt", "sha256": sha256_file(out / "model.pt"), **metrics}
+
+    config = {"prune": _dump(recipe.prune), "train": _dump(recipe.train)}
+    return cache.run("prune", config, {"model": trained.record["sha256"], "data": data.fingerprint()}, produce)
+
+
+def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry, label: str) -> Entry:
+    def produce(out: Path) -> dict:
+        from toolchain.stages.export import check_parity, export_onnx
+
+        model = load_model(recipe, model_entry)
+        dest = out / "model.onnx"
+        facts = export_onnx(model, data.x_test, recipe.export, dest, dynamic_batch=True)
+        parity = check_parity(dest, model, data.x_test, recipe.export)
+        return {"file": "model.onnx", "sha256": sha256_file(dest), **facts, "parity": parity}
+
+    config = {"export": _dump(recipe.export), "model": _dump(recipe.model)}
+    return cache.run("export", config, {"model": model_entry.record["sha256"], "data": data.fingerprint()}, produce, label)
+
+
+def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, stamp: dict, label: str) -> Entry:
+    def produce(out: Path) -> dict:
+        from toolchain.stages.quantize import quantize as quantize_stage
+
+        dest = out / "model.onnx"
+        facts = quantize_stage(artifact_path(src), data.x_train, cfg, dest, stamp)
+        return {"file": "model.onnx", "sha256": sha256_file(dest), **facts}
+
+    config = {"quantize": _dump(cfg), "stamp": stamp}
+    return cache.run("quantize", config, {"model": src.record["sha256"], "data": data.fingerprint()}, produce, label)
+
+
+def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, label: str) -> Entry:
+    def produce(out: Path) -> dict:
+        from toolchain.stages.convert import convert as convert_stage
+
+        facts = convert_stage(artifact_path(src), cfg, out)
+        return {"file": facts["artifact"], "sha256": sha256_file(out / facts["artifact"]), **facts}
+
+    return cache.run("convert", _dump(cfg), {"model": src.record["sha256"]}, produce, label)
+
+
+def benchmark(cache: StageCache, cfg: BenchConfig, data: Dataset, recipe: Recipe, torch_entry: Entry,
+              candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:
+    """Measurements are not deterministic, so strictly they are not cacheable. We still cache
+    them keyed by the exact artifact bytes *and the host*, so an unchanged rerun on the same
+    machine is fast; `--rebench` forces fresh numbers."""
+    import time
+
+    def produce(out: Path) -> dict:
+        from toolchain.stages.benchmark import benchmark as bench_stage
+
+        model = load_model(recipe, torch_entry)
+        paths = {k: artifact_path(e) for k, e in candidates.items()}
+        results = bench_stage(paths, data.x_test, data.y_test, cfg, torch_model=model)
+        return {"results": results, "host": host_info()}
+
+    inputs = {k: e.record["sha256"] for k, e in candidates.items()}
+    inputs.update(torch=torch_entry.record["sha256"], data=data.fingerprint())
+    config = {"bench": _dump(cfg), "host": host_info(), "nonce": time.time_ns() if rebench else None}
+    return cache.run("benchmark", config, inputs, produce, label)
+
+
+def package(cache: StageCache, recipe: Recipe, profile: TargetProfile, data: Dataset, artifact: Entry,
+            metrics: dict, verdicts: dict, label: str) -> Entry:
+    def produce(out: Path) -> dict:
+        from toolchain.package_inputs import package_spec
+        from toolchain.package import build_package
+
+        spec = package_spec(recipe, profile, data, artifact, metrics, verdicts)
+        dest = out / f"{recipe.name}-{profile.name}.zip"
+        build_package(spec, dest)
+        return {"file": dest.name, "sha256": sha256_file(dest)}
+
+    config = {"recipe": recipe.content_hash(), "profile": _dump(profile), "metrics": metrics, "verdicts": verdicts}
+    return cache.run("package", config, {"artifact": artifact.record["sha256"], "data": data.fingerprint()}, produce, label)

@@ -1,0 +1,56 @@
+"""Saving and loading PyTorch weights without ever executing a pickle.
+
+`torch.load(..., weights_only=True)` refuses pickled code objects; we also refuse anything
+that is not a flat mapping of tensors, so a crafted file cannot smuggle objects in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolchain.errors import ModelLoadError
+from toolchain.fsio import atomic_path
+
+
+def save_state_dict(model, dest: Path) -> Path:
+    import torch
+
+    with atomic_path(dest) as tmp:
+        torch.save({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    return dest
+
+
+def load_state_dict(path: Path) -> dict:
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"weights file not found: {path}", "check the path")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelLoadError(
+            f"{path.name} holds pickled objects that are not plain tensors; refusing to run them",
+            "save weights with torch.save(model.state_dict(), path)",
+        ) from None
+    except Exception as err:
+        raise ModelLoadError(f"{path.name} is not a readable PyTorch weights file ({type(err).__name__})",
+                             "save weights with torch.save(model.state_dict(), path)") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{path.name} is not a state dict of tensors", "save model.state_dict(), not the model object")
+    return state
+
+
+def load_into(model, path: Path):
+    """Return a copy of `model` holding the weights in `path`; `model` is unchanged."""
+    import copy
+
+    fresh = copy.deepcopy(model)
+    try:
+        fresh.load_state_dict(load_state_dict(path))
+    except RuntimeError as err:
+        raise ModelLoadError(f"weights in {Path(path).name} do not fit the model ({str(err).splitlines()[0]})",
+                             "use weights saved from the same architecture") from None
+    return fresh.eval()
