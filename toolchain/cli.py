@@ -51,8 +51,9 @@ def cli() -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
 @_targets_dir
 @click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked on this host.")
+@click.option("--sign-key", type=click.Path(path_type=Path), default=None, help="Ed25519 private key: sign each package.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of tables.")
-def run(recipe, targets, out_dir, targets_dir, rebench, as_json):
+def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json):
     """Train, prune, export, quantize, convert, benchmark, gate and package.
 
     With no RECIPE, runs the embedded default: a small CNN on scikit-learn's digits, for the
@@ -64,7 +65,7 @@ def run(recipe, targets, out_dir, targets_dir, rebench, as_json):
 
     rec = load_recipe(recipe)
     opts = RunOptions(out_dir=out_dir or Path("runs") / rec.name, targets=tuple(targets),
-                      targets_dir=targets_dir, rebench=rebench)
+                      targets_dir=targets_dir, rebench=rebench, sign_key=sign_key)
     with _quiet_stdout(as_json):
         result = run_pipeline(rec, opts)
     if as_json:
@@ -122,6 +123,16 @@ def bench(artifact, target, targets_dir, as_json):
         _emit_json(doc)
     else:
         click.echo(render_bench(doc))
+
+
+def _register() -> None:
+    from toolchain.cli_package import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,8 +84,14 @@ def load_digits(cfg: DataConfig) -> Dataset:
     )
 
 
+from toolchain import datasets_extra as _extra  # noqa: E402  (numpy only; imports this module lazily)
+
 DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
     "digits": load_digits,
+    "shapes": _extra.load_shapes,
+    "breast_cancer": _extra.load_breast_cancer,
+    "wine": _extra.load_wine,
+    "sequences": _extra.load_sequences,
 }
 
 

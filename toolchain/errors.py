@@ -2,15 +2,18 @@
 
 Exit codes (documented in README.md):
   0  every budget met
-  1  a budget failed (the artifacts and report are still written)
+  1  a budget failed (the artifacts and report are still written), or the check that a
+     `verify` / `verify-arm` command performs failed
   2  bad input or usage: missing/corrupt file, unknown key, wrong type, unknown target or model
-  3  a verification failed: exported model disagrees with PyTorch, package hash/signature mismatch
+  3  a pipeline-internal verification failed: the exported model disagrees with PyTorch, or a
+     package being signed was already tampered with
 """
 
 from __future__ import annotations
 
 EXIT_OK = 0
 EXIT_BUDGET_FAILED = 1
+EXIT_VERIFICATION_FAILED_CMD = 1  # `edgeopt verify` / `verify-arm`: the check itself failed
 EXIT_BAD_INPUT = 2
 EXIT_VERIFICATION_FAILED = 3
 

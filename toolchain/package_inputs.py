@@ -1,7 +1,9 @@
-"""Gather what a package describes (I/O signature, golden samples, provenance) from a run."""
+"""Gather what a package describes (I/O signature, golden samples, provenance) for an artifact,
+either from a pipeline run (held-out samples, measured metrics) or for a bare file."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,33 +26,48 @@ def _signature(values) -> list[dict[str, Any]]:
     ]
 
 
-def package_spec(recipe: Recipe, profile: TargetProfile, data: Dataset, artifact: Entry,
-                 metrics: dict, verdicts: dict):
-    from toolchain.bench.session import fixed_batch, load_session
+def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_hash: str, labels: list[str],
+                      preprocessing: dict, metrics: dict, verdicts: dict, samples: np.ndarray | None,
+                      extra_files: dict[str, Path] | None = None):
+    """`samples=None` draws seeded random golden inputs shaped like the model's first input."""
+    from toolchain.bench.session import fixed_batch, input_spec, load_session
     from toolchain.package import PackageSpec
 
-    path = artifact.path(artifact.record["file"])
     sess = load_session(path, profile.runtime)
     n = fixed_batch(sess) or GOLDEN_SAMPLES
-    golden = np.ascontiguousarray(data.x_test[:n])
-    name = sess.get_inputs()[0].name
-    outputs = sess.run(None, {name: golden})
-    extra = {k: artifact.path(v) for k, v in artifact.record.get("extra_files", {}).items()}
+    input_name, shape, dtype = input_spec(sess)[0]
+    if samples is None:
+        dims = [n if d is None else d for d in shape]
+        dims[0] = n
+        samples = np.random.default_rng(0).random(dims).astype(dtype)
+    golden = np.ascontiguousarray(samples[:n])
+    outputs = sess.run(None, {input_name: golden})
     return PackageSpec(
-        name=recipe.name,
+        name=name,
         target=profile.name,
-        artifact=path,
-        artifact_format=profile.artifact.format,
+        artifact=Path(path),
+        artifact_format=Path(path).suffix.lstrip("."),
         inputs=_signature(sess.get_inputs()),
         outputs=_signature(sess.get_outputs()),
-        preprocessing=dict(data.preprocessing),
-        labels=list(data.labels),
-        metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
+        preprocessing=dict(preprocessing),
+        labels=list(labels),
+        metrics=metrics,
         budgets=verdicts,
         target_profile=profile.model_dump(mode="json"),
         versions=library_versions(),
-        recipe_hash=recipe.content_hash(),
-        golden_inputs={name: golden},
+        recipe_hash=recipe_hash,
+        golden_inputs={input_name: golden},
         golden_outputs=list(outputs),
-        extra_files=extra,
+        extra_files=extra_files or {},
+    )
+
+
+def package_spec(recipe: Recipe, profile: TargetProfile, data: Dataset, artifact: Entry,
+                 metrics: dict, verdicts: dict):
+    path = artifact.path(artifact.record["file"])
+    extra = {k: artifact.path(v) for k, v in artifact.record.get("extra_files", {}).items()}
+    return spec_for_artifact(
+        path, profile, name=recipe.name, recipe_hash=recipe.content_hash(), labels=list(data.labels),
+        preprocessing=data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
+        verdicts=verdicts, samples=data.x_test, extra_files=extra,
     )

@@ -30,6 +30,7 @@ class RunOptions:
     targets: tuple[str, ...] = ()  # empty: the recipe's targets
     targets_dir: Path | None = None
     rebench: bool = False  # re-measure even when a benchmark for these exact artifacts is cached
+    sign_key: Path | None = None  # Ed25519 private key: published packages are signed with it
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,21 @@ def resolve_targets(recipe: Recipe, opts: RunOptions) -> dict[str, TargetProfile
     return profiles
 
 
+def _preflight(recipe: Recipe) -> None:
+    """Resolve the model and dataset names now, so a typo costs no training and leaves no files."""
+    from toolchain.data import DATASETS
+    from toolchain.zoo import resolve_factory
+
+    resolve_factory(recipe.model.name)
+    if recipe.data.name not in DATASETS:
+        raise ConfigError(f"unknown dataset '{recipe.data.name}'", f"known: {', '.join(sorted(DATASETS))}")
+
+
 def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
     from toolchain import steps
 
-    profiles = resolve_targets(recipe, opts)  # bad target names fail before any work
+    profiles = resolve_targets(recipe, opts)  # bad names fail before any work or any output
+    _preflight(recipe)
     cache = StageCache(Path(opts.out_dir) / "cache")
     data = steps.dataset(recipe)
     trained = steps.train(cache, recipe, data)
@@ -94,15 +106,18 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
 def _build_target(cache: StageCache, recipe: Recipe, profile: TargetProfile, data, trained: Entry,
                   fp32_onnx: Entry, pruned_onnx: Entry, opts: RunOptions) -> TargetResult:
     from toolchain import steps
+    from toolchain.package import metadata_props_for
 
     name = profile.name
     scheme = profile.quantize.model_copy(update=recipe.quantize.scheme_overrides())
     qcfg = QuantizeConfig(scheme=scheme, calibration_samples=recipe.quantize.calibration_samples, seed=recipe.train.seed)
-    stamp = {"edgeopt.target": name, "edgeopt.recipe": recipe.name, "edgeopt.recipe_hash": recipe.content_hash()}
+    stamp = metadata_props_for(recipe.name, name, recipe.content_hash(), list(data.labels), data.preprocessing)
     quantized = steps.quantize(cache, qcfg, data, pruned_onnx, stamp, label=f"quantize[{name}]")
     ccfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
-    fp32_art = steps.convert(cache, ccfg, fp32_onnx, label=f"convert[{name}/fp32]")
-    int8_art = steps.convert(cache, ccfg, quantized, label=f"convert[{name}/int8]")
+    # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
+    # the trained model (e.g. calibration) leave its conversion cached.
+    fp32_art = steps.convert(cache, ccfg, fp32_onnx, {}, label=f"convert[{name}/fp32]")
+    int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
     bcfg = BenchConfig(runtime=profile.runtime, spec=profile.benchmark)
     bench = steps.benchmark(cache, bcfg, data, recipe, trained, {"fp32": fp32_art, "int8": int8_art},
                             rebench=opts.rebench, label=f"benchmark[{name}]")
@@ -116,6 +131,10 @@ def _build_target(cache: StageCache, recipe: Recipe, profile: TargetProfile, dat
     fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{recipe.name}.fp32.{profile.artifact.format}")
     package = steps.package(cache, recipe, profile, data, int8_art, metrics, verdicts, label=f"package[{name}]")
     package_copy = copy_atomic(steps.package_path(package), target_dir / f"{recipe.name}-{name}.zip")
+    if opts.sign_key is not None:
+        from toolchain.package import sign_package
+
+        sign_package(package_copy, opts.sign_key)
     result = TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts)
     return result
 

@@ -42,7 +42,7 @@ def load_model(recipe: Recipe, entry: Entry):
     from toolchain.torch_io import load_into
     from toolchain.zoo import build_model
 
-    return load_into(build_model(recipe.model), artifact_path(entry))
+    return load_into(build_model(recipe.model, recipe.train.seed), artifact_path(entry))
 
 
 def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
@@ -51,7 +51,7 @@ def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
         from toolchain.torch_io import save_state_dict
         from toolchain.zoo import build_model
 
-        model, metrics = train_stage(build_model(recipe.model), data, recipe.train)
+        model, metrics = train_stage(build_model(recipe.model, recipe.train.seed), data, recipe.train)
         save_state_dict(model, out / "model.pt")
         return {"file": "model.pt", "sha256": sha256_file(out / "model.pt"), **metrics}
 
@@ -98,14 +98,14 @@ def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, 
     return cache.run("quantize", config, {"model": src.record["sha256"], "data": data.fingerprint()}, produce, label)
 
 
-def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, label: str) -> Entry:
+def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, stamp: dict, label: str) -> Entry:
     def produce(out: Path) -> dict:
         from toolchain.stages.convert import convert as convert_stage
 
-        facts = convert_stage(artifact_path(src), cfg, out)
+        facts = convert_stage(artifact_path(src), cfg, out, stamp)
         return {"file": facts["artifact"], "sha256": sha256_file(out / facts["artifact"]), **facts}
 
-    return cache.run("convert", _dump(cfg), {"model": src.record["sha256"]}, produce, label)
+    return cache.run("convert", {"convert": _dump(cfg), "stamp": stamp}, {"model": src.record["sha256"]}, produce, label)
 
 
 def benchmark(cache: StageCache, cfg: BenchConfig, data: Dataset, recipe: Recipe, torch_entry: Entry,

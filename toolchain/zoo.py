@@ -54,12 +54,16 @@ def resolve_factory(ref: str) -> Callable[..., Any]:
     return _load_zoo_module(ref).build
 
 
-def build_model(cfg: ModelConfig) -> Any:
+def build_model(cfg: ModelConfig, seed: int = 0) -> Any:
+    """Build the model with initial weights drawn from `seed`: the same config and seed give the
+    same weights, which makes training reproducible end to end. Global RNG state is restored."""
     import torch
 
     factory = resolve_factory(cfg.name)
     try:
-        model = factory(**cfg.kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = factory(**cfg.kwargs)
     except TypeError as err:
         raise BadInput(f"model factory '{cfg.name}' rejected its kwargs ({err})", "fix [model.kwargs]") from None
     if not isinstance(model, torch.nn.Module):

@@ -64,9 +64,15 @@ def to_ort(src: Path, out_dir: Path, platform: str) -> tuple[Path, Path]:
     return ort_file, config
 
 
-def convert(src: Path, cfg: ConvertConfig, out_dir: Path) -> dict[str, Any]:
-    """Write the target artifact for `src` into `out_dir`; returns the produced file names."""
+def convert(src: Path, cfg: ConvertConfig, out_dir: Path, stamp: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write the target artifact for `src` into `out_dir`; returns the produced file names.
+
+    `stamp` (metadata_props) is re-applied to .onnx outputs: ORT's offline optimizer does not
+    promise to keep metadata, and the packaged bytes must equal the benchmarked bytes.
+    """
     import onnx
+
+    from toolchain.package.metadata import stamp_onnx_metadata
 
     proto = onnx.load(str(src))
     if cfg.shapes == "fixed":
@@ -75,7 +81,9 @@ def convert(src: Path, cfg: ConvertConfig, out_dir: Path) -> dict[str, Any]:
         staged = Path(tmp) / "model.onnx"
         onnx.save(proto, str(staged))
         if cfg.format == "onnx":
-            optimize_offline(staged, out_dir / "model.onnx", cfg.offline_optimization_level)
+            optimized = Path(tmp) / "optimized.onnx"
+            optimize_offline(staged, optimized, cfg.offline_optimization_level)
+            stamp_onnx_metadata(optimized, out_dir / "model.onnx", stamp or {})
             return {"artifact": "model.onnx", "extra_files": {}}
         ort_dir = Path(tmp) / "ort"
         ort_dir.mkdir()

@@ -71,6 +71,8 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from toolchain.package.metadata import stamp_onnx_metadata
+
     scheme = cfg.scheme
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
@@ -100,26 +102,5 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
                 weight_type=qtype[scheme.weight_type],
                 calibrate_method=getattr(CalibrationMethod, _METHODS[scheme.calibration_method]),
             )
-        stamp_metadata(raw, dest, stamp)
+        stamp_onnx_metadata(raw, dest, stamp)
     return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x)))}
-
-
-def stamp_metadata(src: Path, dest: Path, props: dict[str, str]) -> Path:
-    """Copy `src` to `dest` with edgeopt provenance in the producer fields and metadata_props."""
-    import onnx
-
-    from toolchain import __version__
-    from toolchain.fsio import atomic_path
-
-    proto = onnx.load(str(src))
-    proto.producer_name = "edgeopt"
-    proto.producer_version = __version__
-    existing = {p.key: p for p in proto.metadata_props}
-    for key, value in sorted(props.items()):
-        if key in existing:
-            existing[key].value = str(value)
-        else:
-            proto.metadata_props.add(key=key, value=str(value))
-    with atomic_path(dest) as tmp:
-        onnx.save(proto, str(tmp))
-    return dest

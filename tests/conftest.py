@@ -1,0 +1,49 @@
+"""Shared fixtures: a fast target-profile directory and a reduced recipe for end-to-end runs."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from toolchain.config.base import to_toml
+from toolchain.resources import bundled_dir
+
+REDUCED_RECIPE = """
+schema_version = 1
+name = "digits-fast"
+targets = ["cpu-server", "arm-mobile"]
+
+[train]
+epochs = 6
+
+[prune]
+amount = 0.3
+finetune_epochs = 1
+
+[quantize]
+calibration_samples = 128
+"""
+
+
+def _fast_profile(src: Path) -> str:
+    """A bundled profile with a short benchmark: same runtime/quantize/artifact choices."""
+    data = tomllib.loads(src.read_text())
+    data["benchmark"].update(warmup_runs=2, runs=20, rounds=2, max_seconds=2.0)
+    return to_toml(data)
+
+
+@pytest.fixture(scope="session")
+def fast_targets_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("targets")
+    for name in ("cpu-server", "arm-mobile"):
+        (d / f"{name}.toml").write_text(_fast_profile(bundled_dir("targets") / f"{name}.toml"))
+    return d
+
+
+@pytest.fixture(scope="session")
+def reduced_recipe(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("recipes") / "fast.toml"
+    path.write_text(REDUCED_RECIPE)
+    return path

@@ -1,0 +1,98 @@
+"""Recipes, target profiles and budgets: schema_version, unknown keys, round-trips."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from toolchain.config.base import to_toml, validate
+from toolchain.config.budgets import Budgets
+from toolchain.config.recipe import Recipe, load_recipe
+from toolchain.config.target import TargetProfile, available_targets, load_target, load_target_file
+from toolchain.errors import BadInput, ConfigError
+
+
+def test_default_recipe_round_trips_through_toml(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(Recipe().to_toml())
+    assert load_recipe(path) == Recipe()
+    assert load_recipe(path).content_hash() == Recipe().content_hash()
+
+
+def test_recipe_hash_changes_with_any_knob():
+    assert Recipe().content_hash() != Recipe(train={"epochs": 3}).content_hash()
+
+
+@pytest.mark.parametrize(
+    "toml, expected",
+    [
+        ("schema_version = 1\n[train]\nepochz = 3\n", "unknown key 'train.epochz'; known keys here: batch_size, epochs"),
+        ("schema_version = 1\n[train]\nepochs = 'ten'\n", "bad value for 'train.epochs'"),
+        ("schema_version = 1\nmodle = 'x'\n", "unknown key 'modle'"),
+        ("schema_version = 1\n[prune]\namount = 1.5\n", "'prune.amount' (1.5): Input should be less than 1"),
+        ("schema_version = 2\n", "bad value for 'schema_version'"),
+        ("name = 'x'\n", "missing 'schema_version'"),
+        ("schema_version = 1\n[budgets.all]\nmax_bytez = 1\n", "known keys here: max_accuracy_drop, max_bytes"),
+        ("schema_version = 1\n[train\n", "malformed TOML"),
+    ],
+)
+def test_bad_recipe_gives_one_line_naming_key(tmp_path, toml, expected):
+    path = tmp_path / "r.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as exc:
+        load_recipe(path)
+    message = str(exc.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(ConfigError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.toml")
+
+
+def test_bundled_targets_load_and_round_trip():
+    names = available_targets()
+    assert {"cpu-server", "arm-mobile"} <= set(names)
+    for name in names:
+        profile = load_target(name)
+        again = validate(TargetProfile, tomllib.loads(to_toml(profile.model_dump(mode="json"))), name)
+        assert again == profile
+    assert load_target("arm-mobile").platform == "arm"
+    assert load_target("arm-mobile").artifact.format == "ort"
+    assert load_target("cpu-server").platform == "amd64"
+
+
+def test_unknown_target_lists_known():
+    with pytest.raises(BadInput, match="unknown target 'arm'; known: .*arm-mobile.*cpu-server"):
+        load_target("arm")
+
+
+def test_user_targets_dir_adds_and_validates(tmp_path):
+    good = load_target("cpu-server").model_dump(mode="json") | {"name": "my-box"}
+    (tmp_path / "my-box.toml").write_text(to_toml(good))
+    assert load_target("my-box", tmp_path).name == "my-box"
+    bad = dict(good, name="other")
+    (tmp_path / "other-file.toml").write_text(to_toml(bad))
+    with pytest.raises(BadInput, match="rename the file"):
+        load_target_file(tmp_path / "other-file.toml")
+    (tmp_path / "typo.toml").write_text(to_toml(dict(good, name="typo", plattform="arm")))
+    with pytest.raises(ConfigError, match="unknown key 'plattform'; known keys here: .*platform"):
+        load_target("typo", tmp_path)
+
+
+def test_ort_format_requires_fixed_shapes(tmp_path):
+    data = load_target("arm-mobile").model_dump(mode="json")
+    data["artifact"]["shapes"] = "dynamic-batch"
+    with pytest.raises(ConfigError, match="requires artifact.shapes = 'fixed'"):
+        validate(TargetProfile, data, "x.toml")
+
+
+def test_budgets_merge_target_then_all_then_specific():
+    recipe = Recipe(budgets={"all": {"max_p90_ms": 5.0}, "cpu-server": {"max_p90_ms": 2.0, "max_bytes": 10}})
+    profile_budgets = Budgets(max_size_ratio=0.3, max_p90_ms=9.0)
+    cpu = recipe.budgets_for("cpu-server", profile_budgets)
+    arm = recipe.budgets_for("arm-mobile", profile_budgets)
+    assert (cpu.max_p90_ms, cpu.max_bytes, cpu.max_size_ratio) == (2.0, 10, 0.3)
+    assert (arm.max_p90_ms, arm.max_bytes, arm.max_size_ratio) == (5.0, None, 0.3)

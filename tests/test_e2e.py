@@ -1,0 +1,106 @@
+"""A reduced `edgeopt run` end to end: the JSON contract, budgets, packages, and the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from toolchain.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _run_json(args, capsys) -> tuple[int, dict]:
+    code = main(args + ["--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)  # stdout must hold the JSON document and nothing else
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, reduced_recipe, fast_targets_dir):
+    out = tmp_path_factory.mktemp("run")
+    args = ["run", str(reduced_recipe), "--out", str(out), "--targets-dir", str(fast_targets_dir)]
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(args + ["--json"])
+    return out, args, code, json.loads(buf.getvalue())
+
+
+def test_run_json_contract(first_run):
+    out, _, code, doc = first_run
+    assert code == 0 and doc["passed"] is True
+    assert set(doc["targets"]) == {"cpu-server", "arm-mobile"}
+    for name, t in doc["targets"].items():
+        for key in ("artifact", "fp32_artifact", "package"):
+            assert Path(t[key]).is_absolute() and Path(t[key]).is_file()
+        assert set(t["latency_ms"]) == {"p50", "p90", "p99"}
+        assert 0 < t["latency_ms"]["p50"] <= t["latency_ms"]["p90"] <= t["latency_ms"]["p99"]
+        assert t["bytes"] == Path(t["artifact"]).stat().st_size
+        assert t["fp32_bytes"] == Path(t["fp32_artifact"]).stat().st_size
+        assert t["bytes"] / t["fp32_bytes"] <= 0.30
+        assert t["accuracy_drop"] == pytest.approx(t["fp32_accuracy"] - t["accuracy"])
+        assert t["accuracy_drop"] <= 0.01 and t["accuracy"] >= 0.93
+        assert t["peak_memory_mb"] > 0
+        for budget in t["budgets"].values():
+            assert set(budget) >= {"limit", "value", "pass"}
+            assert budget["pass"] == (budget["value"] <= budget["limit"])
+    assert doc["targets"]["arm-mobile"]["artifact"].endswith(".ort")
+    assert json.loads((out / "report.json").read_text())["targets"].keys() == doc["targets"].keys()
+
+
+def test_arm_ort_loads_with_fixed_batch(first_run):
+    doc = first_run[3]
+    sess = ort.InferenceSession(doc["targets"]["arm-mobile"]["artifact"])
+    assert sess.get_inputs()[0].shape == [1, 1, 8, 8]
+
+
+def test_every_manifest_hash_matches_its_file(first_run):
+    for t in first_run[3]["targets"].values():
+        with zipfile.ZipFile(t["package"]) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+            names = set(zf.namelist()) - {"manifest.json", "manifest.sig"}
+            assert set(manifest["files"]) == names
+            for name, entry in manifest["files"].items():
+                assert hashlib.sha256(zf.read(name)).hexdigest() == entry["sha256"]
+            model_name = "model.ort" if t["artifact"].endswith(".ort") else "model.onnx"
+            assert zf.read(model_name) == Path(t["artifact"]).read_bytes()
+
+
+def test_identical_rerun_hits_every_stage(first_run, capsys):
+    out, args, _, first = first_run
+    code, doc = _run_json(args, capsys)
+    assert code == 0
+    assert {s["status"] for s in doc["stages"]} == {"hit"}
+    assert doc["targets"]["cpu-server"]["latency_ms"] == first["targets"]["cpu-server"]["latency_ms"]
+
+
+def test_changed_knob_reruns_only_downstream(first_run, tmp_path, capsys):
+    out, args, _, _ = first_run
+    recipe = Path(args[1]).read_text().replace("calibration_samples = 128", "calibration_samples = 64")
+    changed = tmp_path / "changed.toml"
+    changed.write_text(recipe)
+    code, doc = _run_json(["run", str(changed)] + args[2:], capsys)
+    status = {s["stage"]: s["status"] for s in doc["stages"]}
+    for upstream in ("train", "prune", "export[fp32]", "export[pruned]", "convert[cpu-server/fp32]"):
+        assert status[upstream] == "hit", upstream
+    for downstream in ("quantize[cpu-server]", "convert[cpu-server/int8]", "benchmark[cpu-server]", "package[cpu-server]"):
+        assert status[downstream] == "run", downstream
+
+
+def test_tight_budget_fails_with_exit_1_and_still_writes(first_run, tmp_path, capsys):
+    out, args, _, _ = first_run
+    tight = tmp_path / "tight.toml"
+    tight.write_text(Path(args[1]).read_text() + "\n[budgets.cpu-server]\nmax_bytes = 1000\n")
+    code, doc = _run_json(["run", str(tight)] + args[2:] + ["--target", "cpu-server"], capsys)
+    assert code == 1 and doc["passed"] is False
+    verdict = doc["targets"]["cpu-server"]["budgets"]["max_bytes"]
+    assert verdict == {"limit": 1000.0, "value": float(doc["targets"]["cpu-server"]["bytes"]), "pass": False, "metric": "bytes"}
+    assert Path(doc["targets"]["cpu-server"]["package"]).is_file()

@@ -1,0 +1,92 @@
+"""CLI commands for app packages: package, keygen, sign, verify, inspect. Thin wrappers over
+toolchain.package; exit codes: 0 good, 1 verification failed, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD
+
+_path = click.Path(path_type=Path)
+
+
+@click.command("package")
+@click.argument("artifact", type=_path)
+@click.option("--target", required=True, help="Target profile recorded in the manifest.")
+@click.option("--name", default=None, help="Package name (default: the artifact's file stem).")
+@click.option("--out", "out", type=_path, default=None, help="Zip file or directory (default: beside the artifact).")
+@click.option("--sign-key", type=_path, default=None, help="Ed25519 private key (edgeopt keygen) to sign with.")
+@click.option("--targets-dir", type=_path, default=None)
+def package_cmd(artifact, target, name, out, sign_key, targets_dir):
+    """Package a bare .onnx/.ort file (golden inputs drawn at random, seeded; no metrics).
+
+    `edgeopt run` packages its own artifacts with measured metrics and held-out golden samples.
+    """
+    from toolchain.config.target import load_target
+    from toolchain.errors import ModelLoadError
+    from toolchain.package import build_package
+    from toolchain.package_inputs import spec_for_artifact
+
+    if not artifact.is_file():
+        raise ModelLoadError(f"artifact not found: {artifact}", "check the path")
+    profile = load_target(target, targets_dir)
+    spec = spec_for_artifact(artifact, profile, name=name or artifact.stem, recipe_hash="", labels=[],
+                             preprocessing={}, metrics={}, verdicts={}, samples=None)
+    dest = build_package(spec, out or artifact.parent, signing_key=sign_key)
+    click.echo(str(dest.resolve()))
+
+
+@click.command("keygen")
+@click.argument("private_key", type=_path)
+@click.option("--public-key", type=_path, default=None, help="Default: PRIVATE_KEY with .pub appended.")
+def keygen_cmd(private_key, public_key):
+    """Create an Ed25519 key pair for signing packages (never overwrites existing files)."""
+    from toolchain.package import generate_keypair
+
+    public_key = public_key or private_key.with_name(private_key.name + ".pub")
+    generate_keypair(private_key, public_key)
+    click.echo(f"private key: {private_key}\npublic key:  {public_key}")
+
+
+@click.command("sign")
+@click.argument("package", type=_path)
+@click.option("--key", "key", type=_path, required=True, help="Ed25519 private key file.")
+def sign_cmd(package, key):
+    """Sign a package in place (adds manifest.sig)."""
+    from toolchain.package import sign_package
+
+    click.echo(str(sign_package(package, key)))
+
+
+@click.command("verify")
+@click.argument("package", type=_path)
+@click.option("--public-key", type=_path, default=None, help="Require a valid signature by this key.")
+@click.option("--json", "as_json", is_flag=True)
+def verify_cmd(package, public_key, as_json):
+    """Check every hash, the signature (with --public-key) and smoke-run the golden input."""
+    from toolchain.package import verify_package
+
+    report = verify_package(package, public_key=public_key)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+    else:
+        for check in report.checks:
+            click.echo(f"{check.status.upper():<5} {check.name}: {check.reason}")
+        click.echo("package verified" if report.ok else "VERIFICATION FAILED")
+    sys.exit(EXIT_OK if report.ok else EXIT_VERIFICATION_FAILED_CMD)
+
+
+@click.command("inspect")
+@click.argument("package", type=_path)
+def inspect_cmd(package):
+    """Print a package's manifest for a person (does not verify it)."""
+    from toolchain.package import inspect_package
+
+    click.echo(inspect_package(package))
+
+
+COMMANDS = [package_cmd, keygen_cmd, sign_cmd, verify_cmd, inspect_cmd]

@@ -1,0 +1,126 @@
+"""model_card.md: the page an app developer reads before integrating the package.
+
+Generated from the manifest alone, so it can never disagree with it, and deterministic
+(no dates) so the zip stays byte-identical across builds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from toolchain.package.manifest import Manifest
+
+# Metrics shown first, in this order, when present; the rest follow sorted by name.
+_KEY_METRICS = ("bytes", "accuracy", "accuracy_drop", "latency_ms", "peak_memory_mb")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(value.items()))
+    if value is None:
+        return "n/a"
+    if isinstance(value, list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _shape(shape: list) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _tensor_rows(tensors) -> list[str]:
+    rows = ["| name | dtype | shape |", "|---|---|---|"]
+    rows += [f"| `{t.name}` | {t.dtype} | {_shape(t.shape)} |" for t in tensors]
+    return rows
+
+
+def _metric_rows(metrics: dict[str, Any]) -> list[str]:
+    order = [k for k in _KEY_METRICS if k in metrics] + sorted(k for k in metrics if k not in _KEY_METRICS)
+    rows = ["| metric | value |", "|---|---|"]
+    rows += [f"| {k} | {_fmt(metrics[k])} |" for k in order]
+    return rows
+
+
+def _budget_rows(budgets: dict[str, Any]) -> list[str]:
+    if not budgets:
+        return ["No budgets were set for this target."]
+    rows = ["| budget | limit | value | verdict |", "|---|---|---|---|"]
+    for name in sorted(budgets):
+        b = budgets[name] if isinstance(budgets[name], dict) else {"value": budgets[name]}
+        verdict = {True: "PASS", False: "FAIL"}.get(b.get("pass"), "n/a")
+        rows.append(f"| {name} | {_fmt(b.get('limit'))} | {_fmt(b.get('value'))} | {verdict} |")
+    return rows
+
+
+def _load_snippet(m: Manifest) -> list[str]:
+    x = m.inputs[0]
+    p = m.preprocessing
+    return [
+        "```python",
+        "import json, zipfile, numpy as np, onnxruntime as ort",
+        f'pkg = zipfile.ZipFile("{m.name}-{m.target}.zip")',
+        'manifest = json.loads(pkg.read("manifest.json"))',
+        f'sess = ort.InferenceSession(pkg.read("{m.artifact}"), providers=["CPUExecutionProvider"])',
+        'pre = manifest["preprocessing"]',
+        f"raw = np.zeros({_example_shape(x.shape)}, dtype=np.float32)  # your {p.layout} data here",
+        'x = (raw * pre["scale"] + pre["offset"]).astype(pre["dtype"])',
+        f'out = sess.run(["{m.outputs[0].name}"], {{"{x.name}": x}})[0]',
+        'print(manifest["labels"][int(out[0].argmax())] if manifest["labels"] else out)',
+        "```",
+    ]
+
+
+def _example_shape(shape: list) -> str:
+    return (
+        "("
+        + ", ".join(str(d) if isinstance(d, int) else "1" for d in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
+
+
+def render_model_card(m: Manifest) -> str:
+    p = m.preprocessing
+    failed = [k for k, b in m.budgets.items() if isinstance(b, dict) and b.get("pass") is False]
+    verdict = "all budgets met" if not failed else f"FAILED budgets: {', '.join(sorted(failed))}"
+    labels = ", ".join(f"{i}: {label}" for i, label in enumerate(m.labels)) or "(none: raw outputs)"
+    lines = [
+        f"# {m.name} for {m.target}",
+        "",
+        f"`{m.artifact}` ({m.artifact_format} format), built by {m.created_by} from recipe `{m.recipe_hash}`.",
+        f"Target: {m.target_profile.get('description') or m.target}. Verdict: {verdict}.",
+        "",
+        "## Inputs",
+        *_tensor_rows(m.inputs),
+        "",
+        "## Outputs",
+        *_tensor_rows(m.outputs),
+        "",
+        "## Preprocessing",
+        f"`input = (raw * {p.scale!r} + {p.offset!r}).astype({p.dtype})`, layout {p.layout}.",
+        *([p.description] if p.description else []),
+        "",
+        "## Labels",
+        labels,
+        "",
+        "## Metrics (fp32 baselines where given)",
+        *_metric_rows(m.metrics),
+        "",
+        "## Budgets",
+        *_budget_rows(m.budgets),
+        "",
+        "## Load it with onnxruntime",
+        *_load_snippet(m),
+        "",
+        (
+            f"Check first: every file's sha256 is in manifest.json; `{m.golden.file}` holds "
+            f"{m.golden.samples} sample inputs with the expected outputs (atol {m.golden.atol:g}) for a smoke run."
+        ),
+        "",
+    ]
+    return "\n".join(lines)

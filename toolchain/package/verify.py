@@ -1,0 +1,306 @@
+"""Verify a package the way an app should before trusting it.
+
+Checks, in order: the zip is safe to read; manifest.json parses and matches the schema;
+every listed file is present with its sha256 and size, and nothing unlisted ships; the
+signature (when a public key is given); the ONNX metadata mirrors the manifest; and a smoke
+run of the model on golden.npz reproduces the stored outputs.
+
+A bad package never raises here: each check lands in the report with a reason naming the
+file, so `edgeopt verify` can print them all and exit 1. Only unusable arguments raise
+(BadInput / KeyFileError, exit 2). Everything is read into memory (the archive size limit
+bounds it), so nothing is extracted to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from toolchain.errors import BadInput
+from toolchain.package.errors import PackageVerificationFailed, SignatureError, UnsafeArchive
+from toolchain.package.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
+from toolchain.package.safezip import DEFAULT_MAX_BYTES, open_zip, read_member
+
+Status = Literal["pass", "fail", "skip"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    package: str
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.status != "fail" for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == "fail")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"package": self.package, "ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+
+    def raise_for_failure(self) -> None:
+        """For pipelines: turn a failed report into PackageVerificationFailed (exit 3)."""
+        if not self.ok:
+            first = self.failures[0]
+            raise PackageVerificationFailed(
+                f"{self.package}: {first.name}: {first.reason}",
+                "rebuild the package, or get it again from its publisher",
+            )
+
+
+def _parse(entries: dict[str, bytes], checks: list[Check]) -> Manifest | None:
+    if MANIFEST_NAME not in entries:
+        checks.append(Check("manifest", "fail", f"{MANIFEST_NAME} is missing"))
+        return None
+    try:
+        manifest = parse_manifest(entries[MANIFEST_NAME])
+    except ValueError as err:
+        checks.append(Check("manifest", "fail", str(err)))
+        return None
+    if manifest.artifact != f"model.{manifest.artifact_format}":
+        checks.append(
+            Check(
+                "manifest",
+                "fail",
+                f"{MANIFEST_NAME}: artifact {manifest.artifact} is not a {manifest.artifact_format} file",
+            )
+        )
+        return None
+    required = [manifest.artifact, manifest.golden.file, *manifest.extra_files]
+    unlisted = [n for n in required if n not in manifest.files]
+    if unlisted:
+        checks.append(Check("manifest", "fail", f"{MANIFEST_NAME} does not list {unlisted} in files"))
+        return None
+    checks.append(
+        Check("manifest", "pass", f"{MANIFEST_NAME} matches schema version {manifest.schema_version}")
+    )
+    return manifest
+
+
+def _integrity(entries: dict[str, bytes]) -> tuple[list[Check], Manifest | None]:
+    checks: list[Check] = []
+    manifest = _parse(entries, checks)
+    if manifest is None:
+        return checks, None
+    for name, want in sorted(manifest.files.items()):
+        if name not in entries:
+            checks.append(Check(f"file {name}", "fail", f"{name} is listed in {MANIFEST_NAME} but missing"))
+            continue
+        data = entries[name]
+        got = hashlib.sha256(data).hexdigest()
+        if got != want.sha256 or len(data) != want.bytes:
+            checks.append(
+                Check(
+                    f"file {name}",
+                    "fail",
+                    f"{name}: sha256 {got[:12]}.. ({len(data)} bytes) does not "
+                    f"match {MANIFEST_NAME} ({want.sha256[:12]}.., {want.bytes})",
+                )
+            )
+        else:
+            checks.append(Check(f"file {name}", "pass", f"{name}: sha256 matches"))
+    extra = sorted(set(entries) - set(manifest.files) - {MANIFEST_NAME, SIGNATURE_NAME})
+    if extra:
+        checks.append(Check("unlisted files", "fail", f"not listed in {MANIFEST_NAME}: {', '.join(extra)}"))
+    else:
+        checks.append(Check("unlisted files", "pass", "every file is listed"))
+    return checks, manifest
+
+
+def integrity_checks(entries: dict[str, bytes]) -> list[Check]:
+    """Manifest schema, per-file sha256 and 'nothing unlisted' for zip entries held in memory."""
+    return _integrity(entries)[0]
+
+
+def _signature_check(entries: dict[str, bytes], public_key: Path | None) -> Check:
+    from toolchain.package.signing import check_signature
+
+    signed = SIGNATURE_NAME in entries
+    if public_key is None:
+        why = "signed, but no public key given" if signed else "unsigned and no public key given"
+        return Check("signature", "skip", f"{SIGNATURE_NAME}: {why}")
+    if not signed:
+        return Check("signature", "fail", f"{SIGNATURE_NAME} is missing: the package is unsigned")
+    if MANIFEST_NAME not in entries:
+        return Check(
+            "signature", "fail", f"{MANIFEST_NAME} is missing, nothing to check {SIGNATURE_NAME} against"
+        )
+    try:
+        check_signature(entries[MANIFEST_NAME], entries[SIGNATURE_NAME], public_key)
+    except SignatureError as err:
+        return Check("signature", "fail", str(err))
+    return Check("signature", "pass", f"{SIGNATURE_NAME} is a valid signature of {MANIFEST_NAME}")
+
+
+def _metadata_check(m: Manifest, model_bytes: bytes) -> Check:
+    import onnx
+
+    from toolchain.package.metadata import metadata_props_for
+    from toolchain.package.safezip import model_external_locations
+
+    try:
+        model = onnx.load_from_string(model_bytes)
+    except Exception as err:  # protobuf DecodeError: not a model
+        return Check("onnx metadata", "fail", f"{m.artifact}: not a readable ONNX model ({err})")
+    if model_external_locations(model):
+        return Check("onnx metadata", "fail", f"{m.artifact}: uses external data; a package must be one file")
+    want = metadata_props_for(
+        m.name, m.target, m.recipe_hash, m.labels, m.preprocessing.model_dump(mode="json")
+    )
+    want["created_by"] = m.created_by
+    got = {p.key: p.value for p in model.metadata_props}
+    wrong = sorted(k for k, v in want.items() if got.get(k) != v)
+    if wrong:
+        return Check(
+            "onnx metadata", "fail", f"{m.artifact}: metadata_props {wrong} disagree with {MANIFEST_NAME}"
+        )
+    return Check("onnx metadata", "pass", f"{m.artifact}: metadata_props mirror {MANIFEST_NAME}")
+
+
+def _session_options(m: Manifest):
+    """The target's own ORT options: int8 kernels differ by optimization level, so match the build."""
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    runtime = m.target_profile.get("runtime") or {}
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = levels.get(runtime.get("graph_optimization_level"), levels["all"])
+    opts.intra_op_num_threads = int(runtime.get("intra_op_threads") or 1)
+    opts.inter_op_num_threads = int(runtime.get("inter_op_threads") or 1)
+    opts.log_severity_level = 3  # warnings about unused initializers are noise here
+    return opts
+
+
+def _batches(m: Manifest, arrays: dict):
+    """Feeds in chunks of the model's fixed batch (axis 0), or all samples at once when it is symbolic."""
+    first = m.inputs[0].shape[0]
+    step = first if isinstance(first, int) else m.golden.samples
+    for start in range(0, m.golden.samples, step):
+        yield {name: arrays[key][start : start + step] for name, key in m.golden.input_keys.items()}
+
+
+def _smoke_check(m: Manifest, model_bytes: bytes, golden_bytes: bytes) -> Check:
+    import numpy as np
+    import onnxruntime as ort
+
+    g = m.golden
+    try:
+        with np.load(io.BytesIO(golden_bytes), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in [*g.input_keys.values(), *g.output_keys.values()]}
+    except Exception as err:  # KeyError, ValueError, BadZipFile: all mean a broken golden file
+        return Check("smoke run", "fail", f"{g.file}: unreadable or missing arrays ({err})")
+    try:
+        sess = ort.InferenceSession(
+            model_bytes, sess_options=_session_options(m), providers=["CPUExecutionProvider"]
+        )
+        names = list(g.output_keys)
+        got = [
+            np.concatenate(parts) for parts in zip(*(sess.run(names, feeds) for feeds in _batches(m, arrays)))
+        ]
+    except Exception as err:  # ORT raises its own Fail/InvalidArgument types; all mean "does not run"
+        return Check("smoke run", "fail", f"{m.artifact}: onnxruntime could not run it on {g.file} ({err})")
+    worst = 0.0
+    for name, out in zip(names, got):
+        want = arrays[g.output_keys[name]]
+        if out.shape != want.shape:
+            return Check(
+                "smoke run",
+                "fail",
+                f"{m.artifact}: output '{name}' has shape {list(out.shape)}, "
+                f"{g.file} expects {list(want.shape)}",
+            )
+        diff = np.abs(out.astype(np.float64) - want.astype(np.float64))
+        worst = max(worst, float(diff.max()) if diff.size else 0.0)
+        if not np.allclose(out, want, atol=g.atol, rtol=g.rtol):
+            return Check(
+                "smoke run",
+                "fail",
+                f"{m.artifact}: output '{name}' differs from {g.file} "
+                f"(max abs diff {float(diff.max()):.3g} > atol {g.atol:g})",
+            )
+    return Check(
+        "smoke run",
+        "pass",
+        f"{m.artifact}: {g.samples} samples of {g.file} reproduced (max abs diff {worst:.3g})",
+    )
+
+
+def verify_package(
+    pkg: Path, public_key: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES, smoke_run: bool = True
+) -> VerifyReport:
+    pkg = Path(pkg)
+    if not pkg.is_file():
+        raise BadInput(f"package not found: {pkg}", "check the path")
+    if public_key is not None:
+        from toolchain.package.signing import load_public_key
+
+        load_public_key(public_key)  # a bad key file is the caller's mistake (exit 2), not the package's
+    checks: list[Check] = []
+    try:
+        zf, infos = open_zip(pkg, max_bytes)
+    except UnsafeArchive as err:
+        return VerifyReport(pkg.name, (Check("archive", "fail", str(err)),))
+    entries: dict[str, bytes] = {}
+    with zf:
+        for info in infos:
+            if info.is_dir():
+                continue
+            try:
+                entries[info.filename] = read_member(zf, info.filename)
+            except UnsafeArchive as err:
+                checks.append(Check(f"file {info.filename}", "fail", str(err)))
+    checks.insert(
+        0,
+        Check(
+            "archive",
+            "pass" if not checks else "fail",
+            f"{len(infos)} entries, no unsafe names"
+            if not checks
+            else "corrupt entries: " + ", ".join(c.name.removeprefix("file ") for c in checks),
+        ),
+    )
+    integrity, manifest = _integrity(entries)
+    checks += integrity
+    checks.append(_signature_check(entries, public_key))
+    if manifest is not None:
+        bad = {c.name for c in checks if c.status == "fail"}
+        if manifest.artifact_format == "onnx" and f"file {manifest.artifact}" not in bad:
+            checks.append(_metadata_check(manifest, entries[manifest.artifact]))
+        if not smoke_run:
+            checks.append(Check("smoke run", "skip", "not requested"))
+        elif {f"file {manifest.artifact}", f"file {manifest.golden.file}"} & bad:
+            checks.append(
+                Check(
+                    "smoke run",
+                    "skip",
+                    f"skipped: {manifest.artifact} or {manifest.golden.file} failed its hash check",
+                )
+            )
+        else:
+            checks.append(_smoke_check(manifest, entries[manifest.artifact], entries[manifest.golden.file]))
+    return VerifyReport(pkg.name, tuple(checks))
+
+
+def verify_report_json(report: VerifyReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, sort_keys=True)
