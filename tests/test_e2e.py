@@ -104,3 +104,27 @@ def test_tight_budget_fails_with_exit_1_and_still_writes(first_run, tmp_path, ca
     verdict = doc["targets"]["cpu-server"]["budgets"]["max_bytes"]
     assert verdict == {"limit": 1000.0, "value": float(doc["targets"]["cpu-server"]["bytes"]), "pass": False, "metric": "bytes"}
     assert Path(doc["targets"]["cpu-server"]["package"]).is_file()
+
+
+def test_packages_verify_and_tampering_is_caught(first_run, tmp_path, capsys):
+    pkg = Path(first_run[3]["targets"]["cpu-server"]["package"])
+    code, _, _ = main(["verify", str(pkg)]), *capsys.readouterr()
+    assert code == 0
+    raw = bytearray(pkg.read_bytes())
+    with zipfile.ZipFile(pkg) as zf:
+        info = zf.getinfo("model_card.md")
+    offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + 5
+    raw[offset] ^= 0xFF  # flip one byte inside model_card.md's data
+    bad = tmp_path / "tampered.zip"
+    bad.write_bytes(bytes(raw))
+    code = main(["verify", str(bad)])
+    out = capsys.readouterr().out
+    assert code == 1 and "model_card.md" in out
+
+
+def test_arm_package_runs_on_emulated_aarch64(first_run, capsys):
+    pkg = first_run[3]["targets"]["arm-mobile"]["package"]
+    code = main(["verify-arm", pkg, "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["passed"] is True
+    assert report["outputs"][0]["max_abs_diff"] <= report["outputs"][0]["tolerance"]

@@ -126,9 +126,10 @@ def bench(artifact, target, targets_dir, as_json):
 
 
 def _register() -> None:
+    from toolchain.cli_arm import verify_arm_cmd
     from toolchain.cli_package import COMMANDS
 
-    for command in COMMANDS:
+    for command in [*COMMANDS, verify_arm_cmd]:
         cli.add_command(command)
 
 

@@ -9,9 +9,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.cache import Entry, library_versions
-from toolchain.config.recipe import Recipe
 from toolchain.config.target import TargetProfile
-from toolchain.data import Dataset
 
 GOLDEN_SAMPLES = 4  # enough to catch a wrong output, small enough to keep packages tiny
 
@@ -62,12 +60,12 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
     )
 
 
-def package_spec(recipe: Recipe, profile: TargetProfile, data: Dataset, artifact: Entry,
-                 metrics: dict, verdicts: dict):
+def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, verdicts: dict):
+    """`src` is a build_target.ModelSource."""
     path = artifact.path(artifact.record["file"])
     extra = {k: artifact.path(v) for k, v in artifact.record.get("extra_files", {}).items()}
     return spec_for_artifact(
-        path, profile, name=recipe.name, recipe_hash=recipe.content_hash(), labels=list(data.labels),
-        preprocessing=data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
-        verdicts=verdicts, samples=data.x_test, extra_files=extra,
+        path, profile, name=src.name, recipe_hash=src.recipe_hash, labels=list(src.data.labels),
+        preprocessing=src.data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
+        verdicts=verdicts, samples=src.data.x_test, extra_files=extra,
     )

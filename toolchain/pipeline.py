@@ -12,16 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolchain.cache import Entry, StageCache
+from toolchain.build_target import ModelSource, TargetResult, build_target
+from toolchain.cache import StageCache
 from toolchain.config.recipe import Recipe
 from toolchain.config.target import TargetProfile, load_target
 from toolchain.errors import ConfigError
-from toolchain.fsio import copy_atomic, write_json_atomic
-from toolchain.gate import evaluate
+from toolchain.fsio import write_json_atomic
 from toolchain.hostinfo import host_info
-from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig
-from toolchain.stages.convert import ConvertConfig
-from toolchain.stages.quantize import QuantizeConfig
 
 
 @dataclass(frozen=True)
@@ -31,20 +28,6 @@ class RunOptions:
     targets_dir: Path | None = None
     rebench: bool = False  # re-measure even when a benchmark for these exact artifacts is cached
     sign_key: Path | None = None  # Ed25519 private key: published packages are signed with it
-
-
-@dataclass(frozen=True)
-class TargetResult:
-    name: str
-    artifact: Path
-    fp32_artifact: Path
-    package: Path
-    metrics: dict[str, Any]
-    verdicts: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return all(v["pass"] for v in self.verdicts.values())
 
 
 @dataclass(frozen=True)
@@ -91,9 +74,20 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
     fp32_onnx = steps.export(cache, recipe, data, trained, label="export[fp32]")
     pruned_onnx = steps.export(cache, recipe, data, pruned, label="export[pruned]")
 
-    results = {}
-    for name, profile in profiles.items():
-        results[name] = _build_target(cache, recipe, profile, data, trained, fp32_onnx, pruned_onnx, opts)
+    source = ModelSource(
+        name=recipe.name,
+        recipe_hash=recipe.content_hash(),
+        fp32_onnx=fp32_onnx,
+        compressed_onnx=pruned_onnx,
+        data=data,
+        quantize=recipe.quantize,
+        budgets=recipe.budgets_for,
+        seed=recipe.train.seed,
+        torch_model=lambda: steps.load_model(recipe, trained),
+        torch_sha=trained.record["sha256"],
+    )
+    results = {name: build_target(cache, source, profile, Path(opts.out_dir), opts.rebench, opts.sign_key)
+               for name, profile in profiles.items()}
     baseline = {"torch_accuracy": trained.record["accuracy"], "pruned_torch_accuracy": pruned.record["accuracy"],
                 "sparsity": pruned.record.get("sparsity"), "export": fp32_onnx.record, "host": host_info()}
     result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline)
@@ -101,68 +95,3 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
 
     write_json_atomic(Path(opts.out_dir) / "report.json", run_document(result))
     return result
-
-
-def _build_target(cache: StageCache, recipe: Recipe, profile: TargetProfile, data, trained: Entry,
-                  fp32_onnx: Entry, pruned_onnx: Entry, opts: RunOptions) -> TargetResult:
-    from toolchain import steps
-    from toolchain.package import metadata_props_for
-
-    name = profile.name
-    scheme = profile.quantize.model_copy(update=recipe.quantize.scheme_overrides())
-    qcfg = QuantizeConfig(scheme=scheme, calibration_samples=recipe.quantize.calibration_samples, seed=recipe.train.seed)
-    stamp = metadata_props_for(recipe.name, name, recipe.content_hash(), list(data.labels), data.preprocessing)
-    quantized = steps.quantize(cache, qcfg, data, pruned_onnx, stamp, label=f"quantize[{name}]")
-    ccfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
-    # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
-    # the trained model (e.g. calibration) leave its conversion cached.
-    fp32_art = steps.convert(cache, ccfg, fp32_onnx, {}, label=f"convert[{name}/fp32]")
-    int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
-    bcfg = BenchConfig(runtime=profile.runtime, spec=profile.benchmark)
-    bench = steps.benchmark(cache, bcfg, data, recipe, trained, {"fp32": fp32_art, "int8": int8_art},
-                            rebench=opts.rebench, label=f"benchmark[{name}]")
-
-    metrics = summarize_metrics(bench.record["results"], profile)
-    budgets = recipe.budgets_for(name, profile.budgets)
-    verdicts = {k: v.to_dict() for k, v in evaluate(budgets, metrics).items()}
-
-    target_dir = Path(opts.out_dir) / name
-    artifact = copy_atomic(steps.artifact_path(int8_art), target_dir / f"{recipe.name}.{profile.artifact.format}")
-    fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{recipe.name}.fp32.{profile.artifact.format}")
-    package = steps.package(cache, recipe, profile, data, int8_art, metrics, verdicts, label=f"package[{name}]")
-    package_copy = copy_atomic(steps.package_path(package), target_dir / f"{recipe.name}-{name}.zip")
-    if opts.sign_key is not None:
-        from toolchain.package import sign_package
-
-        sign_package(package_copy, opts.sign_key)
-    result = TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts)
-    return result
-
-
-def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[str, Any]:
-    """Flatten the benchmark into the numbers budgets and reports use (batch 1 = first batch size)."""
-    b = str(profile.benchmark.batch_sizes[0])
-    fp32, int8, eager = results["fp32"], results["int8"], results.get(TORCH_EAGER, {})
-    lat, fp32_lat = int8["latency_ms"][b], fp32["latency_ms"][b]
-    eager_lat = eager.get("latency_ms", {}).get(b)
-    metrics = {
-        "bytes": int8["bytes"],
-        "fp32_bytes": fp32["bytes"],
-        "size_ratio": int8["bytes"] / fp32["bytes"],
-        "batch": int(b),
-        "p50_ms": lat["p50"],
-        "p90_ms": lat["p90"],
-        "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "std", "mean")},
-        "fp32_latency_ms": {k: fp32_lat[k] for k in ("p50", "p90", "p99")},
-        "speedup_vs_fp32": fp32_lat["p50"] / lat["p50"],
-        "peak_memory_mb": int8["peak_memory_mb"],
-        "fp32_peak_memory_mb": fp32["peak_memory_mb"],
-        "latency_by_batch": {label: r["latency_ms"] for label, r in results.items()},
-    }
-    if eager_lat:
-        metrics["torch_eager_latency_ms"] = {k: eager_lat[k] for k in ("p50", "p90", "p99")}
-        metrics["speedup_vs_torch"] = eager_lat["p50"] / lat["p50"]
-    if "accuracy" in int8 and "accuracy" in fp32:
-        metrics.update(accuracy=int8["accuracy"], fp32_accuracy=fp32["accuracy"],
-                       accuracy_drop=fp32["accuracy"] - int8["accuracy"])
-    return metrics

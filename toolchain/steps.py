@@ -30,10 +30,6 @@ def artifact_path(entry: Entry) -> Path:
     return entry.path(entry.record["file"])
 
 
-def package_path(entry: Entry) -> Path:
-    return entry.path(entry.record["file"])
-
-
 def dataset(recipe: Recipe) -> Dataset:
     return load_dataset(recipe.data)
 
@@ -108,8 +104,7 @@ def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, stamp: dict, labe
     return cache.run("convert", {"convert": _dump(cfg), "stamp": stamp}, {"model": src.record["sha256"]}, produce, label)
 
 
-def benchmark(cache: StageCache, cfg: BenchConfig, data: Dataset, recipe: Recipe, torch_entry: Entry,
-              candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:
+def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:
     """Measurements are not deterministic, so strictly they are not cacheable. We still cache
     them keyed by the exact artifact bytes *and the host*, so an unchanged rerun on the same
     machine is fast; `--rebench` forces fresh numbers."""
@@ -118,27 +113,28 @@ def benchmark(cache: StageCache, cfg: BenchConfig, data: Dataset, recipe: Recipe
     def produce(out: Path) -> dict:
         from toolchain.stages.benchmark import benchmark as bench_stage
 
-        model = load_model(recipe, torch_entry)
+        model = src.torch_model() if src.torch_model is not None else None
         paths = {k: artifact_path(e) for k, e in candidates.items()}
-        results = bench_stage(paths, data.x_test, data.y_test, cfg, torch_model=model)
+        results = bench_stage(paths, src.data.x_test, src.data.y_test, cfg, torch_model=model)
         return {"results": results, "host": host_info()}
 
     inputs = {k: e.record["sha256"] for k, e in candidates.items()}
-    inputs.update(torch=torch_entry.record["sha256"], data=data.fingerprint())
+    inputs.update(torch=src.torch_sha, data=src.data.fingerprint())
     config = {"bench": _dump(cfg), "host": host_info(), "nonce": time.time_ns() if rebench else None}
     return cache.run("benchmark", config, inputs, produce, label)
 
 
-def package(cache: StageCache, recipe: Recipe, profile: TargetProfile, data: Dataset, artifact: Entry,
-            metrics: dict, verdicts: dict, label: str) -> Entry:
+def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, metrics: dict, verdicts: dict,
+            label: str) -> Entry:
     def produce(out: Path) -> dict:
-        from toolchain.package_inputs import package_spec
         from toolchain.package import build_package
+        from toolchain.package_inputs import package_spec
 
-        spec = package_spec(recipe, profile, data, artifact, metrics, verdicts)
-        dest = out / f"{recipe.name}-{profile.name}.zip"
+        spec = package_spec(src, profile, artifact, metrics, verdicts)
+        dest = out / f"{src.name}-{profile.name}.zip"
         build_package(spec, dest)
         return {"file": dest.name, "sha256": sha256_file(dest)}
 
-    config = {"recipe": recipe.content_hash(), "profile": _dump(profile), "metrics": metrics, "verdicts": verdicts}
-    return cache.run("package", config, {"artifact": artifact.record["sha256"], "data": data.fingerprint()}, produce, label)
+    config = {"recipe": src.recipe_hash, "profile": _dump(profile), "metrics": metrics, "verdicts": verdicts}
+    inputs = {"artifact": artifact.record["sha256"], "data": src.data.fingerprint()}
+    return cache.run("package", config, inputs, produce, label)

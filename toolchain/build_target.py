@@ -1,0 +1,115 @@
+"""Per-target stages: quantize -> convert -> benchmark -> gate -> package -> publish.
+
+They start from a `ModelSource`: an fp32 ONNX reference and the ONNX model to compress, with
+the data to calibrate and evaluate on. `edgeopt run` makes one from a recipe (train, prune,
+export); `edgeopt compress` makes one from a user's own model file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from toolchain.cache import Entry, StageCache
+from toolchain.config.budgets import Budgets
+from toolchain.config.recipe import QuantizeOverrides
+from toolchain.config.target import TargetProfile
+from toolchain.data import Dataset
+from toolchain.fsio import copy_atomic
+from toolchain.gate import evaluate
+from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig
+from toolchain.stages.convert import ConvertConfig
+from toolchain.stages.quantize import QuantizeConfig
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str
+    recipe_hash: str
+    fp32_onnx: Entry  # the reference every ratio is measured against
+    compressed_onnx: Entry  # what gets quantized: the pruned model, or fp32_onnx itself
+    data: Dataset  # calibration (x_train) and evaluation (x_test, y_test) arrays, labels, preprocessing
+    quantize: QuantizeOverrides
+    budgets: Callable[[str, Budgets], Budgets]  # (target name, profile budgets) -> budgets in force
+    seed: int = 0
+    torch_model: Callable[[], Any] | None = None  # loads the eager reference, when there is one
+    torch_sha: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    name: str
+    artifact: Path
+    fp32_artifact: Path
+    package: Path
+    metrics: dict[str, Any]
+    verdicts: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return all(v["pass"] for v in self.verdicts.values())
+
+
+def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
+                 rebench: bool = False, sign_key: Path | None = None) -> TargetResult:
+    from toolchain import steps
+    from toolchain.package import metadata_props_for
+
+    name = profile.name
+    scheme = profile.quantize.model_copy(update=src.quantize.scheme_overrides())
+    qcfg = QuantizeConfig(scheme=scheme, calibration_samples=src.quantize.calibration_samples, seed=src.seed)
+    stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
+    quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
+    ccfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
+    # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
+    # the trained model (e.g. calibration) leave its conversion cached.
+    fp32_art = steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")
+    int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
+    bcfg = BenchConfig(runtime=profile.runtime, spec=profile.benchmark)
+    bench = steps.benchmark(cache, bcfg, src, {"fp32": fp32_art, "int8": int8_art},
+                            rebench=rebench, label=f"benchmark[{name}]")
+
+    metrics = summarize_metrics(bench.record["results"], profile)
+    verdicts = {k: v.to_dict() for k, v in evaluate(src.budgets(name, profile.budgets), metrics).items()}
+
+    target_dir = Path(out_dir) / name
+    fmt = profile.artifact.format
+    artifact = copy_atomic(steps.artifact_path(int8_art), target_dir / f"{src.name}.{fmt}")
+    fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{src.name}.fp32.{fmt}")
+    package = steps.package(cache, src, profile, int8_art, metrics, verdicts, label=f"package[{name}]")
+    package_copy = copy_atomic(steps.artifact_path(package), target_dir / f"{src.name}-{name}.zip")
+    if sign_key is not None:
+        from toolchain.package import sign_package
+
+        sign_package(package_copy, sign_key)
+    return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts)
+
+
+def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[str, Any]:
+    """Flatten the benchmark into the numbers budgets and reports use (batch 1 = first batch size)."""
+    b = str(profile.benchmark.batch_sizes[0])
+    fp32, int8, eager = results["fp32"], results["int8"], results.get(TORCH_EAGER, {})
+    lat, fp32_lat = int8["latency_ms"][b], fp32["latency_ms"][b]
+    eager_lat = eager.get("latency_ms", {}).get(b)
+    metrics = {
+        "bytes": int8["bytes"],
+        "fp32_bytes": fp32["bytes"],
+        "size_ratio": int8["bytes"] / fp32["bytes"],
+        "batch": int(b),
+        "p50_ms": lat["p50"],
+        "p90_ms": lat["p90"],
+        "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "std", "mean")},
+        "fp32_latency_ms": {k: fp32_lat[k] for k in ("p50", "p90", "p99")},
+        "speedup_vs_fp32": fp32_lat["p50"] / lat["p50"],
+        "peak_memory_mb": int8["peak_memory_mb"],
+        "fp32_peak_memory_mb": fp32["peak_memory_mb"],
+        "latency_by_batch": {label: r["latency_ms"] for label, r in results.items()},
+    }
+    if eager_lat:
+        metrics["torch_eager_latency_ms"] = {k: eager_lat[k] for k in ("p50", "p90", "p99")}
+        metrics["speedup_vs_torch"] = eager_lat["p50"] / lat["p50"]
+    if "accuracy" in int8 and "accuracy" in fp32:
+        metrics.update(accuracy=int8["accuracy"], fp32_accuracy=fp32["accuracy"],
+                       accuracy_drop=fp32["accuracy"] - int8["accuracy"])
+    return metrics

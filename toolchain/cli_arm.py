@@ -1,0 +1,77 @@
+"""`edgeopt verify-arm`: run an ARM artifact on the official aarch64 onnxruntime under
+qemu-user and compare with the x86 run. Exit 0 parity holds, 1 it does not, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+import click
+import numpy as np
+
+from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD, BadInput
+
+
+def _golden_from_package(pkg: Path, workdir: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """Extract the artifact (safely) and the golden inputs a package ships."""
+    from toolchain.package import read_manifest, safe_extract
+
+    safe_extract(pkg, workdir)
+    manifest, _signed = read_manifest(pkg)
+    with np.load(workdir / manifest.golden.file) as golden:
+        inputs = {name: golden[key] for name, key in manifest.golden.input_keys.items()}
+    return workdir / manifest.artifact, inputs
+
+
+def _random_inputs(path: Path) -> dict[str, np.ndarray]:
+    from toolchain.bench.session import input_spec, load_session
+    from toolchain.config.target import RuntimeOptions
+
+    sess = load_session(path, RuntimeOptions())
+    rng = np.random.default_rng(0)
+    return {name: rng.random([1 if d is None else d for d in shape]).astype(dtype)
+            for name, shape, dtype in input_spec(sess)}
+
+
+def _render(report) -> str:
+    d = report.to_dict()
+    lines = [f"{d['model']} on aarch64 onnxruntime {d['aarch64']['onnxruntime']} ({d['aarch64']['cpu']}, emulated)"]
+    if d["error"]:
+        lines.append(f"  FAIL did not run: {d['error']}")
+    for o in d["outputs"]:
+        lines.append(f"  {'PASS' if o['passed'] else 'FAIL'} output {o['index']}: max abs diff {o['max_abs_diff']:.3g}"
+                     f" <= {o['tolerance']:.3g} ({o['rule']})")
+    lines.append("parity holds" if d["passed"] else "PARITY FAILED")
+    return "\n".join(lines)
+
+
+@click.command("verify-arm")
+@click.argument("package_or_artifact", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def verify_arm_cmd(package_or_artifact, as_json):
+    """Check an ARM package/artifact on a real aarch64 ONNX Runtime (emulated; never timed).
+
+    Packages are checked on their golden inputs; a bare .ort/.onnx on seeded random inputs.
+    The emulated environment is built once (needs root, qemu-user-static and debootstrap) and
+    cached under ~/.cache/edgeopt/arm (EDGEOPT_CACHE_DIR overrides).
+    """
+    import tempfile
+
+    from toolchain.arm import check_arm_parity
+
+    path = package_or_artifact
+    if not path.is_file():
+        raise BadInput(f"file not found: {path}", "give a package .zip or an .ort/.onnx artifact")
+    with tempfile.TemporaryDirectory() as tmp:
+        if zipfile.is_zipfile(path):
+            artifact, inputs = _golden_from_package(path, Path(tmp))
+        else:
+            artifact, inputs = path, _random_inputs(path)
+        report = check_arm_parity(artifact, inputs, reference_outputs=None)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(_render(report))
+    sys.exit(EXIT_OK if report.passed else EXIT_VERIFICATION_FAILED_CMD)
