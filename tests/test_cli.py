@@ -39,6 +39,9 @@ def test_targets_lists_bundled_and_user_profiles(tmp_path, fast_targets_dir):
 def test_targets_show_prints_every_value_as_json():
     result = CliRunner().invoke(cli, ["targets", "show", "arm-mobile", "--json"])
     doc = json.loads(result.output)
+    assert doc["sources"]["artifact.offline_optimization_level"] == "default"
+    assert doc["sources"]["artifact.format"] == "file"
+    doc = doc["profile"]
     assert doc["artifact"] == {"format": "ort", "shapes": "fixed", "fixed_batch": 1, "offline_optimization_level": "extended"}
     assert doc["runtime"]["enable_cpu_mem_arena"] is False
 

@@ -96,3 +96,12 @@ def test_budgets_merge_target_then_all_then_specific():
     arm = recipe.budgets_for("arm-mobile", profile_budgets)
     assert (cpu.max_p90_ms, cpu.max_bytes, cpu.max_size_ratio) == (2.0, 10, 0.3)
     assert (arm.max_p90_ms, arm.max_bytes, arm.max_size_ratio) == (5.0, None, 0.3)
+
+
+def test_cost_per_million_from_measured_throughput():
+    from toolchain.build_target import cost_estimate
+
+    # batch 8 at 4 ms beats batch 1 at 1 ms: 2000/s; $0.36/h = $0.0001/s -> $0.05 per 1M
+    cost = cost_estimate({"1": {"p50": 1.0}, "8": {"p50": 4.0}}, price_per_hour=0.36, threads=2)
+    assert cost["throughput_per_s"] == pytest.approx(2000.0)
+    assert cost["cost_per_million"] == pytest.approx(0.05)

@@ -146,3 +146,21 @@ def test_convert_server_keeps_dynamic_batch(fp32_onnx, tmp_path):
     facts = convert(fp32_onnx, ConvertConfig(platform="amd64", **profile.artifact.model_dump()), tmp_path)
     sess = ort.InferenceSession(str(tmp_path / facts["artifact"]))
     assert not isinstance(sess.get_inputs()[0].shape[0], int)
+
+
+@pytest.mark.parametrize("target", sorted(__import__("toolchain.config.target", fromlist=["x"]).available_targets()))
+def test_every_target_profile_builds_a_loadable_accurate_artifact(target, fp32_onnx, data, tmp_path):
+    """Conformance over every bundled profile: a new file in targets/ is covered automatically."""
+    from toolchain.bench.session import load_session, predict
+
+    profile = load_target(target)
+    q = tmp_path / "q.onnx"
+    quantize(fp32_onnx, data.x_train, QuantizeConfig(scheme=profile.quantize, calibration_samples=64), q, {})
+    out = tmp_path / "art"
+    out.mkdir()
+    facts = convert(q, ConvertConfig(platform=profile.platform, **profile.artifact.model_dump()), out)
+    assert facts["artifact"].endswith("." + profile.artifact.format)
+    sess = load_session(out / facts["artifact"], profile.runtime)
+    fp32 = predict(load_session(fp32_onnx, profile.runtime), data.x_test[:100]).argmax(1)
+    agreement = float((predict(sess, data.x_test[:100]).argmax(1) == fp32).mean())
+    assert agreement >= 0.95

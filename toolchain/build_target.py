@@ -109,7 +109,20 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[s
     if eager_lat:
         metrics["torch_eager_latency_ms"] = {k: eager_lat[k] for k in ("p50", "p90", "p99")}
         metrics["speedup_vs_torch"] = eager_lat["p50"] / lat["p50"]
+    if profile.price_per_hour is not None:
+        metrics.update(cost_estimate(int8["latency_ms"], profile.price_per_hour, profile.runtime.intra_op_threads))
     if "accuracy" in int8 and "accuracy" in fp32:
         metrics.update(accuracy=int8["accuracy"], fp32_accuracy=fp32["accuracy"],
                        accuracy_drop=fp32["accuracy"] - int8["accuracy"])
     return metrics
+
+
+def cost_estimate(latency_by_batch: dict[str, dict[str, float]], price_per_hour: float, threads: int) -> dict[str, float]:
+    """Cost per million inferences from measured throughput: the best batch size's p50, one
+    stream using the profile's threads on one instance (an upper bound on what it costs)."""
+    throughput = max(int(b) / (st["p50"] / 1e3) for b, st in latency_by_batch.items())
+    return {
+        "throughput_per_s": throughput,
+        "cost_per_million": price_per_hour / 3600.0 / throughput * 1e6,
+        "price_per_hour": price_per_hour,
+    }

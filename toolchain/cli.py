@@ -94,16 +94,26 @@ def targets(ctx, targets_dir):
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def targets_show(ctx, name, as_json):
-    """Print one profile with every value, including defaults it did not set."""
-    from toolchain.config.base import to_toml
-    from toolchain.config.target import available_targets, load_target
+    """Print one profile with every value; each line says whether the file set it or the
+    schema default applies."""
+    from toolchain.config.target import available_targets, load_target, value_sources
 
     profile = load_target(name, ctx.obj["targets_dir"])
+    sources = value_sources(profile)
     if as_json:
-        _emit_json(profile.model_dump(mode="json"))
+        _emit_json({"profile": profile.model_dump(mode="json"), "sources": sources,
+                    "file": str(available_targets(ctx.obj["targets_dir"])[name])})
         return
-    click.echo(f"# {name}: from {available_targets(ctx.obj['targets_dir'])[name]}")
-    click.echo(to_toml(profile.model_dump(mode="json")), nl=False)
+    click.echo(f"# {name}: {available_targets(ctx.obj['targets_dir'])[name]}")
+    flat = {}
+    for key in sources:
+        value = profile
+        for part in key.split("."):
+            value = getattr(value, part)
+        flat[key] = value
+    width = max(len(k) for k in flat)
+    for key, value in flat.items():
+        click.echo(f"{key:<{width}} = {json.dumps(value)!s:<24} # {sources[key]}")
 
 
 @cli.command()

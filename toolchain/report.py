@@ -30,6 +30,9 @@ def target_document(t) -> dict[str, Any]:
         "passed": t.passed,
         "latency_by_batch": m["latency_by_batch"],
     }
+    for key in ("throughput_per_s", "cost_per_million", "price_per_hour"):
+        if key in m:
+            doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
         doc["torch_eager_latency_ms"] = m["torch_eager_latency_ms"]
         doc["speedup_vs_torch"] = m["speedup_vs_torch"]
@@ -68,6 +71,9 @@ def render_target(name: str, t) -> str:
     if m.get("accuracy") is not None:
         rows.append(("accuracy", _pct(m["accuracy"]), _pct(m["fp32_accuracy"]),
                      f"drop {100 * m['accuracy_drop']:.2f} pt"))
+    if "cost_per_million" in m:
+        rows.append(("cost per 1M inferences", f"{m['cost_per_million']:.4f}",
+                     f"at {m['price_per_hour']}/h", f"{m['throughput_per_s']:,.0f}/s"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"{name}: {t.artifact}"]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -65,6 +65,9 @@ class TargetProfile(Strict):
     artifact: ArtifactSpec = ArtifactSpec()
     benchmark: BenchmarkSpec = BenchmarkSpec()
     budgets: Budgets = Budgets()
+    price_per_hour: float | None = Field(
+        None, gt=0, description="cost of one device/instance hour (any currency); reports then show cost per million inferences"
+    )
 
     @model_validator(mode="after")
     def _ort_needs_fixed_shapes(self) -> "TargetProfile":
@@ -73,6 +76,22 @@ class TargetProfile(Strict):
         if self.artifact.format == "ort" and self.artifact.shapes != "fixed":
             raise ValueError("artifact.format = 'ort' requires artifact.shapes = 'fixed'")
         return self
+
+
+def value_sources(model: Strict, prefix: str = "") -> dict[str, str]:
+    """dotted key -> "file" when the profile set it, "default" when the schema filled it in."""
+    sources: dict[str, str] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        if isinstance(value, Strict):
+            nested = value_sources(value, key + ".")
+            if name not in model.model_fields_set:
+                nested = {k: "default" for k in nested}
+            sources.update(nested)
+        else:
+            sources[key] = "file" if name in model.model_fields_set else "default"
+    return sources
 
 
 def target_dirs(extra: Path | None = None) -> list[Path]:
