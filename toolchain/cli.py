@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from toolchain import __version__
+from toolchain.cli_bench_remote import bench_remote, remote_options
 from toolchain.errors import EXIT_BAD_INPUT, EXIT_BUDGET_FAILED, EXIT_OK, EdgeoptError
 
 _targets_dir = click.option(
@@ -121,14 +122,22 @@ def targets_show(ctx, name, as_json):
 @click.option("--target", required=True, help="Target profile whose runtime options and batch sizes to use.")
 @_targets_dir
 @click.option("--json", "as_json", is_flag=True)
-def bench(artifact, target, targets_dir, as_json):
-    """Benchmark one .onnx/.ort file: bytes, latency percentiles, peak memory (random inputs)."""
+@remote_options
+def bench(artifact, target, targets_dir, as_json, remote, remote_python, ssh_key, known_hosts, strict_host_key_checking):
+    """Benchmark one .onnx/.ort file: bytes, latency percentiles, peak memory (random inputs).
+
+    With --remote ssh://[user@]host[:port], measure on that device with its own onnxruntime.
+    """
     from toolchain.bench.standalone import bench_file, render_bench
     from toolchain.config.target import load_target
 
     profile = load_target(target, targets_dir)
     with _quiet_stdout(as_json):
-        doc = bench_file(artifact, profile)
+        if remote:
+            doc = bench_remote(artifact, profile, remote, python=remote_python, ssh_key=ssh_key,
+                               known_hosts=known_hosts, strict_host_key_checking=strict_host_key_checking)
+        else:
+            doc = bench_file(artifact, profile)
     if as_json:
         _emit_json(doc)
     else:
@@ -137,9 +146,11 @@ def bench(artifact, target, targets_dir, as_json):
 
 def _register() -> None:
     from toolchain.cli_arm import verify_arm_cmd
-    from toolchain.cli_package import COMMANDS
+    from toolchain.cli_compress import COMMANDS as COMPRESS_COMMANDS
+    from toolchain.cli_mobile import COMMANDS as MOBILE_COMMANDS
+    from toolchain.cli_package import COMMANDS as PACKAGE_COMMANDS
 
-    for command in [*COMMANDS, verify_arm_cmd]:
+    for command in [*PACKAGE_COMMANDS, *COMPRESS_COMMANDS, *MOBILE_COMMANDS, verify_arm_cmd]:
         cli.add_command(command)
 
 

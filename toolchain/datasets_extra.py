@@ -56,6 +56,9 @@ RADIUS = (0.13, 0.32)  # shape radius as a fraction of the image side
 MIN_CONTRAST = 0.35  # minimum RGB distance between shape and background colour
 NOISE_SIGMA = (0.02, 0.12)  # per-image Gaussian pixel noise
 RAMP = 0.25  # max colour change of the background ramp from centre to edge
+# Full random rotation made the set unlearnable from a few thousand images for a small CNN
+# (measured: ~35% held-out, memorized), so shapes tilt by at most this many radians.
+ROTATION = 0.5
 
 
 def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -93,7 +96,7 @@ def _draw_shapes(rng: np.random.Generator, y: np.ndarray, size: int) -> np.ndarr
     margin = radius * 1.05
     cx = rng.uniform(margin, size - margin)
     cy = rng.uniform(margin, size - margin)
-    theta = rng.uniform(0, 2 * np.pi, n)
+    theta = rng.uniform(-ROTATION, ROTATION, n)
     squash = rng.uniform(0.8, 1.2, n)  # mild anisotropy: circles are not perfectly round
     bg = rng.uniform(0, 1, (n, 3))
     fg = rng.uniform(0, 1, (n, 3))

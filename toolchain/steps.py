@@ -38,18 +38,23 @@ def load_model(recipe: Recipe, entry: Entry):
     from toolchain.torch_io import load_into
     from toolchain.zoo import build_model
 
-    return load_into(build_model(recipe.model, recipe.train.seed), artifact_path(entry))
+    model = build_model(recipe.model, recipe.train.seed)
+    if entry.record.get("plan"):  # structured pruning changed the architecture: replay it first
+        from toolchain.pruning import PrunePlan, replay_plan
+
+        model = replay_plan(model, PrunePlan.load(entry.path(entry.record["plan"])))
+    return load_into(model, artifact_path(entry))
 
 
 def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
     def produce(out: Path) -> dict:
         from toolchain.stages.train import train as train_stage
-        from toolchain.torch_io import save_state_dict
+        from toolchain.torch_io import save_state_dict, state_dict_sha256
         from toolchain.zoo import build_model
 
         model, metrics = train_stage(build_model(recipe.model, recipe.train.seed), data, recipe.train)
         save_state_dict(model, out / "model.pt")
-        return {"file": "model.pt", "sha256": sha256_file(out / "model.pt"), **metrics}
+        return {"file": "model.pt", "sha256": state_dict_sha256(out / "model.pt"), **metrics}
 
     config = {"model": _dump(recipe.model), "train": _dump(recipe.train)}
     return cache.run("train", config, {"data": data.fingerprint()}, produce)
@@ -58,11 +63,17 @@ def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
 def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> Entry:
     def produce(out: Path) -> dict:
         from toolchain.stages.prune import prune as prune_stage
-        from toolchain.torch_io import save_state_dict
+        from toolchain.torch_io import save_state_dict, state_dict_sha256
 
         model, metrics = prune_stage(load_model(recipe, trained), data, recipe.prune, recipe.train)
         save_state_dict(model, out / "model.pt")
-        return {"file": "model.pt", "sha256": sha256_file(out / "model.pt"), **metrics}
+        record = {"file": "model.pt", "sha256": state_dict_sha256(out / "model.pt"), **metrics}
+        if "plan" in record:  # the plan is data: saved beside the weights, replayed by load_model
+            from toolchain.pruning import PrunePlan
+
+            PrunePlan.from_dict(record.pop("plan")).save(out / "plan.json")
+            record["plan"] = "plan.json"
+        return record
 
     config = {"prune": _dump(recipe.prune), "train": _dump(recipe.train)}
     return cache.run("prune", config, {"model": trained.record["sha256"], "data": data.fingerprint()}, produce)

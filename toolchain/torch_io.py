@@ -20,6 +20,24 @@ def save_state_dict(model, dest: Path) -> Path:
     return dest
 
 
+def state_dict_sha256(path: Path) -> str:
+    """Content hash of the tensors in a weights file (names, dtypes, shapes, bytes).
+
+    torch.save writes a random serialization id into every file, so the file's own sha256
+    differs between two saves of identical weights; downstream cache keys use this instead.
+    """
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(load_state_dict(path).items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 def load_state_dict(path: Path) -> dict:
     import pickle
 

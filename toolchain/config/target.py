@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from toolchain.config.base import Strict, read_toml, validate
 from toolchain.config.budgets import Budgets
+from toolchain.config.device import DeviceFigures
 from toolchain.errors import BadInput
 from toolchain.resources import bundled_dir
 
@@ -65,6 +66,7 @@ class TargetProfile(Strict):
     artifact: ArtifactSpec = ArtifactSpec()
     benchmark: BenchmarkSpec = BenchmarkSpec()
     budgets: Budgets = Budgets()
+    device: DeviceFigures | None = None  # for estimates only; never reported as measurements
     price_per_hour: float | None = Field(
         None, gt=0, description="cost of one device/instance hour (any currency); reports then show cost per million inferences"
     )

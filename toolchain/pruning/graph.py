@@ -15,6 +15,7 @@ from typing import Any
 
 from toolchain.errors import BadInput
 
+
 class UntraceableLayer(BadInput):
     """The dependency graph cannot follow a layer's channels, so cutting them breaks the model."""
 
@@ -38,7 +39,7 @@ def build_graph(model, example) -> Any:
 
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
-    except Exception as err:  # tracing errors come from arbitrary user forward() code
+    except Exception as err:  # noqa: BLE001 - tracing errors come from arbitrary user forward() code
         raise UntraceableLayer(
             f"the pruning dependency graph cannot trace this model ({type(err).__name__}: {str(err).splitlines()[0][:160]})",
             "make forward() a plain tensor computation, or use [prune] kind = \"magnitude\"",
@@ -92,7 +93,7 @@ def diagnose(original, example, ignored: list[str]) -> UntraceableLayer:
         failing = _breaks_when_cut(original, example, name)
         if failing is not None:
             return UntraceableLayer(
-                f"cannot prune the output channels of layer '{name}': they reach '{failing}' through an "
+                f"cannot prune the output channels of layer '{name}': they reach {failing} through an "
                 "operation the dependency graph does not follow (e.g. channel slicing or a manual reshape)",
                 f"add '{name}' to [prune] ignored_layers",
             )
@@ -118,14 +119,21 @@ def _breaks_when_cut(model, example, root: str) -> str | None:
     graph.get_pruning_group(module, graph.get_pruner_of_module(module).prune_out_channels, [0]).prune(record_history=False)
     stack: list[str] = []
     names = {m: n for n, m in scratch.named_modules()}
-    hooks = [m.register_forward_pre_hook(lambda mod, _a: stack.append(names[mod])) for m in scratch.modules()]
-    hooks += [m.register_forward_hook(lambda mod, _a, _o: stack.pop()) for m in scratch.modules()]
+
+    def enter(mod, _args) -> None:
+        stack.append(names[mod])
+
+    def leave(mod, _args, _out) -> None:  # must return None: a value would replace the output
+        stack.pop()
+
+    hooks = [h for m in scratch.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
     try:
         with torch.no_grad():
             scratch(example)
         return None
     except RuntimeError:
-        return stack[-1] if stack else root  # the innermost module still running when it failed
+        # The innermost module still running when it failed; "" is the model's own forward().
+        return (f"'{stack[-1]}'" if stack[-1] else "the model's own forward()") if stack else f"'{root}'"
     finally:
         for h in hooks:
             h.remove()

@@ -2,7 +2,8 @@
 
 `kind` selects a pruning method from PRUNERS. "magnitude" is global unstructured magnitude
 pruning: it zeroes the smallest weights across all conv/linear layers, which shrinks a
-compressed file but not latency. Structured (channel) pruning plugs in here as another kind.
+compressed file but not latency. "structured" physically removes channels across coupled layers (stages/prune_structured.py);
+its plan must be replayed on a freshly built model before its weights load (pruning/plan.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,19 @@ from toolchain.stages.train import TrainConfig, accuracy, fit
 
 
 class PruneConfig(Strict):
-    kind: Literal["none", "magnitude"] = "magnitude"
-    amount: float = Field(0.3, gt=0, lt=1, description="fraction of weights to remove, in (0, 1)")
+    kind: Literal["none", "magnitude", "structured"] = "magnitude"
+    amount: float = Field(0.3, gt=0, lt=1, description="fraction of weights (magnitude) or channels (structured) to remove, in (0, 1)")
     finetune_epochs: int = Field(3, ge=0)
     finetune_lr: float = Field(1e-3, gt=0)
+    # The fields below apply to kind = "structured" only.
+    # L2 magnitude is Torch-Pruning's default and needs no data; taylor needs a loss gradient.
+    criterion: Literal["l1", "l2", "bn_scale", "taylor", "random"] = "l2"
+    # per_layer: every coupled group loses `amount` of its channels (predictable shapes);
+    # global: lowest-scoring channels anywhere (can thin unimportant layers much more).
+    scope: Literal["per_layer", "global"] = "per_layer"
+    steps: int = Field(1, ge=1, le=20, description="iterative schedule: cut amount/steps, fine-tune, repeat")
+    round_to: int = Field(1, ge=1, description="keep channel counts multiples of this (8 suits int8 kernels)")
+    ignored_layers: list[str] = Field(default_factory=list, description="module names never cut; the classifier always is")
 
 
 def _prunable(model) -> list[tuple[Any, str]]:
@@ -56,9 +66,17 @@ def no_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any
     return model, {"accuracy": accuracy(model, data.x_test, data.y_test), "sparsity": 0.0}
 
 
-PRUNERS: dict[str, Callable[..., tuple[Any, dict[str, float]]]] = {
+def _structured_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    # Imported on use: the recipe schema imports this module, and loading it must stay light.
+    from toolchain.stages.prune_structured import structured_prune
+
+    return structured_prune(model, data, cfg, train_cfg)
+
+
+PRUNERS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
     "none": no_prune,
     "magnitude": magnitude_prune,
+    "structured": _structured_prune,
 }
 
 

@@ -1,0 +1,92 @@
+"""Accuracy-budget search: int8 fallback repairs a hostile layer; bisection finds the largest
+pruning amount within budget; reports list what was tried and reverted; plots are written."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from toolchain.data import DataConfig, load_dataset
+from toolchain.search import SearchBudget, search_prune_amount, search_quantization
+from toolchain.search.measure import export_onnx
+from toolchain.stages.prune import PruneConfig
+from toolchain.stages.train import TrainConfig, train
+from toolchain.zoo import ModelConfig, build_model
+
+FT = TrainConfig(epochs=10)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # two shared cores: the default pool oversubscribes them
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(DataConfig())
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    return train(build_model(ModelConfig(kwargs={"width": 8})), digits, FT)[0]
+
+
+@pytest.fixture(scope="module")
+def hostile_onnx(trained, digits, tmp_path_factory):
+    """Same function, quantization-hostile: hidden unit 0 of the first Linear is scaled up 1000x
+    and its outgoing weights down 1000x (ReLU commutes with positive scaling). Per-tensor int8 of
+    that activation then rounds every other unit to zero."""
+    model = copy.deepcopy(trained)
+    with torch.no_grad():
+        fc1, fc2 = model.classifier[1], model.classifier[3]
+        fc1.weight[0] *= 1000
+        fc1.bias[0] *= 1000
+        fc2.weight[:, 0] /= 1000
+    return export_onnx(model, digits.x_test, tmp_path_factory.mktemp("hostile") / "fp32.onnx")
+
+
+def test_quant_fallback_repairs_hostile_layer(hostile_onnx, digits, tmp_path):
+    budget = SearchBudget(max_drop=0.01, objective="bytes")
+    report = search_quantization(hostile_onnx, digits.x_train[:128], digits.x_test, digits.y_test, budget, tmp_path,
+                                 per_channel=False, measure_latency=False)
+    acc = {c.name: c.accuracy for c in report.candidates}
+    # Measured: fp32 0.98, all-int8 0.21, hostile Gemm unit in fp32 0.98.
+    assert acc["int8"] < 0.5
+    assert report.met and acc[report.best] >= report.baseline_accuracy - 0.01
+    assert report.reverted[0]["unit"] == "linear" and "node_linear" in report.reverted[0]["nodes"]
+    assert [t["step"] for t in report.tried][:2] == ["int8", "rank"]
+    saved = json.loads((tmp_path / "search_quant.json").read_text())
+    assert saved["best"] == report.best and (tmp_path / "best.onnx").stat().st_size > 0
+    assert (tmp_path / "pareto_quant_bytes.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quant_budget_not_met_is_best_effort(hostile_onnx, digits, tmp_path):
+    report = search_quantization(hostile_onnx, digits.x_train[:128], digits.x_test, digits.y_test,
+                                 SearchBudget(max_drop=0.0), tmp_path, per_channel=False, max_fallback=0)
+    assert not report.met and report.best == "int8"  # the only compressed candidate
+    assert (tmp_path / "best.onnx").is_file()
+    assert all(c.latency_ms is not None and c.latency_ms > 0 for c in report.candidates)
+    assert (tmp_path / "pareto_quant_latency.png").is_file()
+
+
+def test_bisection_finds_largest_amount_within_budget(trained, digits, tmp_path):
+    budget = SearchBudget(max_drop=0.02, objective="bytes")
+    report = search_prune_amount(trained, digits, budget, tmp_path, prune_cfg=PruneConfig(kind="structured",
+                                 finetune_epochs=2), train_cfg=FT, hi=0.9, iterations=3, measure_latency=False)
+    tried = {t["amount"]: t["meets_budget"] for t in report.tried}
+    assert list(tried)[:2] == [0.9, 0.45]  # hi first, then halves
+    best_amount = next(c.detail["amount"] for c in report.candidates if c.name == report.best)
+    assert report.met and tried[best_amount]
+    # Largest feasible among tried, and bracketed: every larger amount tried broke the budget.
+    assert best_amount == max(a for a, ok in tried.items() if ok)
+    assert all(not ok for a, ok in tried.items() if a > best_amount)
+    assert {r["amount"] for r in report.reverted} == {a for a, ok in tried.items() if not ok}
+    assert (tmp_path / "best" / "plan.json").is_file() and (tmp_path / "pareto_prune_bytes.png").is_file()
+    sizes = {c.name: c.bytes for c in report.candidates}
+    assert sizes[report.best] < 0.8 * sizes["baseline"]

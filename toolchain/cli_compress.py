@@ -1,0 +1,109 @@
+"""CLI command `edgeopt compress`: a thin wrapper over toolchain.compress.run (docs/compress.md).
+Exit codes as for `edgeopt run`: 0 every budget met, 1 a budget failed, 2 bad input, 3 a
+verification (export or opset-upgrade parity) failed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
+
+_path = click.Path(path_type=Path)
+
+
+@click.command("compress")
+@click.argument("model")
+@click.option(
+    "--target", "targets", multiple=True, required=True, help="Target profile to build for (repeatable)."
+)
+@click.option(
+    "--data",
+    default=None,
+    help="Calibration/evaluation data: .npz, .npy, .csv, module:function, or 'random'.",
+)
+@click.option(
+    "--weights", type=_path, default=None, help="State dict for a module:factory MODEL (loaded weights_only)."
+)
+@click.option(
+    "--input-shape",
+    "input_shapes",
+    multiple=True,
+    help="Override an input shape: NAME=BATCH,D1,... (repeatable).",
+)
+@click.option("--label-column", default=None, help="CSV label column: header name or 0-based index.")
+@click.option("--evaluator", default=None, help="module:function(outputs, y) -> float or dict of floats.")
+@click.option(
+    "--eval-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of the data held out for evaluation.",
+)
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--name", default=None, help="Artifact and package name (default: the model's file stem).")
+@click.option("--out", "out_dir", type=_path, default=None, help="Run directory (default runs/<name>).")
+@click.option("--targets-dir", type=_path, default=None, help="Extra directory of target profiles (*.toml).")
+@click.option(
+    "--trust-pt2", is_flag=True, help="Allow loading a .pt2 archive (torch.export.load unpickles it)."
+)
+@click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked.")
+@click.option("--sign-key", type=_path, default=None, help="Ed25519 private key: sign each package.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of tables.")
+def compress_cmd(
+    model,
+    targets,
+    data,
+    weights,
+    input_shapes,
+    label_column,
+    evaluator,
+    eval_fraction,
+    calibration_samples,
+    name,
+    out_dir,
+    targets_dir,
+    trust_pt2,
+    rebench,
+    sign_key,
+    as_json,
+):
+    """Compress your own MODEL (.onnx, torch.export .pt2, or module:factory + --weights) for targets.
+
+    Runs the same per-target stages as `edgeopt run`: quantize, convert, benchmark, gate, package.
+    """
+    from toolchain.compress.run import CompressOptions, compress, compress_document, render_compress
+
+    opts = CompressOptions(
+        model=model,
+        targets=tuple(targets),
+        data=data,
+        weights=weights,
+        input_shapes=tuple(input_shapes),
+        label_column=label_column,
+        evaluator=evaluator,
+        eval_fraction=eval_fraction,
+        calibration_samples=calibration_samples,
+        name=name,
+        out_dir=out_dir,
+        targets_dir=targets_dir,
+        trust_pt2=trust_pt2,
+        rebench=rebench,
+        sign_key=sign_key,
+    )
+    # Libraries print progress to stdout; with --json, stdout carries only the document.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    with quiet:
+        result = compress(opts)
+    if as_json:
+        click.echo(json.dumps(compress_document(result), indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(render_compress(result))
+    sys.exit(EXIT_OK if result.passed else EXIT_BUDGET_FAILED)
+
+
+COMMANDS = [compress_cmd]

@@ -1,0 +1,84 @@
+"""`edgeopt mobile-report`: EP coverage, static memory and analytical latency of a mobile model.
+
+Nothing here is measured: coverage comes from ORT's usability checker (XNNPACK: approximate),
+memory and latency are estimates and are printed as such. Exit 0, or 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toolchain.errors import BadInput
+
+_path = click.Path(path_type=Path)
+
+
+def mobile_report(model: Path, profile, device_name: str | None = None) -> dict[str, Any]:
+    """The three analyses of `model` (.onnx) for `profile`, as one JSON-able document."""
+    from toolchain.mobile.ep_coverage import check_model
+    from toolchain.mobile.estimate import REFERENCE_DEVICES, estimate_latency
+    from toolchain.mobile.memory_estimate import estimate_memory, load_onnx
+
+    if device_name is not None:
+        if device_name not in REFERENCE_DEVICES:
+            raise BadInput(f"unknown device '{device_name}'", f"known: {', '.join(REFERENCE_DEVICES)}")
+        device, device_from = REFERENCE_DEVICES[device_name], f"reference figures '{device_name}'"
+    else:  # `device` is the TargetProfile field this report asks for; absent until it is added
+        device, device_from = getattr(profile, "device", None), f"target '{profile.name}' [device]"
+    batch = profile.artifact.fixed_batch
+    proto = load_onnx(model, batch=batch)  # the shapes the .ort conversion would bake in
+    coverage = check_model(model, proto=proto)
+    return {
+        "model": str(model),
+        "target": profile.name,
+        "batch": batch,
+        "ep_coverage": coverage.to_dict(),
+        "memory": estimate_memory(proto).to_dict(),
+        "latency": {**estimate_latency(proto, device).to_dict(), "device_from": device_from},
+    }
+
+
+def render(doc: dict[str, Any]) -> str:
+    lines = [f"{doc['model']} for {doc['target']} (batch {doc['batch']})", "execution-provider coverage:"]
+    for name, ep in doc["ep_coverage"]["eps"].items():
+        verdict = f", suitability {ep['suitability']}" if ep["suitability"] else ""
+        unsup = ", ".join(ep["unsupported_ops"]) or "none"
+        lines.append(f"  {name:<21} {ep['nodes_covered']}/{ep['nodes_total']} nodes in {ep['partitions']} partition(s)"
+                     f"{verdict} [{ep['accuracy']}]; unsupported: {unsup}")
+    m = doc["memory"]
+    lines.append(f"memory (estimated): weights {m['weights_bytes']:,} B + peak activations "
+                 f"{m['peak_activation_bytes']:,} B (at {m['peak_node']}) = {m['total_bytes']:,} B")
+    lat = doc["latency"]
+    macs = f"{lat['macs_int8']:,} int8 MACs, {lat['macs_fp32']:,} fp32 MACs, {lat['bytes_moved']:,} B moved"
+    if lat["latency_ms"] is None:
+        lines.append(f"latency (estimated): unavailable, missing {', '.join(lat['missing'])} "
+                     f"(use --device or add [device] to the target); {macs}")
+    else:
+        lines.append(f"latency (estimated, roofline at peak; a lower bound): {lat['latency_ms']:.4f} ms; {macs}")
+        lines.append(f"  figures: {lat['device_from']}: {lat['device_source']}")
+    return "\n".join(lines)
+
+
+@click.command("mobile-report")
+@click.argument("model", type=_path)
+@click.option("--target", required=True, help="Target profile (fixed batch, device figures).")
+@click.option("--device", "device_name", default=None,
+              help="Reference device figures to use instead of the target's (cortex-a76, raspberry-pi-4).")
+@click.option("--targets-dir", type=_path, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def mobile_report_cmd(model, target, device_name, targets_dir, as_json):
+    """EP coverage (NNAPI, CoreML, XNNPACK), static memory and latency estimates of an .onnx.
+
+    Give the .onnx an .ort is converted from: an .ort file keeps no shape information.
+    """
+    from toolchain.config.target import load_target
+
+    doc = mobile_report(model, load_target(target, targets_dir), device_name)
+    click.echo(json.dumps(doc, indent=2, sort_keys=True) if as_json else render(doc))
+
+
+COMMANDS = [mobile_report_cmd]

@@ -1,0 +1,316 @@
+"""`edgeopt compress`: a user's model + data -> the per-target stages of `edgeopt run`.
+
+Order matters for bad input: targets, model, data, labels and evaluator are all resolved and
+checked in a temp directory *before* the output directory is created, so a typo or a broken
+file costs no compression work and leaves no files. A bad-input error raised later still
+removes an output directory this call created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolchain.build_target import ModelSource, TargetResult, build_target
+from toolchain.cache import StageCache, library_versions
+from toolchain.compress import data_input, evaluators
+from toolchain.compress.model_input import NormalizedModel, normalize_onnx, parse_input_shapes
+from toolchain.config.recipe import QuantizeOverrides
+from toolchain.config.target import load_target
+from toolchain.errors import BadInput, ModelLoadError
+from toolchain.fsio import sha256_file, sha256_json, write_json_atomic
+
+_WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".safetensors"}
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    model: str  # path to .onnx / .pt2, or module:factory
+    targets: tuple[str, ...]
+    data: str | None = None  # file, module:function, or "random"
+    weights: Path | None = None
+    input_shapes: tuple[str, ...] = ()
+    label_column: str | None = None
+    evaluator: str | None = None
+    eval_fraction: float = 0.2
+    calibration_samples: int = 256
+    name: str | None = None
+    out_dir: Path | None = None  # default runs/<name>
+    targets_dir: Path | None = None
+    trust_pt2: bool = False
+    rebench: bool = False
+    sign_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    name: str
+    hash: str
+    out_dir: Path
+    targets: dict[str, TargetResult]
+    evaluation: dict[str, dict[str, Any]]
+    stages: list[tuple[str, str]] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(t.passed for t in self.targets.values())
+
+
+def _stderr_warning(message: str) -> None:
+    print(f"edgeopt: warning: {message}", file=sys.stderr)
+
+
+def compress(opts: CompressOptions, warn: Callable[[str], None] = _stderr_warning) -> CompressResult:
+    if not opts.targets:
+        raise BadInput("no target given", "pass --target NAME (repeatable); `edgeopt targets` lists them")
+    profiles = {name: load_target(name, opts.targets_dir) for name in opts.targets}
+    if opts.data is None:
+        raise BadInput(
+            "no --data given",
+            "pass --data FILE (.npz/.npy/.csv), module:function, or 'random' (no accuracy check)",
+        )
+    if not 0 < opts.eval_fraction < 1:
+        raise BadInput(f"--eval-fraction {opts.eval_fraction} is not in (0, 1)", "use e.g. 0.2")
+    warnings: list[str] = []
+
+    def note(message: str) -> None:
+        warnings.append(message)
+        warn(message)
+
+    with tempfile.TemporaryDirectory(prefix="edgeopt-compress-") as tmp:
+        model, raw, torch_ref = _prepare_model(opts, Path(tmp))
+        if raw is None:
+            raw = data_input.random_data(model.sample_shape)
+            note(
+                f"--data random: calibrating on {len(raw.x)} seeded N(0,1) samples; "
+                "accuracy cannot be checked, only agreement with the fp32 model"
+            )
+        raw = data_input.check(raw, model.sample_shape)
+        data = data_input.split(raw, opts.eval_fraction, model.input.name, labels=())
+        fp32_out = _predict(model.path, data.x_test)
+        ev = evaluators.resolve(opts.evaluator, data.task)
+        evaluators.preflight(ev, fp32_out, data.y_eval)
+        if data.task == "classify":
+            data = dataclasses.replace(data, labels=tuple(str(i) for i in range(fp32_out.shape[1])))
+        else:
+            note(
+                f"no integer labels ({data.task}): budget max_accuracy_drop is not applied; see 'evaluation'"
+            )
+        name = _name(opts)
+        out_dir = Path(opts.out_dir) if opts.out_dir is not None else Path("runs") / name
+        created = not out_dir.exists()
+        try:
+            return _build(opts, profiles, model, data, ev, torch_ref, name, out_dir, warnings)
+        except BadInput:
+            if created:  # nothing of a refused run is worth keeping
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+
+
+def _prepare_model(opts: CompressOptions, tmp: Path):
+    """-> (normalized model, raw data or None for 'random', torch export or None)."""
+    from toolchain.compress import torch_input
+
+    shapes = parse_input_shapes(opts.input_shapes)
+    spec = opts.model
+    if torch_input.is_factory_ref(spec):
+        kind = "factory"
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise ModelLoadError(
+                f"model not found: {spec}", "pass a .onnx or .pt2 file, or module:factory with --weights"
+            )
+        if path.suffix.lower() in _WEIGHT_SUFFIXES:
+            raise BadInput(
+                f"{path.name} looks like a weights file, not a model",
+                "pass module:factory as MODEL and this file as --weights",
+            )
+        kind = "pt2" if torch_input.is_pt2(path) else "onnx"
+        if kind == "pt2":
+            torch_input.refuse_untrusted_pt2(path, opts.trust_pt2)
+    if opts.weights is not None and kind != "factory":
+        raise BadInput(
+            "--weights applies to module:factory models only",
+            "drop --weights, or pass MODEL as module:factory",
+        )
+
+    if kind == "onnx":
+        model = normalize_onnx(
+            Path(spec), tmp / "model.onnx", shapes, {"source": "onnx", "model_file": Path(spec).name}
+        )
+        raw = data_input.load_raw(opts.data, model.input.name, opts.label_column)
+        return model, raw, None
+
+    # Torch sources: the data (or --input-shape) says what the model takes.
+    raw = data_input.load_raw(opts.data, None, opts.label_column)
+    if len(shapes) > 1:
+        raise BadInput("more than one --input-shape for a single-input model", "pass one")
+    override = next(iter(shapes.values()), None)
+    if raw is not None:
+        sample_shape = tuple(override[1:]) if override else tuple(np.asarray(raw.x).shape[1:])
+        raw = data_input.check(raw, sample_shape)  # NaNs and bad shapes fail here, not inside the exporter
+        example = raw.x[:128]
+    elif override:
+        example = np.random.default_rng(0).standard_normal((2, *override[1:])).astype(np.float32)
+    else:
+        raise BadInput(
+            "--data random with a PyTorch model needs the input shape", "pass --input-shape x=1,C,H,W"
+        )
+    if kind == "factory":
+        exported = torch_input.from_factory(spec, opts.weights, example, tmp)
+    else:
+        exported = torch_input.from_pt2(Path(spec), example, tmp, opts.trust_pt2)
+    # The exporter names the input after forward()'s argument; --input-shape applies to it whatever its name.
+    model = normalize_onnx(
+        exported.onnx_path, tmp / "model.onnx", _renamed(override, exported.onnx_path), exported.facts
+    )
+    return model, raw, exported
+
+
+def _renamed(override: tuple[int, ...] | None, onnx_path: Path) -> dict:
+    import onnx
+
+    if override is None:
+        return {}
+    return {onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name: override}
+
+
+def _build(
+    opts, profiles, model: NormalizedModel, data, ev, torch_ref, name: str, out_dir: Path, warnings: list[str]
+) -> CompressResult:
+    from toolchain.hostinfo import host_info
+
+    cache = StageCache(out_dir / "cache")
+    sha = sha256_file(model.path)
+
+    def produce(out: Path) -> dict:
+        shutil.copyfile(model.path, out / "model.onnx")
+        return {**model.facts, "file": "model.onnx", "sha256": sha}
+
+    entry = cache.run(
+        "import", {"source": model.facts.get("source")}, {"model": sha}, produce, label="import"
+    )
+    run_hash = sha256_json(
+        {
+            "model": sha,
+            "data": data.fingerprint(),
+            "evaluator": ev.custom_ref or ev.kind,
+            "calibration_samples": opts.calibration_samples,
+            "eval_fraction": opts.eval_fraction,
+        }
+    )
+    skip_accuracy = data.task != "classify"
+    source = ModelSource(
+        name=name,
+        recipe_hash=run_hash,
+        fp32_onnx=entry,
+        compressed_onnx=entry,
+        data=data,
+        quantize=QuantizeOverrides(calibration_samples=opts.calibration_samples),
+        budgets=lambda _t, base: (
+            base.model_copy(update={"max_accuracy_drop": None}) if skip_accuracy else base
+        ),
+        torch_model=torch_ref.load_model if torch_ref else None,
+        torch_sha=torch_ref.sha if torch_ref else None,
+    )
+    results, evaluation = {}, {}
+    for tname, profile in profiles.items():
+        t = build_target(cache, source, profile, out_dir, opts.rebench, opts.sign_key)
+        fp32_out = _predict(t.fp32_artifact, data.x_test, profile.runtime)
+        evaluation[tname] = evaluators.evaluate(
+            ev, fp32_out, _predict(t.artifact, data.x_test, profile.runtime), data.y_eval
+        )
+        if skip_accuracy:
+            evaluation[tname]["budgets_not_applied"] = ["max_accuracy_drop"]
+        results[tname] = t
+    baseline = {"model": model.facts, "data": _data_facts(data), "host": host_info()}
+    result = CompressResult(
+        name, run_hash, out_dir, results, evaluation, list(cache.events), baseline, warnings
+    )
+    write_json_atomic(out_dir / "report.json", compress_document(result))
+    return result
+
+
+def _predict(path: Path, x: np.ndarray, runtime=None) -> np.ndarray:
+    from toolchain.bench.session import load_session, predict
+    from toolchain.config.target import RuntimeOptions
+
+    return predict(load_session(path, runtime or RuntimeOptions()), x)
+
+
+def _data_facts(data) -> dict[str, Any]:
+    return {
+        "source": data.name,
+        "task": data.task,
+        "calibration_samples": len(data.x_train),
+        "evaluation_samples": len(data.x_test),
+        "sample_shape": list(data.x_train.shape[1:]),
+        "fingerprint": data.fingerprint(),
+    }
+
+
+def _name(opts: CompressOptions) -> str:
+    raw = opts.name or (
+        opts.model.rpartition(":")[2]
+        if ":" in opts.model and not Path(opts.model).exists()
+        else Path(opts.model).stem
+    )
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")
+    if not clean:
+        raise BadInput(
+            f"cannot derive a package name from {raw!r}", "pass --name NAME (letters, digits, '.', '_', '-')"
+        )
+    return clean[:64]
+
+
+def compress_document(result: CompressResult) -> dict[str, Any]:
+    """The `edgeopt run --json` shape (recipe -> {name, hash}), plus `evaluation` per target."""
+    from toolchain.report import target_document
+
+    targets = {}
+    for name, t in result.targets.items():
+        targets[name] = {**target_document(t), "evaluation": result.evaluation[name]}
+    return {
+        "schema_version": 1,
+        "recipe": {"name": result.name, "hash": result.hash},
+        "out_dir": str(result.out_dir.resolve()),
+        "passed": result.passed,
+        "targets": targets,
+        "baseline": result.baseline,
+        "stages": [{"stage": label, "status": status} for label, status in result.stages],
+        "versions": library_versions(),
+        "warnings": list(result.warnings),
+    }
+
+
+def render_compress(result: CompressResult) -> str:
+    from toolchain.report import render_target
+
+    hits = sum(1 for _, s in result.stages if s == "hit")
+    cached = f"{hits}/{len(result.stages)} stages from cache"
+    head = f"edgeopt compress '{result.name}' -> {result.out_dir} ({cached})"
+    blocks = []
+    for name, t in result.targets.items():
+        ev = result.evaluation[name]
+        lines = [render_target(name, t), f"  evaluation ({ev['kind']}, {ev['samples']} samples):"]
+        for key in ("top1_agreement", "sqnr_db", "mse", "fp32_mse", "mae", "fp32_mae"):
+            if ev.get(key) is not None:
+                lines.append(f"    {key}: {ev[key]:.6g}")
+        if "custom" in ev:
+            for k, v in ev["custom"]["artifact"].items():
+                lines.append(f"    {k}: {v:.6g} (fp32 {ev['custom']['fp32'][k]:.6g})")
+        blocks.append("\n".join(lines))
+    verdict = "all budgets met" if result.passed else "BUDGET FAILED"
+    return f"{head}\n\n" + "\n\n".join(blocks) + f"\n\n{verdict}"

@@ -1,0 +1,61 @@
+"""Measurements shared by the searches: ONNX accuracy, file size, interleaved ORT latency.
+
+Latency uses one intra-op thread and interleaved rounds (toolchain.bench.latency) so that drift
+on a shared machine hits every candidate alike; compare ratios, not absolute milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def session(path: Path, threads: int = 1):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    sess = session(path, threads=2)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
+    return float((onnx_logits(path, x).argmax(1) == y).mean())
+
+
+def export_onnx(model, example: np.ndarray, dest: Path, opset: int = 18) -> Path:
+    """Single-file ONNX with a dynamic batch axis. Opset 18 is what torch 2.13's exporter emits
+    natively; asking for 17 triggers a down-conversion that fails on ReduceMax (resnet_small)."""
+    import torch
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr), torch.no_grad():
+        torch.onnx.export(model.eval(), (torch.as_tensor(example[:2]),), str(dest), dynamo=True, external_data=False,
+                          opset_version=opset, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                          verbose=False)
+    return dest
+
+
+def latency_p50(paths: dict[str, Path], x: np.ndarray, runs: int = 200, rounds: int = 5,
+                max_seconds: float = 20.0) -> dict[str, float]:
+    """p50 milliseconds per call on one sample, for every model, timed in interleaved rounds."""
+    from toolchain.bench.latency import interleaved
+
+    sample = np.ascontiguousarray(x[:1])
+    calls = {}
+    for name, path in paths.items():
+        sess = session(path)
+        feed = {sess.get_inputs()[0].name: sample}
+        calls[name] = (lambda s=sess, f=feed: s.run(None, f))
+    stats = interleaved(calls, warmup=10, runs=runs, rounds=rounds, max_seconds=max_seconds)
+    return {n: s.p50 for n, s in stats.items()}
