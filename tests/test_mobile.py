@@ -205,7 +205,7 @@ def test_mobile_report_cli(tiny_paths, fast_targets_dir):
     text = runner.invoke(mobile_report_cmd, [str(tiny_paths / "qdq.onnx"), "--target", "arm-mobile",
                                              "--targets-dir", str(fast_targets_dir)]).output
     # arm-mobile declares [device] figures, so the estimate is available (and labelled)
-    assert "memory (estimated)" in text and "latency (estimated)" in text and "unavailable" not in text
+    assert "memory (estimated)" in text and "latency (estimated, roofline" in text and "unavailable" not in text
 
 
 def test_mobile_report_rejects_ort_file(tmp_path):
