@@ -88,7 +88,8 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
     )
     results = {name: build_target(cache, source, profile, Path(opts.out_dir), opts.rebench, opts.sign_key)
                for name, profile in profiles.items()}
-    baseline = {"torch_accuracy": trained.record["accuracy"], "pruned_torch_accuracy": pruned.record["accuracy"],
+    baseline = {"fp32_onnx": str(steps.artifact_path(fp32_onnx).resolve()),
+                "torch_accuracy": trained.record["accuracy"], "pruned_torch_accuracy": pruned.record["accuracy"],
                 "sparsity": pruned.record.get("sparsity"), "export": fp32_onnx.record, "host": host_info()}
     result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline)
     from toolchain.report import run_document
