@@ -164,3 +164,32 @@ def test_every_target_profile_builds_a_loadable_accurate_artifact(target, fp32_o
     fp32 = predict(load_session(fp32_onnx, profile.runtime), data.x_test[:100]).argmax(1)
     agreement = float((predict(sess, data.x_test[:100]).argmax(1) == fp32).mean())
     assert agreement >= 0.95
+
+
+def test_export_down_conversion_drops_attributes_the_older_opset_lacks(tmp_path):
+    """Exporting x.mean() at opset 17: the exporter writes 18; converting must strip ReduceMean's
+    `noop_with_empty_axes` (new in 18) or the checker and ORT reject the file."""
+
+    class GlobalPool(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    model = GlobalPool().eval()
+    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    path = tmp_path / "pool.onnx"
+    facts = export_onnx(model, x, ExportConfig(opset=17), path)
+    assert facts["opset"] == 17
+    reduce = [n for n in onnx.load(str(path)).graph.node if n.op_type == "ReduceMean"]
+    assert reduce and all(a.name != "noop_with_empty_axes" for n in reduce for a in n.attribute)
+    assert check_parity(path, model, x, ExportConfig())["max_abs_diff"] < 1e-5
+
+
+def test_unreachable_opset_is_a_typed_error_naming_the_fix(trained, data, tmp_path):
+    from toolchain.errors import VerificationError
+
+    with pytest.raises(VerificationError, match=r"exporter emitted opset 18.*set \[export\] opset = 18"):
+        export_onnx(trained[0], data.x_test, ExportConfig(opset=13), tmp_path / "m.onnx")
