@@ -193,3 +193,17 @@ def test_unreachable_opset_is_a_typed_error_naming_the_fix(trained, data, tmp_pa
 
     with pytest.raises(VerificationError, match=r"exporter emitted opset 18.*set \[export\] opset = 18"):
         export_onnx(trained[0], data.x_test, ExportConfig(opset=13), tmp_path / "m.onnx")
+
+
+def test_optimized_graph_counts_show_full_int8_fusion(fp32_onnx, data, tmp_path):
+    from toolchain.bench.graph_ops import optimized_op_counts
+
+    runtime = load_target("cpu-server").runtime
+    q = tmp_path / "q.onnx"
+    scheme = load_target("cpu-server").quantize
+    quantize(fp32_onnx, data.x_train, QuantizeConfig(scheme=scheme, calibration_samples=64), q, {})
+    fp32_ops, int8_ops = optimized_op_counts(fp32_onnx, runtime), optimized_op_counts(q, runtime)
+    assert fp32_ops["int8_kernels"] == 0 and fp32_ops["fp32_compute"] >= 4
+    # 2 convs + 2 linears all became int8 kernels; only the boundary Q/DQ pair remains
+    assert int8_ops["fp32_compute"] == 0 and int8_ops["int8_kernels"] == 4
+    assert int8_ops["quantize_dequantize"] == 2

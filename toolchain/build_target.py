@@ -106,6 +106,8 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[s
         "fp32_peak_memory_mb": fp32["peak_memory_mb"],
         "latency_by_batch": {label: r["latency_ms"] for label, r in results.items()},
     }
+    if int8.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
+        metrics["optimized_ops"] = int8["optimized_ops"]
     if eager_lat:
         metrics["torch_eager_latency_ms"] = {k: eager_lat[k] for k in ("p50", "p90", "p99")}
         metrics["speedup_vs_torch"] = eager_lat["p50"] / lat["p50"]

@@ -29,8 +29,9 @@ _targets_dir = click.option("--targets-dir", type=_path, default=None,
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of a table.")
 @click.option("--max-seconds", type=click.FloatRange(min=1.0), default=None,
               help="Cap on latency measurement per target, seconds (default 20).")
-@click.option("--on-straddle", type=click.Choice(["pass", "fail", "estimate"]), default="pass", show_default=True,
-              help="Verdict when a latency interval still straddles its limit at the cap.")
+@click.option("--on-straddle", type=click.Choice(["recheck", "pass", "fail", "estimate"]), default="recheck",
+              show_default=True, help="Verdict when a latency interval still straddles its limit at the cap "
+              "(recheck: decide on an 80% interval, pass if it still straddles; docs/gating.md).")
 @_targets_dir
 def gate_cmd(path, targets, budgets_file, baseline_file, junit, markdown_file, as_json, max_seconds, on_straddle,
              targets_dir):

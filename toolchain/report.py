@@ -30,7 +30,7 @@ def target_document(t) -> dict[str, Any]:
         "passed": t.passed,
         "latency_by_batch": m["latency_by_batch"],
     }
-    for key in ("throughput_per_s", "cost_per_million", "price_per_hour"):
+    for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -80,6 +80,11 @@ def render_target(name: str, t) -> str:
     for budget, v in t.verdicts.items():
         value = "not measured" if v["value"] is None else f"{v['value']:.4g}"
         lines.append(f"  budget {budget}: {value} <= {v['limit']:.4g}  {'PASS' if v['pass'] else 'FAIL'}")
+    ops = m.get("optimized_ops")
+    if ops:
+        note = "" if ops["fp32_compute"] == 0 else "  <- fp32 compute left between Q/DQ: int8 not fully fused"
+        lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
+                     f"{ops['quantize_dequantize']} Q/DQ{note}")
     lines.append(f"  package: {t.package}")
     return "\n".join(lines)
 

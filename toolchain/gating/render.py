@@ -31,7 +31,9 @@ def evidence(v: dict[str, Any]) -> str:
 
 def verdict_word(v: dict[str, Any]) -> str:
     word = "PASS" if v["pass"] else "FAIL"
-    return f"{word} (inconclusive)" if "at cap" in v["decided_by"] else word
+    if "inconclusive" in v["decided_by"] or "at cap: pass" in v["decided_by"]:
+        return f"{word} (inconclusive)"
+    return f"{word} (at cap)" if "at cap" in v["decided_by"] else word
 
 
 def summary_line(name: str, v: dict[str, Any]) -> str:

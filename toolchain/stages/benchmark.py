@@ -44,14 +44,15 @@ def _torch_runner(model, xb: np.ndarray):
 
 def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig, torch_model=None) -> dict[str, Any]:
     """Measure every candidate artifact (label -> path); returns label -> metrics."""
-    from toolchain.bench.latency import interleaved
+    from toolchain.bench.graph_ops import optimized_op_counts
     from toolchain.bench.memory import peak_memory_mb
     from toolchain.bench.session import fixed_batch, load_session, predict
 
     sessions = {label: load_session(path, cfg.runtime) for label, path in candidates.items()}
     results: dict[str, dict[str, Any]] = {}
     for label, sess in sessions.items():
-        entry: dict[str, Any] = {"bytes": Path(candidates[label]).stat().st_size, "latency_ms": {}}
+        entry: dict[str, Any] = {"bytes": Path(candidates[label]).stat().st_size, "latency_ms": {},
+                                 "optimized_ops": optimized_op_counts(Path(candidates[label]), cfg.runtime)}
         if y is not None:
             entry["accuracy"] = float((predict(sess, x).argmax(1) == y).mean())
         results[label] = entry
