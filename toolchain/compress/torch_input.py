@@ -123,25 +123,11 @@ def _export(model, example: np.ndarray, dest: Path, what: str) -> dict[str, Any]
 
 
 def _export_program(program, example: np.ndarray, dest: Path, cfg) -> dict[str, Any]:
-    import contextlib
-    import sys
+    """An ExportedProgram carries its own (static) shapes: export it as is, through the same
+    verified single-file export as every other model."""
+    from toolchain.stages.export import export_onnx
 
-    import onnx
-    import torch
-
-    with contextlib.redirect_stdout(sys.stderr), torch.no_grad():
-        torch.onnx.export(
-            program,
-            (torch.as_tensor(example[:2]),),
-            str(dest),
-            dynamo=True,
-            external_data=False,
-            opset_version=cfg.opset,
-            verbose=False,
-        )
-    return {
-        "opset": next(o.version for o in onnx.load(str(dest)).opset_import if o.domain in ("", "ai.onnx"))
-    }
+    return export_onnx(program, example, cfg, dest, dynamic_batch=False)
 
 
 class _Eager:

@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pydantic import Field
-
 from toolchain.config.device import DeviceFigures
 from toolchain.mobile.ep_coverage import node_units
 from toolchain.mobile.memory_estimate import infer_shapes, nbytes, topo_order, value_types

@@ -6,8 +6,6 @@ on a shared machine hits every candidate alike; compare ratios, not absolute mil
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +32,12 @@ def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def export_onnx(model, example: np.ndarray, dest: Path, opset: int = 18) -> Path:
-    """Single-file ONNX with a dynamic batch axis. Opset 18 is what torch 2.13's exporter emits
-    natively; asking for 17 triggers a down-conversion that fails on ReduceMax (resnet_small)."""
-    import torch
+    """Single-file ONNX with a dynamic batch axis, through the pipeline's verified export stage."""
+    from toolchain.stages.export import ExportConfig
+    from toolchain.stages.export import export_onnx as export_stage
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(sys.stderr), torch.no_grad():
-        torch.onnx.export(model.eval(), (torch.as_tensor(example[:2]),), str(dest), dynamo=True, external_data=False,
-                          opset_version=opset, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-                          verbose=False)
+    export_stage(model, example, ExportConfig(opset=opset), dest, dynamic_batch=True)
     return dest
 
 

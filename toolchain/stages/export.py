@@ -8,7 +8,6 @@ ask for a single file, then *read back* what was written and check both facts.
 from __future__ import annotations
 
 import contextlib
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,8 @@ def export_onnx(model, example: np.ndarray, cfg: ExportConfig, dest: Path, dynam
     import onnx
     import torch
 
-    model = model.eval()
+    if isinstance(model, torch.nn.Module):  # a torch.export ExportedProgram has no train/eval mode
+        model = model.eval()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     # The exporter prints progress to stdout; keep stdout clean for `--json` consumers.
     with contextlib.redirect_stdout(sys.stderr), torch.no_grad():
