@@ -128,3 +128,16 @@ def test_arm_package_runs_on_emulated_aarch64(first_run, capsys):
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["passed"] is True
     assert report["outputs"][0]["max_abs_diff"] <= report["outputs"][0]["tolerance"]
+
+
+def test_search_reuses_the_run_and_reports_a_budgeted_best(first_run, capsys):
+    out, args, _, _ = first_run
+    code = main(["search", args[1], "--target", "cpu-server", "--out", str(out), "--targets-dir", args[-1],
+                 "--max-drop", "0.05", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["met"] is True
+    best = next(c for c in doc["candidates"] if c["name"] == doc["best"])
+    assert best["accuracy"] >= doc["min_accuracy"] and not best["baseline"]
+    assert all(Path(out / "search" / "cpu-server" / p).is_file() for p in doc["plots"])
+    # the search trained nothing: train/prune/export entries of the run were reused
+    assert len(list((out / "cache" / "train").iterdir())) == 1

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from toolchain.config.target import QuantizeScheme
 from toolchain.data import DataConfig, load_dataset
 from toolchain.search import SearchBudget, search_prune_amount, search_quantization
 from toolchain.search.measure import export_onnx
@@ -54,7 +55,7 @@ def hostile_onnx(trained, digits, tmp_path_factory):
 def test_quant_fallback_repairs_hostile_layer(hostile_onnx, digits, tmp_path):
     budget = SearchBudget(max_drop=0.01, objective="bytes")
     report = search_quantization(hostile_onnx, digits.x_train[:128], digits.x_test, digits.y_test, budget, tmp_path,
-                                 per_channel=False, measure_latency=False)
+                                 scheme=QuantizeScheme(per_channel=False), measure_latency=False)
     acc = {c.name: c.accuracy for c in report.candidates}
     # Measured: fp32 0.98, all-int8 0.21, hostile Gemm unit in fp32 0.98.
     assert acc["int8"] < 0.5
@@ -68,7 +69,7 @@ def test_quant_fallback_repairs_hostile_layer(hostile_onnx, digits, tmp_path):
 
 def test_quant_budget_not_met_is_best_effort(hostile_onnx, digits, tmp_path):
     report = search_quantization(hostile_onnx, digits.x_train[:128], digits.x_test, digits.y_test,
-                                 SearchBudget(max_drop=0.0), tmp_path, per_channel=False, max_fallback=0)
+                                 SearchBudget(max_drop=0.0), tmp_path, scheme=QuantizeScheme(per_channel=False), max_fallback=0)
     assert not report.met and report.best == "int8"  # the only compressed candidate
     assert (tmp_path / "best.onnx").is_file()
     assert all(c.latency_ms is not None and c.latency_ms > 0 for c in report.candidates)

@@ -58,7 +58,8 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
 
     name = profile.name
     scheme = profile.quantize.model_copy(update=src.quantize.scheme_overrides())
-    qcfg = QuantizeConfig(scheme=scheme, calibration_samples=src.quantize.calibration_samples, seed=src.seed)
+    qcfg = QuantizeConfig(scheme=scheme, calibration_samples=src.quantize.calibration_samples,
+                          nodes_to_exclude=src.quantize.nodes_to_exclude, seed=src.seed)
     stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
     quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
     ccfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())

@@ -25,6 +25,7 @@ class QuantizeOverrides(Strict):
     """Calibration settings, plus optional overrides of the target profile's [quantize] scheme."""
 
     calibration_samples: int = Field(256, ge=1, description="training samples used to calibrate activations")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="nodes kept in fp32 (see `edgeopt search`)")
     format: Literal["qdq", "qoperator", "dynamic", "none"] | None = None
     activation_type: Literal["int8", "uint8"] | None = None
     weight_type: Literal["int8", "uint8"] | None = None
@@ -33,7 +34,7 @@ class QuantizeOverrides(Strict):
     calibration_method: Literal["minmax", "entropy", "percentile"] | None = None
 
     def scheme_overrides(self) -> dict:
-        return self.model_dump(exclude_none=True, exclude={"calibration_samples"})
+        return self.model_dump(exclude_none=True, exclude={"calibration_samples", "nodes_to_exclude"})
 
 
 class Recipe(Strict):

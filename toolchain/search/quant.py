@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolchain.config.target import QuantizeScheme
 from toolchain.search.budget import Candidate, SearchBudget, SearchReport, pick_best
 from toolchain.search.measure import latency_p50, onnx_logits
 
@@ -36,17 +37,17 @@ TRANSPARENT_OPS = ("Relu", "Clip", "MaxPool", "Reshape", "Flatten", "Transpose",
                    "Identity", "Resize", "Split", "Slice", "AveragePool", "GlobalAveragePool")
 
 
-def _quantize(pre: Path, dest: Path, calib_x: np.ndarray, exclude: list[str], per_channel: bool) -> Path:
+def _quantize(pre: Path, dest: Path, calib_x: np.ndarray, exclude: list[str], scheme: QuantizeScheme) -> Path:
+    """Static quantization with the target's scheme (the same mapping the pipeline's stage uses)."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import quantize_static
 
-    from toolchain.stages.quantize import _reader
+    from toolchain.stages.quantize import _reader, static_kwargs
 
     name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
     with contextlib.redirect_stdout(sys.stderr):
-        quantize_static(str(pre), str(dest), _reader(name, calib_x, 32), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude))
+        quantize_static(str(pre), str(dest), _reader(name, calib_x, 32), nodes_to_exclude=list(exclude),
+                        **static_kwargs(scheme))
     return dest
 
 
@@ -108,7 +109,7 @@ class _Trials:
 
 
 def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray,
-                        budget: SearchBudget, out_dir: Path, *, per_channel: bool = True, max_fallback: int = 8,
+                        budget: SearchBudget, out_dir: Path, *, scheme: QuantizeScheme | None = None, max_fallback: int = 8,
                         max_probe: int = 64, probe_samples: int = 512, measure_latency: bool = True) -> SearchReport:
     """Find the smallest/fastest QDQ int8 variant of `fp32_onnx` within `budget`; see module doc.
 
@@ -118,6 +119,7 @@ def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    scheme = scheme or QuantizeScheme()
     out_dir = Path(out_dir)
     cand_dir = out_dir / "candidates"
     cand_dir.mkdir(parents=True, exist_ok=True)
@@ -130,19 +132,19 @@ def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_onnx), str(pre))
-        full, full_err = run.evaluate("int8", _quantize(pre, cand_dir / "int8.onnx", calib_x, [], per_channel), [])
+        full, full_err = run.evaluate("int8", _quantize(pre, cand_dir / "int8.onnx", calib_x, [], scheme), [])
         if not full.meets_budget:
-            ranking = _rank(run, pre, Path(tmp), calib_x, full_err, per_channel, max_probe)
-            _fallback(run, ranking, pre, cand_dir, calib_x, per_channel, max_fallback, full_err)
+            ranking = _rank(run, pre, Path(tmp), calib_x, full_err, scheme, max_probe)
+            _fallback(run, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err)
     return _finish(run, budget, baseline, measure_latency)
 
 
-def _rank(run: _Trials, pre: Path, tmp: Path, calib_x, full_err: float, per_channel: bool, max_probe: int) -> list[dict]:
+def _rank(run: _Trials, pre: Path, tmp: Path, calib_x, full_err: float, scheme: QuantizeScheme, max_probe: int) -> list[dict]:
     """Leave-one-out: how much does keeping unit u alone in fp32 cut the logit error?"""
     t0 = time.perf_counter()
     ranking = []
     for unit in fallback_units(pre)[:max_probe]:
-        err = run.probe_error(_quantize(pre, tmp / "probe.onnx", calib_x, unit["nodes"], per_channel))
+        err = run.probe_error(_quantize(pre, tmp / "probe.onnx", calib_x, unit["nodes"], scheme))
         ranking.append({**unit, "logit_mse_without": err, "gain": full_err - err})
     ranking.sort(key=lambda r: -r["gain"])
     run.tried.append({"step": "rank", "method": "leave-one-out logit MSE", "seconds": time.perf_counter() - t0,
@@ -150,7 +152,7 @@ def _rank(run: _Trials, pre: Path, tmp: Path, calib_x, full_err: float, per_chan
     return ranking
 
 
-def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, per_channel, max_fallback, full_err) -> None:
+def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err) -> None:
     """Fall back units to fp32 in ranked order; keep a fallback only if it lowers the error."""
     excluded: list[str] = []
     best_err = full_err
@@ -162,7 +164,7 @@ def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, per_channel, max_fa
         if trial == excluded:
             continue  # already fp32 through overlapping units
         name = f"int8-fp32u{kept + 1}"
-        cand, err = run.evaluate(name, _quantize(pre, cand_dir / f"{name}.onnx", calib_x, trial, per_channel), trial)
+        cand, err = run.evaluate(name, _quantize(pre, cand_dir / f"{name}.onnx", calib_x, trial, scheme), trial)
         if err >= best_err:
             # Fallback changes neighbours' quantization too; when it does not help, stay int8 there.
             run.discard(cand, f"logit MSE {err:.3g} not below {best_err:.3g}: unit '{rank['unit']}' stays int8")

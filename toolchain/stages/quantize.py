@@ -26,6 +26,7 @@ class QuantizeConfig(Strict):
     scheme: QuantizeScheme = QuantizeScheme()
     calibration_samples: int = Field(256, ge=1)
     calibration_batch: int = Field(32, ge=1, description="samples per calibration batch (dynamic-batch models)")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="node names kept in fp32")
     seed: int = 0
 
 
@@ -37,6 +38,21 @@ def calibration_subset(x: np.ndarray, cfg: QuantizeConfig) -> np.ndarray:
     rng = np.random.default_rng(cfg.seed)
     n = min(cfg.calibration_samples, len(x))
     return x[np.sort(rng.choice(len(x), size=n, replace=False))]
+
+
+def static_kwargs(scheme: QuantizeScheme) -> dict[str, Any]:
+    """quantize_static keyword arguments for a scheme: one mapping shared by the stage and the search."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    return {
+        "quant_format": QuantFormat.QDQ if scheme.format == "qdq" else QuantFormat.QOperator,
+        "per_channel": scheme.per_channel,
+        "reduce_range": scheme.reduce_range,
+        "activation_type": qtype[scheme.activation_type],
+        "weight_type": qtype[scheme.weight_type],
+        "calibrate_method": getattr(CalibrationMethod, _METHODS[scheme.calibration_method]),
+    }
 
 
 def _reader(input_name: str, x: np.ndarray, batch: int):
@@ -62,19 +78,12 @@ def _fixed_batch(model_path: Path) -> int | None:
 def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
     """Write a quantized copy of `src` to `dest`; `src` is never modified."""
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
+    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from toolchain.package.metadata import stamp_onnx_metadata
 
     scheme = cfg.scheme
-    qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         pre = Path(tmp) / "pre.onnx"
@@ -85,22 +94,16 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
             quant_pre_process(str(src), str(pre))
         if scheme.format == "dynamic":
             quantize_dynamic(
-                str(pre), str(raw), weight_type=qtype[scheme.weight_type],
+                str(pre), str(raw), weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.weight_type],
                 per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
+                nodes_to_exclude=list(cfg.nodes_to_exclude),
             )
         elif scheme.format in ("qdq", "qoperator"):
             calib = calibration_subset(calib_x, cfg)
             batch = _fixed_batch(pre) or cfg.calibration_batch
             quantize_static(
-                str(pre),
-                str(raw),
-                _reader(input_name, calib, batch),
-                quant_format=QuantFormat.QDQ if scheme.format == "qdq" else QuantFormat.QOperator,
-                per_channel=scheme.per_channel,
-                reduce_range=scheme.reduce_range,
-                activation_type=qtype[scheme.activation_type],
-                weight_type=qtype[scheme.weight_type],
-                calibrate_method=getattr(CalibrationMethod, _METHODS[scheme.calibration_method]),
+                str(pre), str(raw), _reader(input_name, calib, batch),
+                nodes_to_exclude=list(cfg.nodes_to_exclude), **static_kwargs(scheme),
             )
         stamp_onnx_metadata(raw, dest, stamp)
     return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x)))}

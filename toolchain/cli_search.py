@@ -1,0 +1,72 @@
+"""`edgeopt search`: the best int8 artifact within an accuracy budget, per target.
+
+Thin wrapper: the recipe's train/prune/export stages come from the run's cache (same keys as
+`edgeopt run`), then toolchain.search falls back the most harmful parts of the graph to fp32
+until the budget holds. Exit 0 budget met, 1 only a best-effort artifact was found, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
+
+
+@click.command("search")
+@click.argument("recipe", required=False, type=click.Path(path_type=Path))
+@click.option("--target", required=True, help="Target whose quantization scheme to search with.")
+@click.option("--max-drop", type=click.FloatRange(0, 1, max_open=True), default=0.01, show_default=True,
+              help="Largest accuracy drop vs fp32 (0.01 = 1 point; with --relative, a fraction of fp32 accuracy).")
+@click.option("--relative", is_flag=True, help="Read --max-drop as relative to the fp32 accuracy.")
+@click.option("--objective", type=click.Choice(["latency", "bytes"]), default="latency", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
+@click.option("--targets-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def search_cmd(recipe, target, max_drop, relative, objective, out_dir, targets_dir, as_json):
+    """Search int8 fp32-fallbacks under an accuracy budget; writes candidates, a JSON report and
+    Pareto plots (accuracy vs latency / bytes) under <run dir>/search/<target>/."""
+    import contextlib
+
+    from toolchain import steps
+    from toolchain.cache import StageCache
+    from toolchain.config.recipe import load_recipe
+    from toolchain.config.target import load_target
+    from toolchain.search import SearchBudget, search_quantization
+    from toolchain.stages.quantize import QuantizeConfig, calibration_subset
+
+    rec = load_recipe(recipe)
+    profile = load_target(target, targets_dir)
+    run_dir = out_dir or Path("runs") / rec.name
+    budget = SearchBudget(max_drop=max_drop, drop_kind="relative" if relative else "absolute", objective=objective)
+    with contextlib.redirect_stdout(sys.stderr):
+        cache = StageCache(run_dir / "cache")
+        data = steps.dataset(rec)
+        pruned = steps.prune(cache, rec, data, steps.train(cache, rec, data))
+        onnx_entry = steps.export(cache, rec, data, pruned, label="export[pruned]")
+        scheme = profile.quantize.model_copy(update=rec.quantize.scheme_overrides())
+        calib = calibration_subset(data.x_train, QuantizeConfig(calibration_samples=rec.quantize.calibration_samples))
+        report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
+                                     run_dir / "search" / target, scheme=scheme)
+    doc = report.to_dict()
+    best = next(c for c in report.candidates if c.name == report.best)
+    excluded = best.detail.get("excluded_nodes", [])
+    doc["recipe_hint"] = {"quantize": {"nodes_to_exclude": excluded if isinstance(excluded, list) else []}}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(f"search for {rec.name} on {target}: best '{report.best}' "
+                   f"({'meets' if report.met else 'does NOT meet'} the budget: accuracy {100 * best.accuracy:.2f}% "
+                   f">= {100 * report.min_accuracy:.2f}% needed; {best.bytes:,} bytes)")
+        for step in report.reverted:
+            click.echo(f"  reverted: {step}")
+        click.echo(f"  report and plots: {run_dir / 'search' / target}")
+        if doc["recipe_hint"]["quantize"]["nodes_to_exclude"]:
+            click.echo(f"  to use it: [quantize] nodes_to_exclude = {json.dumps(excluded)}")
+    sys.exit(EXIT_OK if report.met else EXIT_BUDGET_FAILED)
+
+
+COMMANDS = [search_cmd]
