@@ -252,7 +252,7 @@ def load_sequences(cfg: DataConfig) -> Dataset:
     phase0 = rng.uniform(0, 1, (samples, channels, 1))  # each channel sees its own phase
     amp = rng.uniform(0.5, 1.5, (samples, channels, 1))
     offset = rng.uniform(-0.3, 0.3, (samples, channels, 1))
-    noise_sigma = rng.uniform(0.1, 0.6, (samples, 1, 1))  # up to ~half the signal amplitude
+    noise_sigma = rng.uniform(0.05, 0.4, (samples, 1, 1))  # up to ~40% of the signal amplitude
     noise = rng.standard_normal((samples, channels, length))
     phase = phase0 + freq * t
     x = np.empty((samples, channels, length), dtype=np.float64)
