@@ -274,3 +274,17 @@ def test_run_directory_uses_fp32_reference_when_the_baseline_artifact_is_gone(tm
     assert result.exit_code == 0 and t["reference"]["kind"] == "fp32"
     assert t["budgets"]["max_accuracy_drop"]["value"] == 0.004
     assert t["budgets"]["max_size_ratio"]["value"] == pytest.approx(art.stat().st_size / fp32.stat().st_size)
+
+
+def test_gate_a_package_names_the_zip_and_takes_its_target_from_the_manifest(tmp_path, fast):
+    from toolchain.cli_package import package_cmd
+
+    built = CliRunner().invoke(package_cmd, [str(_mlp(tmp_path / "m.onnx")), "--target", "cpu-server",
+                                             "--out", str(tmp_path / "pkg")])
+    assert built.exit_code == 0, built.output
+    pkg = Path(built.output.strip())
+    result = _cli(["gate", str(pkg), "--budgets", str(_budgets(tmp_path, "max_p50_ms = 1000.0\n")), "--json"])
+    t = json.loads(result.output)["targets"]["cpu-server"]
+    assert result.exit_code == 0 and t["kind"] == "package" and t["artifact"] == f"{pkg}!model.onnx"
+    wrong = _cli(["gate", str(pkg), "--target", "arm-mobile", "--budgets", str(_budgets(tmp_path, "max_bytes = 1\n"))])
+    assert "built for target 'cpu-server'" in str(wrong.exception)

@@ -76,9 +76,18 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
 
     target_dir = Path(out_dir) / name
     fmt = profile.artifact.format
+    extra: dict[str, Path] = {}
+    if fmt == "ort":  # mobile: EP coverage + static estimates of the graph the .ort was made from
+        from toolchain.fsio import write_json_atomic
+        from toolchain.mobile.report import mobile_report
+
+        report = mobile_report(steps.artifact_path(quantized), profile)
+        report["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
+        extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
+        metrics["estimated"] = summarize_mobile(report)
     artifact = copy_atomic(steps.artifact_path(int8_art), target_dir / f"{src.name}.{fmt}")
     fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{src.name}.fp32.{fmt}")
-    package = steps.package(cache, src, profile, int8_art, metrics, verdicts, label=f"package[{name}]")
+    package = steps.package(cache, src, profile, int8_art, metrics, verdicts, extra, label=f"package[{name}]")
     package_copy = copy_atomic(steps.artifact_path(package), target_dir / f"{src.name}-{name}.zip")
     if sign_key is not None:
         from toolchain.package import sign_package
@@ -128,4 +137,16 @@ def cost_estimate(latency_by_batch: dict[str, dict[str, float]], price_per_hour:
         "throughput_per_s": throughput,
         "cost_per_million": price_per_hour / 3600.0 / throughput * 1e6,
         "price_per_hour": price_per_hour,
+    }
+
+
+def summarize_mobile(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a mobile report; kept under metrics["estimated"], never mixed
+    with measured metrics."""
+    cov = report["ep_coverage"]["eps"]
+    return {
+        "label": "estimated",
+        "ep_nodes_covered": {ep: f"{c['nodes_covered']}/{c['nodes_total']}" for ep, c in cov.items()},
+        "static_memory_bytes": report["memory"].get("total_bytes"),
+        "latency_ms": report["latency"].get("latency_ms"),
     }

@@ -147,11 +147,13 @@ def bench(artifact, target, targets_dir, as_json, remote, remote_python, ssh_key
 def _register() -> None:
     from toolchain.cli_arm import verify_arm_cmd
     from toolchain.cli_compress import COMMANDS as COMPRESS_COMMANDS
+    from toolchain.cli_gate import COMMANDS as GATE_COMMANDS
     from toolchain.cli_mobile import COMMANDS as MOBILE_COMMANDS
     from toolchain.cli_package import COMMANDS as PACKAGE_COMMANDS
     from toolchain.cli_search import COMMANDS as SEARCH_COMMANDS
 
-    for command in [*PACKAGE_COMMANDS, *COMPRESS_COMMANDS, *MOBILE_COMMANDS, *SEARCH_COMMANDS, verify_arm_cmd]:
+    for command in [*PACKAGE_COMMANDS, *COMPRESS_COMMANDS, *GATE_COMMANDS, *MOBILE_COMMANDS, *SEARCH_COMMANDS,
+                    verify_arm_cmd]:
         cli.add_command(command)
 
 

@@ -12,34 +12,9 @@ from typing import Any
 
 import click
 
-from toolchain.errors import BadInput
+from toolchain.mobile.report import mobile_report
 
 _path = click.Path(path_type=Path)
-
-
-def mobile_report(model: Path, profile, device_name: str | None = None) -> dict[str, Any]:
-    """The three analyses of `model` (.onnx) for `profile`, as one JSON-able document."""
-    from toolchain.mobile.ep_coverage import check_model
-    from toolchain.mobile.estimate import REFERENCE_DEVICES, estimate_latency
-    from toolchain.mobile.memory_estimate import estimate_memory, load_onnx
-
-    if device_name is not None:
-        if device_name not in REFERENCE_DEVICES:
-            raise BadInput(f"unknown device '{device_name}'", f"known: {', '.join(REFERENCE_DEVICES)}")
-        device, device_from = REFERENCE_DEVICES[device_name], f"reference figures '{device_name}'"
-    else:  # `device` is the TargetProfile field this report asks for; absent until it is added
-        device, device_from = getattr(profile, "device", None), f"target '{profile.name}' [device]"
-    batch = profile.artifact.fixed_batch
-    proto = load_onnx(model, batch=batch)  # the shapes the .ort conversion would bake in
-    coverage = check_model(model, proto=proto)
-    return {
-        "model": str(model),
-        "target": profile.name,
-        "batch": batch,
-        "ep_coverage": coverage.to_dict(),
-        "memory": estimate_memory(proto).to_dict(),
-        "latency": {**estimate_latency(proto, device).to_dict(), "device_from": device_from},
-    }
 
 
 def render(doc: dict[str, Any]) -> str:

@@ -60,10 +60,12 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
     )
 
 
-def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, verdicts: dict):
-    """`src` is a build_target.ModelSource."""
+def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, verdicts: dict,
+                 extra_files: dict[str, Path] | None = None):
+    """`src` is a build_target.ModelSource; `extra_files` are added beside the converter's own."""
     path = artifact.path(artifact.record["file"])
     extra = {k: artifact.path(v) for k, v in artifact.record.get("extra_files", {}).items()}
+    extra.update(extra_files or {})
     return spec_for_artifact(
         path, profile, name=src.name, recipe_hash=src.recipe_hash, labels=list(src.data.labels),
         preprocessing=src.data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},

@@ -136,16 +136,17 @@ def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, En
 
 
 def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, metrics: dict, verdicts: dict,
-            label: str) -> Entry:
+            extra_files: dict[str, Path], label: str) -> Entry:
     def produce(out: Path) -> dict:
         from toolchain.package import build_package
         from toolchain.package_inputs import package_spec
 
-        spec = package_spec(src, profile, artifact, metrics, verdicts)
+        spec = package_spec(src, profile, artifact, metrics, verdicts, extra_files)
         dest = out / f"{src.name}-{profile.name}.zip"
         build_package(spec, dest)
         return {"file": dest.name, "sha256": sha256_file(dest)}
 
     config = {"recipe": src.recipe_hash, "profile": _dump(profile), "metrics": metrics, "verdicts": verdicts}
-    inputs = {"artifact": artifact.record["sha256"], "data": src.data.fingerprint()}
+    inputs = {"artifact": artifact.record["sha256"], "data": src.data.fingerprint(),
+              **{name: sha256_file(path) for name, path in extra_files.items()}}
     return cache.run("package", config, inputs, produce, label)

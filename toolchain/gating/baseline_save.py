@@ -10,16 +10,12 @@ from toolchain.fsio import copy_atomic, sha256_file, write_json_atomic
 from toolchain.gating import sources
 from toolchain.gating.baseline import Baseline, record_path
 from toolchain.gating.collect import peak_memory, time_rounds
-from toolchain.gating.noise import ARTIFACT, REFERENCE, MeasureSpec, Rounds, estimate, pooled_estimate
+from toolchain.gating.noise import ARTIFACT, REFERENCE, MeasureSpec, Rounds, estimate
 
 # A baseline is measured once and compared against many times, so it gets more time than a
 # gate and stops only when its intervals are within +-2% of the estimate (or at the cap).
 BASELINE_SPEC = MeasureSpec(min_rounds=12, max_rounds=80, max_seconds=60.0)
 TARGET_REL_WIDTH = 0.04
-
-
-def _same(x):
-    return x
 
 
 def _series(rounds: Rounds) -> list:
@@ -68,14 +64,14 @@ def save_baseline(path: Path, target: str, out: Path, targets_dir: Path | None =
             "metrics": {
                 "bytes": nbytes,
                 "p50_ms": estimate(rounds.per_round(ARTIFACT, 50), spec.confidence),
-                "p90_ms": pooled_estimate(rounds, 90, spec.confidence, _same, ratio=False),
+                "p90_ms": estimate(rounds.per_round(ARTIFACT, 90), spec.confidence),
                 "peak_memory_mb": memory,
                 "size_ratio": nbytes / fp32_bytes if fp32_bytes else None,
                 "accuracy_drop": subject.recorded.get("accuracy_drop"),
             },
             "fp32_ratio": None if subject.fp32_artifact is None else {
                 "p50": estimate(rounds.ratio(50), spec.confidence),
-                "p90": pooled_estimate(rounds, 90, spec.confidence, _same, ratio=True),
+                "p90": estimate(rounds.ratio(90), spec.confidence),
                 "fp32_sha256": sha256_file(subject.fp32_artifact),
             },
             "measurement": {"rounds": len(rounds), "runs": rounds.runs(ARTIFACT), "seconds": rounds.seconds,

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ARTIFACT, REFERENCE = "artifact", "reference"
-_GRID = np.linspace(0, 100, 201)  # each round's quantile function at 0.5% steps (pooled p90 bootstrap)
 
 
 def median_ci(values, confidence: float) -> tuple[float, float, float]:
@@ -103,7 +102,6 @@ class Rounds:
     names: list[str]
     samples: dict[str, list[np.ndarray]] = field(default_factory=dict)
     seconds: float = 0.0
-    _grids: dict[str, list[np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.samples[self.names[0]]) if self.names else 0
@@ -115,13 +113,6 @@ class Rounds:
         """Per-round artifact/reference ratio of the q-th percentile."""
         return self.per_round(ARTIFACT, q) / self.per_round(REFERENCE, q)
 
-    def grid(self, name: str) -> np.ndarray:
-        """(rounds, len(_GRID)) quantile functions; cached, since the loop asks after every round."""
-        cache = self._grids.setdefault(name, [])
-        for s in self.samples[name][len(cache):]:
-            cache.append(np.percentile(s, _GRID))
-        return np.stack(cache)
-
     def pooled(self, name: str, q: float) -> float:
         return float(np.percentile(np.concatenate(self.samples[name]), q))
 
@@ -130,42 +121,10 @@ class Rounds:
 
 
 def estimate(values: np.ndarray, confidence: float) -> dict[str, float]:
-    """Median of per-round values with its order-statistic interval (used for p50)."""
+    """Median of per-round values (p50s, p90s or their ratios) with its order-statistic interval."""
     lo, hi, cov = median_ci(values, confidence)
     return {"value": float(np.median(values)), "ci_low": lo, "ci_high": hi, "coverage": cov}
 
-
-BOOTSTRAP_RESAMPLES = 400
-
-
-def pooled_estimate(rounds: Rounds, q: float, confidence: float, transform: Callable[[np.ndarray], np.ndarray],
-                    ratio: bool) -> dict[str, float]:
-    """Pooled q-th percentile (of the artifact, or artifact/reference) with a paired round
-    bootstrap interval (used for p90).
-
-    A tail percentile of one short round is mostly a coin toss about whether another process
-    ran during it, so per-round p90s scatter by +-50% here; pooling all rounds is stable, and
-    resampling whole rounds (both candidates together) keeps the rounds' dependence and the
-    drift cancellation. Each round is reduced to its quantile function on a fixed grid, so the
-    bootstrap costs the same for a 0.03 ms model (2,000 runs a round) as for a 50 ms one.
-    """
-    a = rounds.grid(ARTIFACT)
-    r = rounds.grid(REFERENCE) if ratio else None
-    n = a.shape[0]
-
-    def stat(idx: np.ndarray) -> np.ndarray:  # idx: (B, n) round indices
-        b = idx.shape[0]
-        out = np.percentile(a[idx].reshape(b, -1), q, axis=1)
-        if r is not None:
-            out = out / np.percentile(r[idx].reshape(b, -1), q, axis=1)
-        return transform(out)
-
-    point = float(stat(np.arange(n)[None, :])[0])
-    # seeded: the same measurements always give the same verdict
-    boots = stat(np.random.default_rng(0).integers(0, n, (BOOTSTRAP_RESAMPLES, n)))
-    tail = 50.0 * (1.0 - confidence)
-    lo, hi = np.percentile(boots, [tail, 100.0 - tail])
-    return {"value": point, "ci_low": float(min(lo, point)), "ci_high": float(max(hi, point)), "coverage": confidence}
 
 
 def _time_slice(fn: Callable[[], object], runs: int, clock=time.perf_counter) -> np.ndarray:
@@ -202,8 +161,7 @@ def measure(
     names = [n for n in (ARTIFACT, REFERENCE) if n in candidates]
     # Every candidate runs the same count per slice (sized on the artifact): the first runs after
     # a switch pay for cold caches and the other session's spinning threads, and equal counts give
-    # both candidates the same share of those runs. (Counts calibrated per candidate, 10-20% apart
-    # under load, made an unchanged model's p90 look 10% faster than its identical copy.)
+    # both candidates the same share of those runs, which matters for a p90.
     per_slice = _calibrate(candidates[ARTIFACT], spec)
     for name in names[1:]:
         _calibrate(candidates[name], spec)  # warm-up only

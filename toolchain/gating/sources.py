@@ -24,6 +24,7 @@ class Subject:
     artifact: Path
     fp32_artifact: Path | None = None
     recorded: dict[str, Any] = field(default_factory=dict)
+    display: str = ""  # how reports name the artifact (a package's is extracted to a temp folder)
 
 
 def kind_of(path: Path) -> str:
@@ -89,7 +90,8 @@ def package_subjects(pkg: Path, targets: tuple[str, ...], workdir: Path) -> list
     safe_extract(pkg, workdir / "package")
     m = manifest.metrics
     recorded = {k: m.get(k) for k in ("fp32_bytes", "accuracy_drop", "accuracy", "fp32_accuracy")}
-    return [Subject("package", manifest.target, workdir / "package" / manifest.artifact, None, recorded)]
+    return [Subject("package", manifest.target, workdir / "package" / manifest.artifact, None, recorded,
+                    display=f"{pkg}!{manifest.artifact}")]
 
 
 def artifact_subjects(path: Path, targets: tuple[str, ...]) -> list[Subject]:
