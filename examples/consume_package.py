@@ -56,9 +56,30 @@ def read_checked(path: str) -> tuple[dict, dict[str, bytes]]:
     return manifest, files
 
 
+def _per_axis1(values, ndim: int) -> np.ndarray:
+    """Shape per-channel/feature statistics to broadcast along axis 1."""
+    return np.asarray(values, np.float64).reshape([1, -1] + [1] * (ndim - 2))
+
+
 def preprocess(raw: np.ndarray, pre: dict) -> np.ndarray:
-    """The manifest's contract: model input = (raw * scale + offset) as dtype, already in `layout` order."""
-    return (raw.astype(np.float64) * pre["scale"] + pre["offset"]).astype(pre["dtype"])
+    """The manifest's contract: model input = ((raw * scale + offset) - mean) / std as dtype,
+    already in `layout` order; mean/std are optional and apply along axis 1."""
+    x = raw.astype(np.float64) * pre["scale"] + pre["offset"]
+    if pre.get("mean") is not None:
+        x = x - _per_axis1(pre["mean"], x.ndim)
+    if pre.get("std") is not None:
+        x = x / _per_axis1(pre["std"], x.ndim)
+    return x.astype(pre["dtype"])
+
+
+def unpreprocess(x: np.ndarray, pre: dict) -> np.ndarray:
+    """Inverse of preprocess, to recover raw values from the golden (already preprocessed) inputs."""
+    x = x.astype(np.float64)
+    if pre.get("std") is not None:
+        x = x * _per_axis1(pre["std"], x.ndim)
+    if pre.get("mean") is not None:
+        x = x + _per_axis1(pre["mean"], x.ndim)
+    return (x - pre["offset"]) / pre["scale"]
 
 
 def main(path: str) -> int:
@@ -75,7 +96,7 @@ def main(path: str) -> int:
     # and run them through the documented preprocessing to show the full path.
     feeds = {}
     for name, key in golden["input_keys"].items():
-        raw = (arrays[key].astype(np.float64) - pre["offset"]) / pre["scale"]
+        raw = unpreprocess(arrays[key], pre)
         feeds[name] = preprocess(raw, pre)
         if not np.allclose(feeds[name], arrays[key], atol=1e-6):
             print(f"preprocessing does not reproduce golden input '{name}'", file=sys.stderr)

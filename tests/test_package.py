@@ -188,7 +188,7 @@ def test_stamp_twice_is_idempotent_and_refuses_in_place(tmp_path):
         (dict(golden_inputs={"x": np.zeros((2, 1, 8, 8), np.float64)}), "float64"),
         (dict(golden_inputs={"x": np.zeros((2, 1, 8, 9), np.float32)}), "shape"),
         (dict(golden_inputs={"z": np.zeros((2, 1, 8, 8), np.float32)}), "golden_inputs"),
-        (dict(preprocessing={"scale": 1.0, "mean": [0.5]}), "unknown key"),
+        (dict(preprocessing={"scale": 1.0, "mean_rgb": [0.5]}), "unknown key"),
         (dict(labels=["a", "b"]), "2 labels"),
         (dict(artifact_format="ort"), "does not match"),
         (dict(inputs=[{"name": "input", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]), "model.onnx has"),
@@ -428,3 +428,18 @@ def test_example_consumer_refuses_a_tampered_package(signed_pkg):
         timeout=60,
     )
     assert proc.returncode == 1 and "model.onnx" in proc.stderr
+
+
+def test_standardized_tabular_preprocessing_round_trips_through_the_consumer_contract():
+    """mean/std per feature (axis 1): the example consumer's preprocess inverts unpreprocess."""
+    import importlib.util
+    from pathlib import Path as _P
+
+    spec = importlib.util.spec_from_file_location("consumer", _P(__file__).parents[1] / "examples" / "consume_package.py")
+    consumer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(consumer)
+    pre = {"scale": 1.0, "offset": 0.0, "mean": [1.0, -2.0, 3.0], "std": [2.0, 0.5, 4.0], "dtype": "float32"}
+    raw = np.array([[3.0, -1.0, 11.0]])
+    x = consumer.preprocess(raw, pre)
+    np.testing.assert_allclose(x, [[1.0, 2.0, 2.0]])
+    np.testing.assert_allclose(consumer.unpreprocess(x, pre), raw)

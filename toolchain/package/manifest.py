@@ -67,12 +67,18 @@ class TensorSpec(_Strict):
 
 
 class Preprocessing(_Strict):
-    """How an app turns raw values into the model input: input = (raw * scale + offset).astype(dtype)."""
+    """How an app turns raw values into the model input:
+    input = ((raw * scale + offset) - mean) / std, as dtype; mean/std (when given) apply per
+    channel or feature (axis 1), e.g. standardization statistics of tabular data."""
 
     layout: str = Field("NCHW", description="axis order of the model input, e.g. NCHW, NHWC, NC")
     dtype: DType = "float32"
     scale: float = 1.0
     offset: float = 0.0
+    mean: list[float] | None = Field(None, description="per channel/feature, subtracted after scale/offset")
+    std: list[float] | None = Field(None, description="per channel/feature, divides after subtracting mean")
+    channels: str | None = Field(None, description="channel order of image inputs, e.g. RGB or BGR")
+    features: list[str] | None = Field(None, description="feature names in input order (tabular inputs)")
     description: str = ""
 
 
