@@ -1,11 +1,6 @@
 """Resumable, reproducible runs: a run killed with SIGKILL and started again completes, and its
-artifacts are byte-identical to an uninterrupted run of the same recipe.
-
-One measured exception: onnxruntime 1.32's .ort serializer is not byte-deterministic across
-processes (three conversions of one model gave three sha256s, same size, differing only in an
-offset table in the first ~1.4 KB). For .ort artifacts we assert what can hold: same size and
-identical outputs; every .onnx artifact (the converter's input) must match byte for byte.
-"""
+artifacts are byte-identical to an uninterrupted run of the same recipe (.ort included: see
+toolchain/stages/_ort_convert.py for what that took)."""
 
 from __future__ import annotations
 
@@ -16,17 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 
-from toolchain.data import DataConfig, load_dataset
 from toolchain.fsio import sha256_file
 
 pytestmark = pytest.mark.slow
 
-ONNX_ARTIFACTS = ["cpu-server/digits-fast.onnx", "cpu-server/digits-fast.fp32.onnx"]
-ORT_ARTIFACTS = ["arm-mobile/digits-fast.ort", "arm-mobile/digits-fast.fp32.ort"]
+ARTIFACTS = ["cpu-server/digits-fast.onnx", "cpu-server/digits-fast.fp32.onnx",
+             "arm-mobile/digits-fast.ort", "arm-mobile/digits-fast.fp32.ort",
+             "arm-mobile/mobile_report.json"]
 
 
 def _run(recipe: Path, out: Path, targets_dir: Path, **kw) -> subprocess.Popen:
@@ -56,12 +49,7 @@ def test_kill_9_then_rerun_gives_identical_artifacts(tmp_path, reduced_recipe, f
     assert not (killed / "report.json").exists()
     leftovers = [p for p in (killed / "cache").rglob("*.tmp")]
     assert _run(reduced_recipe, killed, fast_targets_dir).wait(timeout=600) == 0
-    for rel in ONNX_ARTIFACTS:
+    for rel in ARTIFACTS:
         assert sha256_file(killed / rel) == sha256_file(reference / rel), rel
-    x = load_dataset(DataConfig()).x_test[:1]
-    for rel in ORT_ARTIFACTS:
-        assert (killed / rel).stat().st_size == (reference / rel).stat().st_size, rel
-        a, b = (ort.InferenceSession(str(p)) for p in (killed / rel, reference / rel))
-        np.testing.assert_array_equal(a.run(None, {"x": x})[0], b.run(None, {"x": x})[0])
     # temp directories of the killed run are never trusted as cache entries
     assert all(not (p / "record.json").exists() or p.name.endswith(".tmp") for p in leftovers)

@@ -207,3 +207,16 @@ def test_optimized_graph_counts_show_full_int8_fusion(fp32_onnx, data, tmp_path)
     # 2 convs + 2 linears all became int8 kernels; only the boundary Q/DQ pair remains
     assert int8_ops["fp32_compute"] == 0 and int8_ops["int8_kernels"] == 4
     assert int8_ops["quantize_dequantize"] == 2
+
+
+def test_ort_conversion_is_byte_reproducible(fp32_onnx, tmp_path):
+    """Two conversions (two child processes, two temp dirs) give the same .ort bytes."""
+    profile = load_target("arm-mobile")
+    cfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
+    hashes = []
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        convert(fp32_onnx, cfg, out)
+        hashes.append(sha256_file(out / "model.ort"))
+    assert hashes[0] == hashes[1]

@@ -82,7 +82,8 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         from toolchain.mobile.report import mobile_report
 
         report = mobile_report(steps.artifact_path(quantized), profile)
-        report["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
+        # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
+        report["model"] = report["ep_coverage"]["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
         extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
         metrics["estimated"] = summarize_mobile(report)
     artifact = copy_atomic(steps.artifact_path(int8_art), target_dir / f"{src.name}.{fmt}")

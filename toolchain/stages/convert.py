@@ -55,10 +55,29 @@ def optimize_offline(src: Path, dest: Path, level: str) -> None:
 
 
 def to_ort(src: Path, out_dir: Path, platform: str) -> tuple[Path, Path]:
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+    """Convert in a child process with address-space randomization off, so the .ort bytes are
+    reproducible (see _ort_convert.py); without `setarch` it converts in-process (not reproducible)."""
+    import os
+    import platform as host
+    import shutil as sh
+    import subprocess
 
-    with contextlib.redirect_stdout(sys.stderr):
-        convert_onnx_models_to_ort(src, out_dir, [OptimizationStyle.Fixed], target_platform=platform)
+    setarch = sh.which("setarch")
+    if setarch is None:
+        from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+        with contextlib.redirect_stdout(sys.stderr):
+            convert_onnx_models_to_ort(src, out_dir, [OptimizationStyle.Fixed], target_platform=platform)
+    else:
+        # Same relative paths, cwd layout and environment every time: nothing run-specific may
+        # reach the converter's allocation pattern.
+        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C", "PYTHONHASHSEED": "0",
+               "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        cmd = [setarch, host.machine(), "-R", sys.executable, "-m", "toolchain.stages._ort_convert",
+               src.name, out_dir.name, platform]
+        proc = subprocess.run(cmd, cwd=src.parent, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f".ort conversion failed: {proc.stderr.strip().splitlines()[-1:]}")
     ort_file = out_dir / (src.stem + ".ort")
     config = out_dir / (src.stem + ".required_operators.config")
     return ort_file, config
