@@ -72,6 +72,8 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
                             rebench=rebench, label=f"benchmark[{name}]")
 
     metrics = summarize_metrics(bench.record["results"], profile)
+    metrics["measured_on"] = bench.record["host"]["machine"]
+    metrics["target_platform"] = profile.platform
     verdicts = {k: v.to_dict() for k, v in evaluate(src.budgets(name, profile.budgets), metrics).items()}
 
     target_dir = Path(out_dir) / name

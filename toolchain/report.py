@@ -30,7 +30,8 @@ def target_document(t) -> dict[str, Any]:
         "passed": t.passed,
         "latency_by_batch": m["latency_by_batch"],
     }
-    for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops"):
+    for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "measured_on",
+                "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -56,16 +57,23 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _faster(ratio: float) -> str:
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"
+
+
+_HOST_PLATFORM = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm", "arm64": "arm"}
+
+
 def render_target(name: str, t) -> str:
     m = t.metrics
     rows = [("metric", "artifact", "fp32 ORT", "vs fp32")]
     rows.append(("bytes", f"{m['bytes']:,}", f"{m['fp32_bytes']:,}", f"{m['size_ratio']:.3f}x"))
     for p in ("p50", "p90"):
         rows.append((f"{p} latency (ms, batch {m['batch']})", f"{m['latency_ms'][p]:.4f}",
-                     f"{m['fp32_latency_ms'][p]:.4f}", f"{m['fp32_latency_ms'][p] / m['latency_ms'][p]:.2f}x faster"))
+                     f"{m['fp32_latency_ms'][p]:.4f}", _faster(m['fp32_latency_ms'][p] / m['latency_ms'][p])))
     if "torch_eager_latency_ms" in m:
         rows.append(("p50 vs torch eager (ms)", f"{m['latency_ms']['p50']:.4f}",
-                     f"{m['torch_eager_latency_ms']['p50']:.4f} (eager)", f"{m['speedup_vs_torch']:.2f}x faster"))
+                     f"{m['torch_eager_latency_ms']['p50']:.4f} (eager)", _faster(m['speedup_vs_torch'])))
     rows.append(("peak memory (MB)", f"{m['peak_memory_mb']:.1f}", f"{m['fp32_peak_memory_mb']:.1f}",
                  f"{m['peak_memory_mb'] / max(m['fp32_peak_memory_mb'], 1e-9):.2f}x"))
     if m.get("accuracy") is not None:
@@ -85,6 +93,10 @@ def render_target(name: str, t) -> str:
         note = "" if ops["fp32_compute"] == 0 else "  <- fp32 compute left between Q/DQ: int8 not fully fused"
         lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
                      f"{ops['quantize_dequantize']} Q/DQ{note}")
+    host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
+    if host and m.get("target_platform") and host != m["target_platform"]:
+        lines.append(f"  note: timed on this {m['measured_on']} host; the artifact is built for {m['target_platform']}, "
+                     "so its latency here says nothing about the device (check it with verify-arm / bench --remote)")
     lines.append(f"  package: {t.package}")
     return "\n".join(lines)
 

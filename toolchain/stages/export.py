@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,20 @@ class ExportConfig(Strict):
 
 def export_onnx(model, example: np.ndarray, cfg: ExportConfig, dest: Path, dynamic_batch: bool = True) -> dict[str, Any]:
     """Write `model` to `dest` as a single ONNX file and return facts about what was written."""
+    import logging
+
     import onnx
     import torch
 
+    # The exporter warns once per missing optional op library (torchvision::nms, ...) on every
+    # export; none of them can occur in a model that was built without torchvision.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     if isinstance(model, torch.nn.Module):  # a torch.export ExportedProgram has no train/eval mode
         model = model.eval()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     # The exporter prints progress to stdout; keep stdout clean for `--json` consumers.
-    with contextlib.redirect_stdout(sys.stderr), torch.no_grad():
+    with contextlib.redirect_stdout(sys.stderr), torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # torch-internal
         torch.onnx.export(
             model,
             (torch.as_tensor(example[:2]),),
