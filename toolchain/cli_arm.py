@@ -9,13 +9,14 @@ import zipfile
 from pathlib import Path
 
 import click
-import numpy as np
 
 from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD, BadInput
 
 
-def _golden_from_package(pkg: Path, workdir: Path) -> tuple[Path, dict[str, np.ndarray]]:
+def _golden_from_package(pkg: Path, workdir: Path) -> tuple[Path, dict]:
     """Extract the artifact (safely) and the golden inputs a package ships."""
+    import numpy as np
+
     from toolchain.package import read_manifest, safe_extract
 
     safe_extract(pkg, workdir)
@@ -25,7 +26,9 @@ def _golden_from_package(pkg: Path, workdir: Path) -> tuple[Path, dict[str, np.n
     return workdir / manifest.artifact, inputs
 
 
-def _random_inputs(path: Path) -> dict[str, np.ndarray]:
+def _random_inputs(path: Path) -> dict:
+    import numpy as np
+
     from toolchain.bench.session import input_spec, load_session
     from toolchain.config.target import RuntimeOptions
 
