@@ -87,3 +87,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(bad_files, capsys, monk
 def test_usage_error_exits_2(capsys):
     code, _, err = _run(["run", "--no-such-flag"], capsys)
     assert code == 2 and "no such option" in err.lower()
+
+
+def test_verify_on_a_non_zip_is_bad_input(tmp_path, capsys):
+    not_zip = tmp_path / "model.onnx"
+    not_zip.write_bytes(b"\x08\x07 not a zip")
+    code, _, err = _run(["verify", str(not_zip)], capsys)
+    assert code == 2 and "is not a zip package" in err and err.count("\n") == 1
