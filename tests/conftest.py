@@ -34,6 +34,24 @@ def _fast_profile(src: Path) -> str:
     return to_toml(data)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two shared cores: torch's default pool oversubscribes them (measured 17x slower epochs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from toolchain.data import DataConfig, load_dataset
+
+    return load_dataset(DataConfig())
+
+
 @pytest.fixture(scope="session")
 def fast_targets_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("targets")

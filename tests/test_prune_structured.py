@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from toolchain.config.base import validate
-from toolchain.data import DataConfig, load_dataset
 from toolchain.errors import BadInput, ConfigError
 from toolchain.pruning import PrunePlan, replay_plan
 from toolchain.pruning.graph import UntraceableLayer, example_input
@@ -22,18 +21,7 @@ from toolchain.zoo import ModelConfig, build_model
 FT = TrainConfig(epochs=10, batch_size=64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two shared cores: torch's default thread pool oversubscribes them (measured 17x slower epochs).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DataConfig())
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from toolchain.config.target import QuantizeScheme
-from toolchain.data import DataConfig, load_dataset
 from toolchain.search import SearchBudget, search_prune_amount, search_quantization
 from toolchain.search.measure import export_onnx
 from toolchain.stages.prune import PruneConfig
@@ -20,17 +19,7 @@ from toolchain.zoo import ModelConfig, build_model
 FT = TrainConfig(epochs=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # two shared cores: the default pool oversubscribes them
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset(DataConfig())
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
