@@ -141,3 +141,18 @@ def test_search_reuses_the_run_and_reports_a_budgeted_best(first_run, capsys):
     assert all(Path(out / "search" / "cpu-server" / p).is_file() for p in doc["plots"])
     # the search trained nothing: train/prune/export entries of the run were reused
     assert len(list((out / "cache" / "train").iterdir())) == 1
+
+
+def test_prune_amount_search_bisects_under_the_budget(first_run, capsys):
+    out, args, _, _ = first_run
+    code = main(["search", args[1], "--target", "cpu-server", "--out", str(out), "--targets-dir", args[-1],
+                 "--prune-amount", "--max-drop", "0.03", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["met"] is True  # deterministic training: digits keeps 97%+ at some amount
+    amounts = [t["amount"] for t in doc["tried"]]
+    assert amounts[0] == 0.9 and len(amounts) >= 2  # starts at the cap, then bisects
+    best = next(c for c in doc["candidates"] if c["name"] == doc["best"])
+    assert best["accuracy"] >= doc["min_accuracy"]
+    assert doc["recipe_hint"]["prune"]["amount"] == best["detail"]["amount"]
+    # every feasible amount tried is <= the chosen one (largest amount within budget)
+    assert all(t["amount"] <= best["detail"]["amount"] for t in doc["tried"] if t["meets_budget"])

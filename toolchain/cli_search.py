@@ -23,19 +23,22 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
               help="Largest accuracy drop vs fp32 (0.01 = 1 point; with --relative, a fraction of fp32 accuracy).")
 @click.option("--relative", is_flag=True, help="Read --max-drop as relative to the fp32 accuracy.")
 @click.option("--objective", type=click.Choice(["latency", "bytes"]), default="latency", show_default=True)
+@click.option("--prune-amount", "prune_amount", is_flag=True,
+              help="Search the structured-pruning amount by bisection instead (uses [prune] criterion, scope, steps, fine-tune).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
 @click.option("--targets-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
-def search_cmd(recipe, target, max_drop, relative, objective, out_dir, targets_dir, as_json):
-    """Search int8 fp32-fallbacks under an accuracy budget; writes candidates, a JSON report and
-    Pareto plots (accuracy vs latency / bytes) under <run dir>/search/<target>/."""
+def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_dir, targets_dir, as_json):
+    """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
+    amount) under an accuracy budget; writes candidates, a JSON report and Pareto plots
+    (accuracy vs latency / bytes) under <run dir>/search/<target>/."""
     import contextlib
 
     from toolchain import steps
     from toolchain.cache import StageCache
     from toolchain.config.recipe import load_recipe
     from toolchain.config.target import load_target
-    from toolchain.search import SearchBudget, search_quantization
+    from toolchain.search import SearchBudget, search_prune_amount, search_quantization
     from toolchain.stages.quantize import QuantizeConfig, calibration_subset
 
     rec = load_recipe(recipe)
@@ -45,16 +48,25 @@ def search_cmd(recipe, target, max_drop, relative, objective, out_dir, targets_d
     with contextlib.redirect_stdout(sys.stderr):
         cache = StageCache(run_dir / "cache")
         data = steps.dataset(rec)
-        pruned = steps.prune(cache, rec, data, steps.train(cache, rec, data))
-        onnx_entry = steps.export(cache, rec, data, pruned, label="export[pruned]")
-        scheme = profile.quantize.model_copy(update=rec.quantize.scheme_overrides())
-        calib = calibration_subset(data.x_train, QuantizeConfig(calibration_samples=rec.quantize.calibration_samples))
-        report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
-                                     run_dir / "search" / target, scheme=scheme)
+        trained = steps.train(cache, rec, data)
+        if prune_amount:
+            report = search_prune_amount(steps.load_model(rec, trained), data, budget, run_dir / "search" / "prune",
+                                         prune_cfg=rec.prune.model_copy(update={"kind": "structured"}),
+                                         train_cfg=rec.train)
+        else:
+            pruned = steps.prune(cache, rec, data, trained)
+            onnx_entry = steps.export(cache, rec, data, pruned, label="export[pruned]")
+            scheme = profile.quantize.model_copy(update=rec.quantize.scheme_overrides())
+            calib = calibration_subset(data.x_train, QuantizeConfig(calibration_samples=rec.quantize.calibration_samples))
+            report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
+                                         run_dir / "search" / target, scheme=scheme)
     doc = report.to_dict()
     best = next(c for c in report.candidates if c.name == report.best)
     excluded = best.detail.get("excluded_nodes", [])
-    doc["recipe_hint"] = {"quantize": {"nodes_to_exclude": excluded if isinstance(excluded, list) else []}}
+    if prune_amount:
+        doc["recipe_hint"] = {"prune": {"kind": "structured", "amount": best.detail.get("amount")}}
+    else:
+        doc["recipe_hint"] = {"quantize": {"nodes_to_exclude": excluded if isinstance(excluded, list) else []}}
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
@@ -63,8 +75,11 @@ def search_cmd(recipe, target, max_drop, relative, objective, out_dir, targets_d
                    f">= {100 * report.min_accuracy:.2f}% needed; {best.bytes:,} bytes)")
         for step in report.reverted:
             click.echo(f"  reverted: {step}")
-        click.echo(f"  report and plots: {run_dir / 'search' / target}")
-        if doc["recipe_hint"]["quantize"]["nodes_to_exclude"]:
+        click.echo(f"  report and plots: {run_dir / 'search' / ('prune' if prune_amount else target)}")
+        hint = doc["recipe_hint"]
+        if prune_amount:
+            click.echo(f"  to use it: [prune] kind = \"structured\", amount = {hint['prune']['amount']}")
+        elif hint["quantize"]["nodes_to_exclude"]:
             click.echo(f"  to use it: [quantize] nodes_to_exclude = {json.dumps(excluded)}")
     sys.exit(EXIT_OK if report.met else EXIT_BUDGET_FAILED)
 
