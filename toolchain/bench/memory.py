@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from toolchain.bench.session import ORT_LEVELS
 from toolchain.config.target import RuntimeOptions
 
-_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
 def _probe(args: list[str]) -> float:
@@ -28,7 +28,7 @@ def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats
     base = [_probe(["--mode", "import"]) for _ in range(repeats)]
     run_args = [
         "--mode", "run", "--model", str(model), "--threads", str(runtime.intra_op_threads),
-        "--level", _LEVELS[runtime.graph_optimization_level], "--arena", str(int(runtime.enable_cpu_mem_arena)),
+        "--level", ORT_LEVELS[runtime.graph_optimization_level], "--arena", str(int(runtime.enable_cpu_mem_arena)),
         "--mem-pattern", str(int(runtime.enable_mem_pattern)), "--batch", str(batch),
     ]
     loaded = [_probe(run_args) for _ in range(repeats)]

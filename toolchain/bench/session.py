@@ -9,16 +9,24 @@ import numpy as np
 from toolchain.config.target import RuntimeOptions
 from toolchain.errors import ModelLoadError
 
-_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+# Profile names -> onnxruntime.GraphOptimizationLevel member names (one table for every caller).
+ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
            "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+
+
+def graph_level(name: str):
+    """onnxruntime.GraphOptimizationLevel for a profile's level name ("disable" .. "all")."""
+    import onnxruntime as ort
+
+    return getattr(ort.GraphOptimizationLevel, ORT_LEVELS[name])
 
 
 def session_options(runtime: RuntimeOptions):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[runtime.graph_optimization_level])
+    opts.graph_optimization_level = graph_level(runtime.graph_optimization_level)
     opts.intra_op_num_threads = runtime.intra_op_threads
     opts.inter_op_num_threads = runtime.inter_op_threads
     opts.enable_cpu_mem_arena = runtime.enable_cpu_mem_arena

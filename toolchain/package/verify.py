@@ -177,15 +177,12 @@ def _session_options(m: Manifest):
     """The target's own ORT options: int8 kernels differ by optimization level, so match the build."""
     import onnxruntime as ort
 
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
+    from toolchain.bench.session import ORT_LEVELS, graph_level
+
     runtime = m.target_profile.get("runtime") or {}
+    level = runtime.get("graph_optimization_level")
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = levels.get(runtime.get("graph_optimization_level"), levels["all"])
+    opts.graph_optimization_level = graph_level(level if level in ORT_LEVELS else "all")
     opts.intra_op_num_threads = int(runtime.get("intra_op_threads") or 1)
     opts.inter_op_num_threads = int(runtime.get("inter_op_threads") or 1)
     opts.log_severity_level = 3  # warnings about unused initializers are noise here

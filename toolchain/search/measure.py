@@ -12,19 +12,17 @@ import numpy as np
 
 
 def session(path: Path, threads: int = 1):
-    import onnxruntime as ort
+    """An ORT session with default options at `threads` intra-op threads (the bench's loader)."""
+    from toolchain.bench.session import load_session
+    from toolchain.config.target import RuntimeOptions
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return load_session(path, RuntimeOptions(intra_op_threads=threads))
 
 
 def onnx_logits(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    sess = session(path, threads=2)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    from toolchain.bench.session import predict
+
+    return predict(session(path, threads=2), x, batch_size=batch)
 
 
 def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from toolchain.config.base import Strict
 
-_ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
 class ConvertConfig(Strict):
@@ -49,7 +48,9 @@ def optimize_offline(src: Path, dest: Path, level: str) -> None:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _ORT_LEVELS[level])
+    from toolchain.bench.session import graph_level
+
+    opts.graph_optimization_level = graph_level(level)
     opts.optimized_model_filepath = str(dest)
     ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
 
