@@ -200,13 +200,20 @@ def test_optimized_graph_counts_show_full_int8_fusion(fp32_onnx, data, tmp_path)
 
     runtime = load_target("cpu-server").runtime
     q = tmp_path / "q.onnx"
-    scheme = load_target("cpu-server").quantize
+    scheme = load_target("cpu-server").quantize.model_copy(update={"fp32_stem": False})
     quantize(fp32_onnx, data.x_train, QuantizeConfig(scheme=scheme, calibration_samples=64), q, {})
     fp32_ops, int8_ops = optimized_op_counts(fp32_onnx, runtime), optimized_op_counts(q, runtime)
     assert fp32_ops["int8_kernels"] == 0 and fp32_ops["fp32_compute"] >= 4
     # 2 convs + 2 linears all became int8 kernels; only the boundary Q/DQ pair remains
     assert int8_ops["fp32_compute"] == 0 and int8_ops["int8_kernels"] == 4
     assert int8_ops["quantize_dequantize"] == 2
+    # The profile's default keeps the 1-channel stem conv fp32: exactly one fp32 op, the rest int8.
+    stem = tmp_path / "stem.onnx"
+    facts = quantize(fp32_onnx, data.x_train, QuantizeConfig(scheme=load_target("cpu-server").quantize,
+                                                            calibration_samples=64), stem, {})
+    stem_ops = optimized_op_counts(stem, runtime)
+    assert len(facts["fp32_stem_nodes"]) == 1
+    assert stem_ops["fp32_compute"] == 1 and stem_ops["int8_kernels"] == 3
 
 
 def test_ort_conversion_is_byte_reproducible(fp32_onnx, tmp_path):

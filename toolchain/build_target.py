@@ -18,7 +18,7 @@ from toolchain.config.target import TargetProfile
 from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
 from toolchain.gate import evaluate
-from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig
+from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig, ort_default_memory
 from toolchain.stages.convert import ConvertConfig
 from toolchain.stages.quantize import QuantizeConfig
 
@@ -67,8 +67,7 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     # the trained model (e.g. calibration) leave its conversion cached.
     fp32_art = steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")
     int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
-    bcfg = BenchConfig(runtime=profile.runtime, spec=profile.benchmark)
-    bench = steps.benchmark(cache, bcfg, src, {"fp32": fp32_art, "int8": int8_art},
+    bench = steps.benchmark(cache, bench_config(profile), src, {"fp32": fp32_art, "int8": int8_art},
                             rebench=rebench, label=f"benchmark[{name}]")
 
     metrics = summarize_metrics(bench.record["results"], profile)
@@ -99,6 +98,13 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts)
 
 
+def bench_config(profile: TargetProfile) -> BenchConfig:
+    """The memory goal compares the artifact under the profile's session options with fp32 under
+    ORT's defaults (what a user gets without tuning); latency uses the profile's for both."""
+    return BenchConfig(runtime=profile.runtime, spec=profile.benchmark,
+                       memory_runtime={"fp32": ort_default_memory(profile.runtime)})
+
+
 def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[str, Any]:
     """Flatten the benchmark into the numbers budgets and reports use (batch 1 = first batch size)."""
     b = str(profile.benchmark.batch_sizes[0])
@@ -117,6 +123,13 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[s
         "speedup_vs_fp32": fp32_lat["p50"] / lat["p50"],
         "peak_memory_mb": int8["peak_memory_mb"],
         "fp32_peak_memory_mb": fp32["peak_memory_mb"],
+        "memory_ratio": _ratio(int8["peak_memory_mb"], fp32["peak_memory_mb"]),
+        # the same minus ORT's per-session floor: what the model itself costs
+        "runtime_floor_mb": int8["runtime_floor_mb"],
+        "fp32_runtime_floor_mb": fp32["runtime_floor_mb"],
+        "model_memory_mb": int8["model_memory_mb"],
+        "fp32_model_memory_mb": fp32["model_memory_mb"],
+        "model_memory_ratio": _ratio(int8["model_memory_mb"], fp32["model_memory_mb"]),
         "latency_by_batch": {label: r["latency_ms"] for label, r in results.items()},
     }
     if int8.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
@@ -130,6 +143,12 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[s
         metrics.update(accuracy=int8["accuracy"], fp32_accuracy=fp32["accuracy"],
                        accuracy_drop=fp32["accuracy"] - int8["accuracy"])
     return metrics
+
+
+def _ratio(value: float, reference: float) -> float | None:
+    """value / reference; None when the reference measured zero (the child stayed under the
+    import-only baseline), so no ratio is invented."""
+    return value / reference if reference > 0 else None
 
 
 def cost_estimate(latency_by_batch: dict[str, dict[str, float]], price_per_hour: float, threads: int) -> dict[str, float]:

@@ -67,6 +67,13 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_
         doc["recipe_hint"] = {"prune": {"kind": "structured", "amount": best.detail.get("amount")}}
     else:
         doc["recipe_hint"] = {"quantize": {"nodes_to_exclude": excluded if isinstance(excluded, list) else []}}
+        if best.detail.get("stem_flipped"):
+            doc["recipe_hint"]["quantize"]["fp32_stem"] = best.detail["fp32_stem"]
+    if report.int8_slower_than_fp32:
+        # stderr, so --json output stays one parseable document
+        click.echo(f"warning: every int8 variant within budget is slower than fp32 on this machine (best "
+                   f"{report.speedup_vs_fp32:.2f}x); consider [quantize] format = \"none\" for target '{target}'",
+                   err=True)
     if as_json:
         click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
@@ -79,8 +86,11 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_
         hint = doc["recipe_hint"]
         if prune_amount:
             click.echo(f"  to use it: [prune] kind = \"structured\", amount = {hint['prune']['amount']}")
-        elif hint["quantize"]["nodes_to_exclude"]:
-            click.echo(f"  to use it: [quantize] nodes_to_exclude = {json.dumps(excluded)}")
+        else:
+            if hint["quantize"]["nodes_to_exclude"]:
+                click.echo(f"  to use it: [quantize] nodes_to_exclude = {json.dumps(excluded)}")
+            if "fp32_stem" in hint["quantize"]:
+                click.echo(f"  to use it: [quantize] fp32_stem = {json.dumps(hint['quantize']['fp32_stem'])}")
     sys.exit(EXIT_OK if report.met else EXIT_BUDGET_FAILED)
 
 

@@ -1,19 +1,25 @@
 """Peak memory of running an artifact: RSS high-water mark of a fresh process that loads and
 runs it, minus that of the same process that only imports onnxruntime. Each is measured
 `repeats` times and the median kept, because page-cache and allocator effects vary by run.
+
+That peak still includes what *any* ONNX Runtime session costs (kernel registry, code pages
+touched, thread pool: about 16 MB measured for a one-node model), so a small model's ratio to
+fp32 is squeezed towards 1. `memory_breakdown` adds the same probe on a trivial model (the
+runtime floor) and the model's own share above it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from toolchain.bench.session import ORT_LEVELS
 from toolchain.config.target import RuntimeOptions
-
 
 
 def _probe(args: list[str]) -> float:
@@ -24,13 +30,46 @@ def _probe(args: list[str]) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_kb"] / 1024.0
 
 
-def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3) -> dict[str, float]:
-    base = [_probe(["--mode", "import"]) for _ in range(repeats)]
-    run_args = [
+def probe_args(model: Path, runtime: RuntimeOptions, batch: int) -> list[str]:
+    """memprobe's command line for loading and running `model` with these session options."""
+    return [
         "--mode", "run", "--model", str(model), "--threads", str(runtime.intra_op_threads),
         "--level", ORT_LEVELS[runtime.graph_optimization_level], "--arena", str(int(runtime.enable_cpu_mem_arena)),
         "--mem-pattern", str(int(runtime.enable_mem_pattern)), "--batch", str(batch),
     ]
-    loaded = [_probe(run_args) for _ in range(repeats)]
+
+
+def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3) -> dict[str, float]:
+    base = [_probe(["--mode", "import"]) for _ in range(repeats)]
+    loaded = [_probe(probe_args(model, runtime, batch)) for _ in range(repeats)]
     b, m = statistics.median(base), statistics.median(loaded)
     return {"peak_memory_mb": max(m - b, 0.0), "process_peak_mb": m, "runtime_only_mb": b}
+
+
+def floor_model(path: Path) -> Path:
+    """A one-node model (Relu on one float): a session on it costs only what ORT itself costs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "runtime_floor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return Path(path)
+
+
+@functools.cache
+def runtime_floor_mb(runtime: RuntimeOptions, repeats: int = 3) -> float:
+    """Peak memory of a session on `floor_model` with these options; measured once per process
+    and options, because it does not depend on the artifact."""
+    with tempfile.TemporaryDirectory(prefix="edgeopt-floor-") as d:
+        return peak_memory_mb(floor_model(Path(d) / "floor.onnx"), runtime, repeats=repeats)["peak_memory_mb"]
+
+
+def memory_breakdown(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3) -> dict[str, float]:
+    """peak_memory_mb's numbers plus `runtime_floor_mb` and `model_memory_mb` = peak - floor."""
+    mem = peak_memory_mb(model, runtime, batch=batch, repeats=repeats)
+    floor = runtime_floor_mb(runtime, repeats)
+    return {**mem, "runtime_floor_mb": floor, "model_memory_mb": max(mem["peak_memory_mb"] - floor, 0.0)}

@@ -32,6 +32,7 @@ class QuantizeOverrides(Strict):
     per_channel: bool | None = None
     reduce_range: bool | None = None
     calibration_method: Literal["minmax", "entropy", "percentile"] | None = None
+    fp32_stem: bool | None = None
 
     def scheme_overrides(self) -> dict:
         return self.model_dump(exclude_none=True, exclude={"calibration_samples", "nodes_to_exclude"})

@@ -48,6 +48,8 @@ class SearchReport:
     tried: list[dict[str, Any]]  # every step, in order, with its outcome
     reverted: list[dict[str, Any]]  # what was undone or fell back, and why
     plots: list[str] = field(default_factory=list)
+    speedup_vs_fp32: float | None = None  # fp32 p50 / best p50, same interleaved rounds (quantization search)
+    int8_slower_than_fp32: bool = False  # objective latency and every int8 variant within budget lost to fp32
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,10 @@ Ranking is leave-one-out: quantize everything except unit u and measure how much
 rest of the quantized graph, which per-tensor SQNR does not (error there grows downstream, so
 late tensors always look worst). It costs one calibration per unit, fine for edge-sized graphs;
 `max_probe` caps it for large ones.
+
+Last, when the model has a stem conv (see toolchain.stages.quantize.stem_convs), the final variant
+is built again with the stem's precision flipped relative to the scheme: whether an int8 stem pays
+is a kernel question, so the interleaved latency measurement picks between the two.
 """
 
 from __future__ import annotations
@@ -38,15 +42,16 @@ TRANSPARENT_OPS = ("Relu", "Clip", "MaxPool", "Reshape", "Flatten", "Transpose",
 
 
 def _quantize(pre: Path, dest: Path, calib_x: np.ndarray, exclude: list[str], scheme: QuantizeScheme) -> Path:
-    """Static quantization with the target's scheme (the same mapping the pipeline's stage uses)."""
+    """Static quantization with the target's scheme (the same mapping and exclusions the pipeline's stage uses)."""
     import onnx
     from onnxruntime.quantization import quantize_static
 
-    from toolchain.stages.quantize import _reader, static_kwargs
+    from toolchain.stages.quantize import _reader, excluded_nodes, static_kwargs
 
-    name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
+    model = onnx.load(str(pre), load_external_data=False)
+    nodes, _ = excluded_nodes(model, scheme, exclude)
     with contextlib.redirect_stdout(sys.stderr):
-        quantize_static(str(pre), str(dest), _reader(name, calib_x, 32), nodes_to_exclude=list(exclude),
+        quantize_static(str(pre), str(dest), _reader(model.graph.input[0].name, calib_x, 32), nodes_to_exclude=nodes,
                         **static_kwargs(scheme))
     return dest
 
@@ -89,16 +94,18 @@ class _Trials:
         n = self.probe_samples
         return float(np.mean((onnx_logits(path, self.eval_x[:n]) - self.ref[:n]) ** 2))
 
-    def evaluate(self, name: str, path: Path, exclude: list[str]) -> tuple[Candidate, float]:
+    def evaluate(self, name: str, path: Path, exclude: list[str], **extra) -> tuple[Candidate, float]:
+        """Accuracy and logit error of one variant; `extra` (e.g. the stem setting) goes into its detail."""
         logits = onnx_logits(path, self.eval_x)
         acc = float((logits.argmax(1) == self.eval_y).mean())
         n = self.probe_samples
         err = float(np.mean((logits[:n] - self.ref[:n]) ** 2))
         cand = Candidate(name, str(path.relative_to(self.out_dir)), acc, path.stat().st_size,
-                         meets_budget=acc >= self.floor, detail={"excluded_nodes": list(exclude), "logit_mse": err})
+                         meets_budget=acc >= self.floor,
+                         detail={"excluded_nodes": list(exclude), "logit_mse": err, **extra})
         self.candidates.append(cand)
         self.tried.append({"step": name, "excluded_nodes": list(exclude), "accuracy": acc, "logit_mse": err,
-                           "meets_budget": cand.meets_budget})
+                           "meets_budget": cand.meets_budget, **extra})
         return cand, err
 
     def discard(self, cand: Candidate, why: str) -> None:
@@ -132,10 +139,13 @@ def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(fp32_onnx), str(pre))
-        full, full_err = run.evaluate("int8", _quantize(pre, cand_dir / "int8.onnx", calib_x, [], scheme), [])
+        full, full_err = run.evaluate("int8", _quantize(pre, cand_dir / "int8.onnx", calib_x, [], scheme), [],
+                                      fp32_stem=scheme.fp32_stem)
+        base, excluded = full, []
         if not full.meets_budget:
             ranking = _rank(run, pre, Path(tmp), calib_x, full_err, scheme, max_probe)
-            _fallback(run, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err)
+            base, excluded = _fallback(run, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err, full)
+        _flip_stem(run, pre, cand_dir, calib_x, scheme, base, excluded)
     return _finish(run, budget, baseline, measure_latency)
 
 
@@ -152,11 +162,13 @@ def _rank(run: _Trials, pre: Path, tmp: Path, calib_x, full_err: float, scheme: 
     return ranking
 
 
-def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err) -> None:
-    """Fall back units to fp32 in ranked order; keep a fallback only if it lowers the error."""
+def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err,
+              full: Candidate) -> tuple[Candidate, list[str]]:
+    """Fall back units to fp32 in ranked order; keep a fallback only if it lowers the error.
+    Returns the last kept candidate and its excluded nodes."""
     excluded: list[str] = []
     best_err = full_err
-    kept = 0
+    kept, last = 0, full
     for rank in ranking:
         if kept == max_fallback or rank["gain"] <= 0:
             break  # the remaining units do not hurt on their own; fp32 for them buys nothing
@@ -164,17 +176,37 @@ def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, scheme, max_fallbac
         if trial == excluded:
             continue  # already fp32 through overlapping units
         name = f"int8-fp32u{kept + 1}"
-        cand, err = run.evaluate(name, _quantize(pre, cand_dir / f"{name}.onnx", calib_x, trial, scheme), trial)
+        cand, err = run.evaluate(name, _quantize(pre, cand_dir / f"{name}.onnx", calib_x, trial, scheme), trial,
+                                 fp32_stem=scheme.fp32_stem)
         if err >= best_err:
             # Fallback changes neighbours' quantization too; when it does not help, stay int8 there.
             run.discard(cand, f"logit MSE {err:.3g} not below {best_err:.3g}: unit '{rank['unit']}' stays int8")
             continue
-        excluded, best_err, kept = trial, err, kept + 1
+        excluded, best_err, kept, last = trial, err, kept + 1, cand
         run.reverted.append({"unit": rank["unit"], "op": rank["op"], "nodes": rank["nodes"], "to": "fp32",
                              "reason": f"largest remaining error contribution (leave-one-out logit MSE gain "
                                        f"{rank['gain']:.3g}); accuracy with it in fp32: {cand.accuracy:.4f}"})
         if cand.meets_budget:
-            return
+            break
+    return last, excluded
+
+
+def _flip_stem(run: _Trials, pre: Path, cand_dir: Path, calib_x, scheme: QuantizeScheme, base: Candidate,
+               excluded: list[str]) -> None:
+    """The search's final variant again with the stem conv's precision flipped: whether an int8 stem
+    pays depends on the CPU's kernels (x86 ORT pads its K = 27 GEMM; fp32 has a stem kernel), so
+    the interleaved latency measurement decides, not a rule."""
+    import onnx
+
+    from toolchain.stages.quantize import stem_convs
+
+    stems = [n for n in stem_convs(onnx.load(str(pre), load_external_data=False)) if n not in excluded]
+    if not stems:
+        return  # no stem conv, or the fallback already keeps it fp32: flipping changes nothing
+    flipped = scheme.model_copy(update={"fp32_stem": not scheme.fp32_stem})
+    name = f"{base.name}-{'fp32' if flipped.fp32_stem else 'int8'}stem"
+    path = _quantize(pre, cand_dir / f"{name}.onnx", calib_x, excluded, flipped)
+    run.evaluate(name, path, excluded, fp32_stem=flipped.fp32_stem, stem_nodes=stems, stem_flipped=True)
 
 
 def _finish(run: _Trials, budget: SearchBudget, baseline: float, measure_latency: bool) -> SearchReport:
@@ -188,6 +220,24 @@ def _finish(run: _Trials, budget: SearchBudget, baseline: float, measure_latency
     shutil.copyfile(run.out_dir / best.path, run.out_dir / "best.onnx")
     report = SearchReport("quantization", budget.model_dump(), baseline, run.floor, met, best.name, "best.onnx",
                           run.candidates, run.tried, run.reverted)
+    if measure_latency:
+        _compare_with_fp32(report, best, budget.objective)
     report.plots = plot_pareto(run.candidates, run.floor, best.name, run.out_dir, "pareto_quant")
     report.save(run.out_dir / "search_quant.json")
     return report
+
+
+def _compare_with_fp32(report: SearchReport, best: Candidate, objective: str) -> None:
+    """Flag a target where int8 does not pay: every variant within budget is slower than fp32 timed
+    in the same rounds. The search still keeps its int8 best; the fix is the target's format."""
+    fp32 = next(c for c in report.candidates if c.baseline)
+    report.speedup_vs_fp32 = fp32.latency_ms / best.latency_ms
+    feasible = [c for c in report.candidates if c.meets_budget and not c.baseline]
+    if objective != "latency" or not feasible or any(c.latency_ms <= fp32.latency_ms for c in feasible):
+        return
+    report.int8_slower_than_fp32 = True
+    report.tried.append({"step": "int8-vs-fp32", "fp32_ms": fp32.latency_ms, "best_ms": best.latency_ms,
+                         "speedup": report.speedup_vs_fp32,
+                         "finding": f"all {len(feasible)} int8 variants within budget are slower than fp32 "
+                                    f"(best '{best.name}' {report.speedup_vs_fp32:.2f}x); int8 buys bytes, not "
+                                    f"speed, here: consider [quantize] format = \"none\" for this target"})

@@ -1,8 +1,9 @@
 """Benchmark: what users pay for, for every candidate artifact side by side in one run.
 
 Bytes on disk; latency percentiles at the profile's thread count and batch sizes (interleaved
-rounds, see bench/latency.py); peak memory in a fresh process (bench/memory.py); accuracy on
-the held-out split. PyTorch eager is timed in the same rounds as a reference.
+rounds, see bench/latency.py); peak memory in a fresh process (bench/memory.py), also split
+into ORT's own floor and the model's share above it; accuracy on the held-out split. PyTorch
+eager is timed in the same rounds as a reference.
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ class BenchConfig(Strict):
     runtime: RuntimeOptions
     spec: BenchmarkSpec
     memory_repeats: int = Field(3, ge=1)
+    # label -> session options for that candidate's memory probe only (latency always uses
+    # `runtime`). The fp32 reference is what a user gets from ORT by default, not the profile.
+    memory_runtime: dict[str, RuntimeOptions] = Field(default_factory=dict)
+
+
+def ort_default_memory(runtime: RuntimeOptions) -> RuntimeOptions:
+    """ORT's default session options (level "all", arena and memory pattern on, no config
+    entries: RuntimeOptions' defaults) at the profile's thread counts. Threads are a speed
+    choice, and ORT's own default (one per core) would tie the reference to the build host."""
+    return RuntimeOptions(intra_op_threads=runtime.intra_op_threads, inter_op_threads=runtime.inter_op_threads)
 
 
 def _batch(x: np.ndarray, b: int) -> np.ndarray:
@@ -45,7 +56,7 @@ def _torch_runner(model, xb: np.ndarray):
 def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig, torch_model=None) -> dict[str, Any]:
     """Measure every candidate artifact (label -> path); returns label -> metrics."""
     from toolchain.bench.graph_ops import optimized_op_counts
-    from toolchain.bench.memory import peak_memory_mb
+    from toolchain.bench.memory import memory_breakdown
     from toolchain.bench.session import fixed_batch, load_session, predict
 
     sessions = {label: load_session(path, cfg.runtime) for label, path in candidates.items()}
@@ -82,7 +93,9 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
 
     mem_batch = cfg.spec.batch_sizes[0]
     for label, path in candidates.items():
-        results[label].update(peak_memory_mb(Path(path), cfg.runtime, batch=mem_batch, repeats=cfg.memory_repeats))
+        runtime = cfg.memory_runtime.get(label, cfg.runtime)
+        results[label].update(memory_breakdown(Path(path), runtime, batch=mem_batch, repeats=cfg.memory_repeats))
+        results[label]["memory_runtime"] = runtime.model_dump(mode="json")
     return results
 
 

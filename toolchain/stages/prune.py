@@ -29,7 +29,7 @@ class PruneConfig(Strict):
     # global: lowest-scoring channels anywhere (can thin unimportant layers much more).
     scope: Literal["per_layer", "global"] = "per_layer"
     steps: int = Field(1, ge=1, le=20, description="iterative schedule: cut amount/steps, fine-tune, repeat")
-    round_to: int = Field(1, ge=1, description="keep channel counts multiples of this (8 suits int8 kernels)")
+    round_to: int = Field(1, ge=1, description="keep channel counts multiples of this (16 keeps x86 int8 depthwise kernels on their fast path)")
     ignored_layers: list[str] = Field(default_factory=list, description="module names never cut; the classifier always is")
 
 

@@ -55,6 +55,47 @@ def static_kwargs(scheme: QuantizeScheme) -> dict[str, Any]:
     }
 
 
+# Input channels at or below which a conv on the model input is a "stem": RGB(A), grey, stereo audio.
+STEM_MAX_CHANNELS = 4
+
+
+def _weight_dims(graph, name: str) -> list[int] | None:
+    """Shape of a weight, followed through Constant and DequantizeLinear (pre-quantized) producers."""
+    for init in graph.initializer:
+        if init.name == name:
+            return list(init.dims)
+    for node in graph.node:
+        if name in node.output:
+            if node.op_type == "Constant":
+                return next((list(a.t.dims) for a in node.attribute if a.name == "value"), None)
+            if node.op_type == "DequantizeLinear":
+                return _weight_dims(graph, node.input[0])
+            return None
+    return None
+
+
+def stem_convs(model) -> list[str]:
+    """Names of the Conv nodes that read a graph input directly with <= STEM_MAX_CHANNELS channels."""
+    graph = model.graph
+    inputs = {i.name for i in graph.input} - {init.name for init in graph.initializer}
+    stems = []
+    for node in graph.node:
+        if node.op_type != "Conv" or not node.name or node.input[0] not in inputs:
+            continue
+        dims = _weight_dims(graph, node.input[1])
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        # dims[1] is input channels *per group*: a depthwise conv on a 32-channel input has dims[1] = 1.
+        if dims and len(dims) > 1 and dims[1] * group <= STEM_MAX_CHANNELS:
+            stems.append(node.name)
+    return stems
+
+
+def excluded_nodes(model, scheme: QuantizeScheme, extra: list[str]) -> tuple[list[str], list[str]]:
+    """(nodes_to_exclude for ORT, stem convs the scheme keeps fp32): one rule for the stage and the search."""
+    stems = [n for n in stem_convs(model) if n not in extra] if scheme.fp32_stem else []
+    return list(extra) + stems, stems
+
+
 def _reader(input_name: str, x: np.ndarray, batch: int):
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -85,6 +126,7 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
 
     scheme = cfg.scheme
     input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
+    exclude, stems = list(cfg.nodes_to_exclude), []
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         pre = Path(tmp) / "pre.onnx"
         raw = Path(tmp) / "quant.onnx"
@@ -92,18 +134,19 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
             shutil.copyfile(src, raw)
         else:
             quant_pre_process(str(src), str(pre))
+            # Stems are found in the pre-processed graph: those are the node names ORT's quantizer sees.
+            exclude, stems = excluded_nodes(onnx.load(str(pre), load_external_data=False), scheme, exclude)
         if scheme.format == "dynamic":
             quantize_dynamic(
                 str(pre), str(raw), weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.weight_type],
-                per_channel=scheme.per_channel, reduce_range=scheme.reduce_range,
-                nodes_to_exclude=list(cfg.nodes_to_exclude),
+                per_channel=scheme.per_channel, reduce_range=scheme.reduce_range, nodes_to_exclude=exclude,
             )
         elif scheme.format in ("qdq", "qoperator"):
             calib = calibration_subset(calib_x, cfg)
             batch = _fixed_batch(pre) or cfg.calibration_batch
             quantize_static(
-                str(pre), str(raw), _reader(input_name, calib, batch),
-                nodes_to_exclude=list(cfg.nodes_to_exclude), **static_kwargs(scheme),
+                str(pre), str(raw), _reader(input_name, calib, batch), nodes_to_exclude=exclude, **static_kwargs(scheme),
             )
         stamp_onnx_metadata(raw, dest, stamp)
-    return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x)))}
+    return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x))),
+            "fp32_nodes": exclude, "fp32_stem_nodes": stems}
