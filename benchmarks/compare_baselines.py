@@ -275,6 +275,10 @@ def render_markdown(doc: dict) -> str:
         "Peak memory: MB above an idle Python+onnxruntime process (ratio vs ORT fp32); after the slash, the same "
         "minus the floor of an ORT session on a one-node model (what the model itself adds). Baselines run with "
         "ORT's default session options, edgeopt artifacts with their target profile's `[runtime]`.",
+        "",
+        "The goals are at 1 thread. Read the 2-thread columns with care on this 2-core shared machine: several "
+        "live 2-thread sessions contend (ORT's pool threads spin after each run), and the int8 2t figures swing "
+        "most; timed alone (2026-11-26, MobileNetV2 224 px) int8 ran 1.6-2.0 ms at 2 threads vs 1.9-2.2 ms at 1.",
     ]
     for m in doc["models"]:
         when = f" — measured {m['measured']}" if m.get("measured") else ""

@@ -116,3 +116,18 @@ def test_ratio_is_not_invented_when_fp32_stays_under_the_floor():
     assert metrics["fp32_model_memory_mb"] == 0.0 and metrics["model_memory_ratio"] is None
     t = TargetResult("arm-mobile", Path("a.ort"), Path("a.fp32.ort"), Path("a.zip"), metrics, {})
     assert next(line for line in render_target("arm-mobile", t).splitlines() if "minus ORT floor" in line).endswith("n/a")
+
+
+@pytest.mark.parametrize(("by_design", "fp32_compute", "expected"), [
+    (["stem_conv"], 1, "1 kept fp32 on purpose"),
+    ([], 1, "int8 not fully fused"),
+    (["stem_conv"], 3, "int8 not fully fused"),  # more fp32 compute than was asked for
+])
+def test_report_tells_deliberate_fp32_nodes_from_unfused_ones(by_design, fp32_compute, expected):
+    metrics = summarize_metrics({"fp32": _bench_entry(31.6, 16.4), "int8": _bench_entry(23.6, 16.4)},
+                                load_target("cpu-server"))
+    metrics["optimized_ops"] = {"int8_kernels": 3, "fp32_compute": fp32_compute, "quantize_dequantize": 2}
+    metrics["fp32_nodes_by_design"] = by_design
+    t = TargetResult("cpu-server", Path("a.onnx"), Path("a.fp32.onnx"), Path("a.zip"), metrics, {})
+    line = next(x for x in render_target("cpu-server", t).splitlines() if "ORT graph here" in x)
+    assert expected in line

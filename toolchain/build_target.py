@@ -71,6 +71,8 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
                             rebench=rebench, label=f"benchmark[{name}]")
 
     metrics = summarize_metrics(bench.record["results"], profile)
+    # Nodes left fp32 on purpose (fp32_stem, nodes_to_exclude), so the report can tell them from unfused ones.
+    metrics["fp32_nodes_by_design"] = list(quantized.record.get("fp32_nodes", []))
     metrics["measured_on"] = bench.record["host"]["machine"]
     metrics["target_platform"] = profile.platform
     verdicts = {k: v.to_dict() for k, v in evaluate(src.budgets(name, profile.budgets), metrics).items()}

@@ -36,7 +36,7 @@ def target_document(t) -> dict[str, Any]:
         "passed": t.passed,
         "latency_by_batch": m["latency_by_batch"],
     }
-    for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "measured_on",
+    for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design", "measured_on",
                 "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
@@ -103,7 +103,13 @@ def render_target(name: str, t) -> str:
         lines.append(f"  budget {budget}: {value} <= {v['limit']:.4g}  {'PASS' if v['pass'] else 'FAIL'}")
     ops = m.get("optimized_ops")
     if ops:
-        note = "" if ops["fp32_compute"] == 0 else "  <- fp32 compute left between Q/DQ: int8 not fully fused"
+        chosen = len(m.get("fp32_nodes_by_design", []))
+        if ops["fp32_compute"] == 0:
+            note = ""
+        elif ops["fp32_compute"] <= chosen:
+            note = f"  ({chosen} kept fp32 on purpose: fp32_stem / nodes_to_exclude)"
+        else:
+            note = "  <- fp32 compute left between Q/DQ: int8 not fully fused"
         lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
                      f"{ops['quantize_dequantize']} Q/DQ{note}")
     host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
