@@ -121,8 +121,21 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
     # Rebuild the trained eager model from the run's cache (same weights as the fp32 export).
     from toolchain.cache import StageCache
 
-    trained = steps.train(StageCache(out / recipe.name / "cache"), recipe, data)
+    cache = StageCache(out / recipe.name / "cache")
+    trained = steps.train(cache, recipe, data)
     model = steps.load_model(recipe, trained).eval()
+    pruned = steps.prune(cache, recipe, data, trained)
+    if pruned.record.get("plan"):  # structured: is the smaller network faster with or without int8?
+        from toolchain.stages.convert import ConvertConfig, convert
+
+        pruned_onnx = steps.artifact_path(steps.export(cache, recipe, data, pruned, label="export[pruned]"))
+        for name in result.targets:
+            profile = load_target(name)
+            if profile.artifact.format == "onnx":
+                fdir = out / recipe.name / "pruned-fp32" / name
+                fdir.mkdir(parents=True, exist_ok=True)
+                convert(pruned_onnx, ConvertConfig(platform=profile.platform, **profile.artifact.model_dump()), fdir, {})
+                files[f"edgeopt-{name}-pruned-fp32"] = fdir / "model.onnx"
     x1 = np.ascontiguousarray(data.x_test[:1])
     t1 = torch.as_tensor(x1)
 
@@ -131,7 +144,7 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
     for n, p in files.items():
         rows[n]["accuracy"] = _accuracy(p, data.x_test, data.y_test)
         # Baselines get ORT's default session options; edgeopt artifacts their profile's [runtime].
-        target = n.removeprefix("edgeopt-") if n.startswith("edgeopt-") else None
+        target = n.removeprefix("edgeopt-").removesuffix("-pruned-fp32") if n.startswith("edgeopt-") else None
         runtime = load_target(target).runtime if target else RuntimeOptions()
         rows[n].update(memory_breakdown(p, runtime.model_copy(update={"intra_op_threads": 1})))
     with torch.no_grad():

@@ -19,6 +19,8 @@ from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
 from toolchain.gate import evaluate
 from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig, ort_default_memory
+
+PRUNED_FP32 = "pruned_fp32"  # benchmark label of the structured-pruned model left in fp32
 from toolchain.stages.convert import ConvertConfig
 from toolchain.stages.quantize import QuantizeConfig
 
@@ -35,6 +37,9 @@ class ModelSource:
     seed: int = 0
     torch_model: Callable[[], Any] | None = None  # loads the eager reference, when there is one
     torch_sha: str | None = None
+    # Structured pruning made compressed_onnx a smaller network: its fp32 form is benchmarked too,
+    # because on narrow layers int8 kernels can lose to fp32 (see the report's note).
+    structured: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,10 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     # the trained model (e.g. calibration) leave its conversion cached.
     fp32_art = steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")
     int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
-    bench = steps.benchmark(cache, bench_config(profile), src, {"fp32": fp32_art, "int8": int8_art},
-                            rebench=rebench, label=f"benchmark[{name}]")
+    candidates = {"fp32": fp32_art, "int8": int8_art}
+    if src.structured:
+        candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, {}, label=f"convert[{name}/pruned-fp32]")
+    bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
 
     metrics = summarize_metrics(bench.record["results"], profile)
     # Nodes left fp32 on purpose (fp32_stem, nodes_to_exclude), so the report can tell them from unfused ones.
@@ -134,6 +141,13 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[s
         "model_memory_ratio": _ratio(int8["model_memory_mb"], fp32["model_memory_mb"]),
         "latency_by_batch": {label: r["latency_ms"] for label, r in results.items()},
     }
+    pruned = results.get(PRUNED_FP32)
+    if pruned:  # the pruned network without int8: does quantizing it still pay on this host?
+        p_lat = pruned["latency_ms"][b]
+        metrics["pruned_fp32"] = {"bytes": pruned["bytes"], "p50_ms": p_lat["p50"], "p90_ms": p_lat["p90"],
+                                  "accuracy": pruned.get("accuracy"), "peak_memory_mb": pruned["peak_memory_mb"],
+                                  "speedup_vs_fp32": fp32_lat["p50"] / p_lat["p50"]}
+        metrics["int8_speedup_vs_pruned_fp32"] = p_lat["p50"] / lat["p50"]
     if int8.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
         metrics["optimized_ops"] = int8["optimized_ops"]
     if eager_lat:

@@ -85,6 +85,7 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
         seed=recipe.train.seed,
         torch_model=lambda: steps.load_model(recipe, trained),
         torch_sha=trained.record["sha256"],
+        structured=bool(pruned.record.get("plan")),
     )
     results = {name: build_target(cache, source, profile, Path(opts.out_dir), opts.rebench, opts.sign_key)
                for name, profile in profiles.items()}

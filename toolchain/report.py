@@ -36,8 +36,8 @@ def target_document(t) -> dict[str, Any]:
         "passed": t.passed,
         "latency_by_batch": m["latency_by_batch"],
     }
-    for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design", "measured_on",
-                "target_platform", "estimated"):
+    for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
+                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "measured_on", "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -92,6 +92,10 @@ def render_target(name: str, t) -> str:
     if m.get("accuracy") is not None:
         rows.append(("accuracy", _pct(m["accuracy"]), _pct(m["fp32_accuracy"]),
                      f"drop {100 * m['accuracy_drop']:.2f} pt"))
+    if "pruned_fp32" in m:  # same pruned network without int8, measured in the same rounds
+        pf = m["pruned_fp32"]
+        rows.append(("pruned fp32, no int8 (p50)", f"{m['latency_ms']['p50']:.4f}", f"{pf['p50_ms']:.4f} (pruned)",
+                     "int8 " + _faster(m["int8_speedup_vs_pruned_fp32"])))
     if "cost_per_million" in m:
         rows.append(("cost per 1M inferences", f"{m['cost_per_million']:.4f}",
                      f"at {m['price_per_hour']}/h", f"{m['throughput_per_s']:,.0f}/s"))
@@ -112,6 +116,9 @@ def render_target(name: str, t) -> str:
             note = "  <- fp32 compute left between Q/DQ: int8 not fully fused"
         lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
                      f"{ops['quantize_dequantize']} Q/DQ{note}")
+    if m.get("int8_speedup_vs_pruned_fp32", 1.0) < 1.0:
+        lines.append(f"  note: int8 is slower than the pruned model in fp32 here ({m['pruned_fp32']['p50_ms']:.4f} ms); "
+                     f"narrow layers gain little from int8 kernels: consider [quantize] format = \"none\" for {name}")
     host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
     if host and m.get("target_platform") and host != m["target_platform"]:
         lines.append(f"  note: timed on this {m['measured_on']} host; the artifact is built for {m['target_platform']}, "
