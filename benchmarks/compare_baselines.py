@@ -279,19 +279,19 @@ def render_markdown(doc: dict) -> str:
         "",
         f"Machine: {h['cpu']} ({h['cores']} cores, {', '.join(h['isa'])}); "
         + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if k in ("onnxruntime", "torch", "onnx", "edgeopt")),
-        f"Measured {doc['date']}; batch 1, interleaved rounds; ratios vs ORT fp32 in the same rounds. "
-        "Rerun: `python benchmarks/compare_baselines.py`.",
+        (f"Measured {doc['date']}; batch 1, interleaved rounds; ratios vs ORT fp32 in the same rounds. "
+        "Rerun: `python benchmarks/compare_baselines.py`."),
         "",
-        "The arm-mobile `.ort` is converted for ARM and timed here only to show it runs; "
-        "its x86 latency says nothing about a phone.",
+        ("The arm-mobile `.ort` is converted for ARM and timed here only to show it runs; "
+        "its x86 latency says nothing about a phone."),
         "",
-        "Peak memory: MB above an idle Python+onnxruntime process (ratio vs ORT fp32); after the slash, the same "
+        ("Peak memory: MB above an idle Python+onnxruntime process (ratio vs ORT fp32); after the slash, the same "
         "minus the floor of an ORT session on a one-node model (what the model itself adds). Baselines run with "
-        "ORT's default session options, edgeopt artifacts with their target profile's `[runtime]`.",
+        "ORT's default session options, edgeopt artifacts with their target profile's `[runtime]`."),
         "",
-        "The goals are at 1 thread. Read the 2-thread columns with care on this 2-core shared machine: several "
+        ("The goals are at 1 thread. Read the 2-thread columns with care on this 2-core shared machine: several "
         "live 2-thread sessions contend (ORT's pool threads spin after each run), and the int8 2t figures swing "
-        "most; timed alone (2026-11-26, MobileNetV2 224 px) int8 ran 1.6-2.0 ms at 2 threads vs 1.9-2.2 ms at 1.",
+        "most; timed alone (2026-11-26, MobileNetV2 224 px) int8 ran 1.6-2.0 ms at 2 threads vs 1.9-2.2 ms at 1."),
     ]
     for m in doc["models"]:
         when = f" — measured {m['measured']}" if m.get("measured") else ""
@@ -306,9 +306,9 @@ def render_markdown(doc: dict) -> str:
                 f"{r['accuracy_drop_pt']:.2f} |")
         if "high_res" in m:
             hr = m["high_res"]
-            lines += ["", f"### {m['recipe']} at {hr['input_shape'][-1]}x{hr['input_shape'][-1]} "
+            lines += ["", (f"### {m['recipe']} at {hr['input_shape'][-1]}x{hr['input_shape'][-1]} "
                       "(same trained weights; top-1 agreement and SQNR on 200 images vs the fp32 model of the "
-                      "same weights: ORT fp32, or the pruned fp32 for pruned artifacts)", "",
+                      "same weights: ORT fp32, or the pruned fp32 for pruned artifacts)"), "",
                       ("| candidate | bytes | size | p50 1t ms | speedup 1t | p90 1t ms | p50 2t ms | speedup 2t | "
                        "peak MB / model MB | top-1 agree | SQNR dB | vs |"),
                       "|---|---|---|---|---|---|---|---|---|---|---|---|"]

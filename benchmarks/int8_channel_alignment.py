@@ -104,9 +104,9 @@ def main() -> int:
            "rows": rows}
     h = doc["host"]
     md = ["# Channel counts and int8 speed (depthwise blocks)", "",
-          f"Machine: {h['cpu']} ({h['cores']} cores, {', '.join(h['isa'])}); onnxruntime {doc['versions'].get('onnxruntime')}. "
+          (f"Machine: {h['cpu']} ({h['cores']} cores, {', '.join(h['isa'])}); onnxruntime {doc['versions'].get('onnxruntime')}. "
           f"Measured {doc['date']}; {doc['block']}; fp32 and int8 of every width interleaved in the same rounds. "
-          "Rerun: `python benchmarks/int8_channel_alignment.py`.", "",
+          "Rerun: `python benchmarks/int8_channel_alignment.py`."), "",
           "| channels | multiple of 16 | fp32 p50 ms | int8 p50 ms | int8 us/channel | int8 speedup |",
           "|---|---|---|---|---|---|"]
     for r in rows:
