@@ -76,6 +76,15 @@ def test_stem_detection_follows_constant_and_dequantize(tmp_path):
     assert stem_convs(onnx.load(str(_conv_net(4, tmp_path / "c4.onnx")))) == ["stem"]
 
 
+def test_a_1d_conv_on_the_input_is_not_a_stem():
+    """ORT's fp32 NCHWc stem kernel is 2-D only; a 2-channel Conv1d stays int8 (measured faster)."""
+    w = numpy_helper.from_array(np.ones((8, 2, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv1d")], "seq",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 128])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 126])], [w])
+    assert stem_convs(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])) == []
+
+
 @pytest.mark.parametrize("fp32_stem", [True, False])
 def test_stage_keeps_stem_fp32_only_when_asked(tmp_path, fp32_stem):
     src = _conv_net(3, tmp_path / "fp32.onnx")
