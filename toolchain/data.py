@@ -43,6 +43,14 @@ class Dataset:
         """Shape of one sample (no batch dimension)."""
         return tuple(self.x_train.shape[1:])
 
+    @classmethod
+    def split(cls, name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig, labels: tuple[str, ...],
+              preprocessing: dict[str, Any]) -> Dataset:
+        """A data set from all samples: stratified, seeded train/test split (see _split)."""
+        x_tr, x_te, y_tr, y_te = _split(x, y, cfg)
+        return cls(name=name, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, labels=labels,
+                   preprocessing=preprocessing)
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for arr in (self.x_train, self.y_train, self.x_test, self.y_test):
@@ -66,13 +74,8 @@ def load_digits(cfg: DataConfig) -> Dataset:
     # Pixel values are 0..16; scaling to 0..1 keeps activations in a range int8 calibrates well.
     x = (raw.images / 16.0).astype(np.float32)[:, None, :, :]
     y = raw.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = _split(x, y, cfg)
-    return Dataset(
-        name="digits",
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        y_test=y_te,
+    return Dataset.split(
+        "digits", x, y, cfg,
         labels=tuple(str(i) for i in range(10)),
         preprocessing={
             "layout": "NCHW",

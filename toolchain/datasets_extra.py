@@ -146,15 +146,10 @@ def load_shapes(cfg: DataConfig) -> Dataset:
     rng = np.random.default_rng(_int_in(cfg, kw, "generator_seed", 0, 2**63 - 1))
     y = _balanced_labels(rng, samples, classes)
     x = _draw_shapes(rng, y, size)
-    from toolchain.data import Dataset, _split
+    from toolchain.data import Dataset
 
-    x_tr, x_te, y_tr, y_te = _split(x, y, cfg)
-    return Dataset(
-        name="shapes",
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        y_test=y_te,
+    return Dataset.split(
+        "shapes", x, y, cfg,
         labels=SHAPES[:classes],
         preprocessing={
             "layout": "NCHW",
@@ -260,15 +255,10 @@ def load_sequences(cfg: DataConfig) -> Dataset:
         pick = np.flatnonzero(y == k)
         x[pick] = _waves(kind, phase[pick], t, freq[pick])
     x = (amp * x + offset + noise_sigma * noise).astype(np.float32)
-    from toolchain.data import Dataset, _split
+    from toolchain.data import Dataset
 
-    x_tr, x_te, y_tr, y_te = _split(x, y, cfg)
-    return Dataset(
-        name="sequences",
-        x_train=x_tr,
-        y_train=y_tr,
-        x_test=x_te,
-        y_test=y_te,
+    return Dataset.split(
+        "sequences", x, y, cfg,
         labels=WAVEFORMS,
         preprocessing={
             "layout": "NCL",
