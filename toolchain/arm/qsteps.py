@@ -21,7 +21,7 @@ _FLOAT = 1
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger"}
 
 
-def _graph(model_path: Path) -> _OnnxGraph | _OrtGraph:
+def _graph(model_path: Path) -> _GraphView:
     model_path = Path(model_path)
     return _OrtGraph(model_path) if model_path.suffix == ".ort" else _OnnxGraph(model_path)
 
@@ -50,7 +50,27 @@ def output_steps(model_path: Path) -> list[float | None]:
     return steps
 
 
-class _OnnxGraph:
+class _GraphView:
+    """What the step analysis reads from a graph; subclasses fill the three tables from .onnx or .ort."""
+
+    outputs: list[str]
+    _types: dict[str, int]
+    _producers: dict[str, tuple[str, list[str]]]
+
+    def output_elem_type(self, name: str) -> int:
+        return self._types.get(name, _FLOAT)
+
+    def producer(self, name: str):
+        return self._producers.get(name)
+
+    def producers(self):
+        return self._producers.values()
+
+    def initializer(self, name: str) -> np.ndarray | None:
+        raise NotImplementedError
+
+
+class _OnnxGraph(_GraphView):
     def __init__(self, path: Path):
         import onnx
         from onnx import numpy_helper
@@ -70,21 +90,12 @@ class _OnnxGraph:
             if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
                 self._inits[n.output[0]] = n.attribute[0].t
 
-    def output_elem_type(self, name: str) -> int:
-        return self._types.get(name, _FLOAT)
-
-    def producer(self, name: str):
-        return self._producers.get(name)
-
-    def producers(self):
-        return self._producers.values()
-
     def initializer(self, name: str) -> np.ndarray | None:
         t = self._inits.get(name)
         return None if t is None else self._to_array(t)
 
 
-class _OrtGraph:
+class _OrtGraph(_GraphView):
     """Reads the flatbuffer with the schema classes that ship inside the onnxruntime wheel."""
 
     def __init__(self, path: Path):
@@ -114,15 +125,6 @@ class _OrtGraph:
         for i in range(g.InitializersLength()):
             t = g.Initializers(i)
             self._inits[t.Name().decode()] = t
-
-    def output_elem_type(self, name: str) -> int:
-        return self._types.get(name, _FLOAT)
-
-    def producer(self, name: str):
-        return self._producers.get(name)
-
-    def producers(self):
-        return self._producers.values()
 
     def initializer(self, name: str) -> np.ndarray | None:
         t = self._inits.get(name)
