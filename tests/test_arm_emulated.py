@@ -409,19 +409,22 @@ def test_output_steps_from_onnx(tmp_path):
         assert is_quantized(path)
 
 
+def _host_env(tmp_path):
+    """A QDQ model and an ArmEnv whose guest python the tests replace with the host's."""
+    from toolchain.arm import emulator
+
+    model = tmp_path / "m.onnx"
+    _qdq_onnx(model, None)
+    env = emulator.ArmEnv(emulator.ArmEnvSpec(onnxruntime="1.32.0", numpy="2.4.6"), tmp_path, Path("/q"),
+                          "usr/bin/python3.11", None)
+    return model, env
+
+
 def test_run_on_arm_maps_runner_failures(monkeypatch, tmp_path):
     # The guest command is replaced by host python; what is tested is the exit-code contract.
     from toolchain.arm import emulator, parity
 
-    model = tmp_path / "m.onnx"
-    _qdq_onnx(model, None)
-    env = emulator.ArmEnv(
-        emulator.ArmEnvSpec(onnxruntime="1.32.0", numpy="2.4.6"),
-        tmp_path,
-        Path("/q"),
-        "usr/bin/python3.11",
-        None,
-    )
+    model, env = _host_env(tmp_path)
     x = {"x": np.ones((1, 4), np.float32)}
 
     def script(code):
@@ -440,15 +443,7 @@ def test_runner_script_on_host_python(monkeypatch, tmp_path):
     # _runner.py needs only numpy + onnxruntime, so the host can run it too: same contract.
     from toolchain.arm import emulator, parity
 
-    model = tmp_path / "m.onnx"
-    _qdq_onnx(model, None)
-    env = emulator.ArmEnv(
-        emulator.ArmEnvSpec(onnxruntime="1.32.0", numpy="2.4.6"),
-        tmp_path,
-        Path("/q"),
-        "usr/bin/python3.11",
-        None,
-    )
+    model, env = _host_env(tmp_path)
     monkeypatch.setattr(emulator.ArmEnv, "command", lambda self, *a: [sys.executable, *a])
     monkeypatch.setattr(emulator.ArmEnv, "environ", lambda self: None)
     x = {"x": np.array([[0.1, 0.3, -1.0, 40.0]], np.float32)}
