@@ -51,19 +51,49 @@ def _quantize_defaults(fp32: Path, calib: np.ndarray, input_name: str, workdir: 
 
 
 def _session(path: Path, threads: int):
-    import onnxruntime as ort
+    """ORT default session options at `threads` intra-op threads (the searches' loader)."""
+    from toolchain.search.measure import session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return session(path, threads)
 
 
-def _accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from toolchain.bench.session import predict
+def _memory_runtime(candidate: str):
+    """Baselines run with ORT's default session options; edgeopt artifacts with their profile's
+    [runtime] (candidate names are 'edgeopt-<target>[-pruned-fp32]'); one thread for all."""
+    from toolchain.config.target import RuntimeOptions, load_target
 
-    return float((predict(_session(path, 2), x).argmax(1) == y).mean())
+    target = candidate.removeprefix("edgeopt-").removesuffix("-pruned-fp32") if candidate.startswith("edgeopt-") else None
+    runtime = load_target(target).runtime if target else RuntimeOptions()
+    return runtime.model_copy(update={"intra_op_threads": 1})
+
+
+def _add_ratios(rows: dict[str, dict]) -> None:
+    """Size and memory ratios of every row against the ORT fp32 row."""
+    base = rows["ort-fp32"]
+    for r in rows.values():
+        if r["bytes"]:
+            r["size_ratio"] = r["bytes"] / base["bytes"]
+        if "peak_memory_mb" in r:
+            r["memory_ratio"] = r["peak_memory_mb"] / max(base["peak_memory_mb"], 1e-9)
+        if "model_memory_mb" in r:
+            r["model_memory_ratio"] = r["model_memory_mb"] / max(base["model_memory_mb"], 1e-9)
+
+
+def _pruned_fp32_artifacts(pruned_onnx: Path, targets, work: Path) -> dict[str, Path]:
+    """The structured-pruned network left in fp32, converted for each .onnx target like its int8."""
+    from toolchain.build_target import convert_config
+    from toolchain.config.target import load_target
+    from toolchain.stages.convert import convert
+
+    files = {}
+    for name in targets:
+        profile = load_target(name)
+        if profile.artifact.format == "onnx":  # the .ort is for ARM: its x86 latency would say nothing
+            fdir = work / name
+            fdir.mkdir(parents=True, exist_ok=True)
+            convert(pruned_onnx, convert_config(profile), fdir, {})
+            files[f"edgeopt-{name}-pruned-fp32"] = fdir / "model.onnx"
+    return files
 
 
 def _time_rows(rows: dict, files: dict[str, Path], input_name: str, x1: np.ndarray, model, t1, rounds: int,
@@ -101,68 +131,49 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
 
     from toolchain import steps
     from toolchain.bench.memory import memory_breakdown
+    from toolchain.cache import StageCache
     from toolchain.config.recipe import load_recipe
-    from toolchain.config.target import RuntimeOptions, load_target
     from toolchain.pipeline import RunOptions, run_pipeline
+    from toolchain.search.measure import onnx_accuracy
 
     recipe = load_recipe(recipe_path)
     with contextlib.redirect_stdout(sys.stderr):
         result = run_pipeline(recipe, RunOptions(out_dir=out / recipe.name))
     data = steps.dataset(recipe)
     fp32 = Path(result.baseline["fp32_onnx"])
-    sess0 = _session(fp32, 1)
-    input_name = sess0.get_inputs()[0].name
+    input_name = _session(fp32, 1).get_inputs()[0].name
     work = Path(tempfile.mkdtemp(prefix="baselines-"))
     calib = data.x_train[np.random.default_rng(0).choice(len(data.x_train), 128, replace=False)]
     files = {"ort-fp32": fp32, **_quantize_defaults(fp32, calib, input_name, work)}
     for name, t in result.targets.items():
         files[f"edgeopt-{name}"] = t.artifact
 
-    # Rebuild the trained eager model from the run's cache (same weights as the fp32 export).
-    from toolchain.cache import StageCache
-
+    # The trained (and pruned) models come from the run's cache: the same weights as its exports.
     cache = StageCache(out / recipe.name / "cache")
     trained = steps.train(cache, recipe, data)
     model = steps.load_model(recipe, trained).eval()
     pruned = steps.prune(cache, recipe, data, trained)
     if pruned.record.get("plan"):  # structured: is the smaller network faster with or without int8?
-        from toolchain.stages.convert import ConvertConfig, convert
-
         pruned_onnx = steps.artifact_path(steps.export(cache, recipe, data, pruned, label="export[pruned]"))
-        for name in result.targets:
-            profile = load_target(name)
-            if profile.artifact.format == "onnx":
-                fdir = out / recipe.name / "pruned-fp32" / name
-                fdir.mkdir(parents=True, exist_ok=True)
-                convert(pruned_onnx, ConvertConfig(platform=profile.platform, **profile.artifact.model_dump()), fdir, {})
-                files[f"edgeopt-{name}-pruned-fp32"] = fdir / "model.onnx"
+        files.update(_pruned_fp32_artifacts(pruned_onnx, result.targets, out / recipe.name / "pruned-fp32"))
     x1 = np.ascontiguousarray(data.x_test[:1])
-    t1 = torch.as_tensor(x1)
 
     rows: dict[str, dict] = {n: {"bytes": p.stat().st_size, "file": p.name} for n, p in files.items()}
     rows["torch-eager"] = {"bytes": None}
     for n, p in files.items():
-        rows[n]["accuracy"] = _accuracy(p, data.x_test, data.y_test)
-        # Baselines get ORT's default session options; edgeopt artifacts their profile's [runtime].
-        target = n.removeprefix("edgeopt-").removesuffix("-pruned-fp32") if n.startswith("edgeopt-") else None
-        runtime = load_target(target).runtime if target else RuntimeOptions()
-        rows[n].update(memory_breakdown(p, runtime.model_copy(update={"intra_op_threads": 1})))
+        rows[n]["accuracy"] = onnx_accuracy(p, data.x_test, data.y_test)
+        rows[n].update(memory_breakdown(p, _memory_runtime(n)))
     with torch.no_grad():
         rows["torch-eager"]["accuracy"] = float((model(torch.as_tensor(data.x_test)).argmax(1).numpy() == data.y_test).mean())
 
-    _time_rows(rows, files, input_name, x1, model, t1, rounds, runs)
-    fp32_bytes = rows["ort-fp32"]["bytes"]
-    for n, r in rows.items():
-        if r["bytes"]:
-            r["size_ratio"] = r["bytes"] / fp32_bytes
+    _time_rows(rows, files, input_name, x1, model, torch.as_tensor(x1), rounds, runs)
+    _add_ratios(rows)
+    for r in rows.values():
         r["accuracy_drop_pt"] = 100 * (rows["ort-fp32"]["accuracy"] - r["accuracy"])
-        if "peak_memory_mb" in r:
-            r["memory_ratio"] = r["peak_memory_mb"] / max(rows["ort-fp32"]["peak_memory_mb"], 1e-9)
-        if "model_memory_mb" in r:
-            r["model_memory_ratio"] = r["model_memory_mb"] / max(rows["ort-fp32"]["model_memory_mb"], 1e-9)
     doc = {"recipe": recipe.name, "model": recipe.model.name, "input_shape": list(data.input_shape), "rows": rows}
     if recipe.model.name in HIGH_RES_MODELS:
-        doc["high_res"] = measure_high_res(recipe, out, rounds, max(runs // 4, 40))
+        compressed = None if pruned.record["sha256"] == trained.record["sha256"] else steps.load_model(recipe, pruned).eval()
+        doc["high_res"] = measure_high_res(recipe, model, compressed, out, rounds, max(runs // 4, 40))
     return doc
 
 
@@ -179,57 +190,41 @@ def _sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * float(np.log10(float((ref ** 2).sum()) / noise))
 
 
-def measure_high_res(recipe, out: Path, rounds: int, runs: int) -> dict:
-    """The recipe's trained (and pruned) weights exported at 224 px; each artifact built the way
-    the 64 px run builds it (same stages, the target profile's scheme), calibrated on 224 px data."""
+def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, runs: int) -> dict:
+    """The recipe's trained (and pruned, when `pruned_model` is given) weights exported at 224 px;
+    each artifact built the way the 64 px run builds it (same stages, the target profile's
+    scheme), calibrated on 224 px data."""
     import torch
 
     from toolchain import steps
     from toolchain.bench.memory import memory_breakdown
-    from toolchain.cache import StageCache
-    from toolchain.config.target import RuntimeOptions, load_target
+    from toolchain.build_target import convert_config, quantize_config
+    from toolchain.config.target import load_target
     from toolchain.search.measure import export_onnx
-    from toolchain.stages.convert import ConvertConfig, convert
-    from toolchain.stages.quantize import QuantizeConfig, quantize
+    from toolchain.stages.convert import convert
+    from toolchain.stages.quantize import quantize
 
-    data = steps.dataset(recipe)
-    cache = StageCache(out / recipe.name / "cache")
-    trained = steps.train(cache, recipe, data)
-    pruned = steps.prune(cache, recipe, data, trained)
     kwargs = {**recipe.data.kwargs, "size": HIGH_RES, "samples": 400}
     hi = steps.dataset(recipe.model_copy(update={"data": recipe.data.model_copy(update={"kwargs": kwargs})}))
     work = out / recipe.name / f"at{HIGH_RES}"
-    base_model = steps.load_model(recipe, trained).eval()
     fp32 = export_onnx(base_model, hi.x_test[:1], work / "fp32.onnx")
-    sess0 = _session(fp32, 1)
-    input_name = sess0.get_inputs()[0].name
+    input_name = _session(fp32, 1).get_inputs()[0].name
     calib = hi.x_train[np.random.default_rng(0).choice(len(hi.x_train), 128, replace=False)]
     files = {"ort-fp32": fp32, **_quantize_defaults(fp32, calib, input_name, work)}
-    compressed = fp32
-    if pruned.record["sha256"] != trained.record["sha256"]:
-        compressed = export_onnx(steps.load_model(recipe, pruned).eval(), hi.x_test[:1], work / "pruned.fp32.onnx")
-    runtimes = {}
+    compressed = fp32 if pruned_model is None else export_onnx(pruned_model, hi.x_test[:1], work / "pruned.fp32.onnx")
     for target in recipe.targets:
         profile = load_target(target)
         if profile.artifact.format != "onnx":
             continue  # the .ort is for ARM: its x86 latency would say nothing
-        scheme = profile.quantize.model_copy(update=recipe.quantize.scheme_overrides())
-        qcfg = QuantizeConfig(scheme=scheme, calibration_samples=recipe.quantize.calibration_samples,
-                              nodes_to_exclude=recipe.quantize.nodes_to_exclude, seed=recipe.train.seed)
-        ccfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
         tdir = work / target
         tdir.mkdir(parents=True, exist_ok=True)
         with contextlib.redirect_stdout(sys.stderr):
-            quantize(compressed, hi.x_train, qcfg, tdir / "int8.onnx", {})
-        convert(tdir / "int8.onnx", ccfg, tdir, {})
+            quantize(compressed, hi.x_train, quantize_config(profile, recipe.quantize, recipe.train.seed),
+                     tdir / "int8.onnx", {})
+        convert(tdir / "int8.onnx", convert_config(profile), tdir, {})
         files[f"edgeopt-{target}"] = tdir / "model.onnx"
-        runtimes[f"edgeopt-{target}"] = profile.runtime
-        if compressed is not fp32:  # pruned but not quantized: does int8 still pay at this width?
-            fdir = tdir / "pruned-fp32"
-            fdir.mkdir(exist_ok=True)
-            convert(compressed, ccfg, fdir, {})
-            files[f"edgeopt-{target}-pruned-fp32"] = fdir / "model.onnx"
-            runtimes[f"edgeopt-{target}-pruned-fp32"] = profile.runtime
+    if pruned_model is not None:  # pruned but not quantized: does int8 still pay at this width?
+        files.update(_pruned_fp32_artifacts(compressed, recipe.targets, work / "pruned-fp32"))
 
     x_eval = hi.x_test[:200]
     refs = {"ort-fp32": _session(fp32, 2).run(None, {input_name: x_eval})[0]}
@@ -244,22 +239,13 @@ def measure_high_res(recipe, out: Path, rounds: int, runs: int) -> dict:
         rows[n].update(reference=ref_name, sqnr_db=_sqnr_db(ref, logits),
                        top1_agreement=float((logits.argmax(1) == ref.argmax(1)).mean()),
                        accuracy=float((logits.argmax(1) == hi.y_test[:200]).mean()))
-        # Baselines get ORT's default session options; edgeopt artifacts their profile's [runtime].
-        runtime = runtimes.get(n, RuntimeOptions()).model_copy(update={"intra_op_threads": 1})
+        runtime = _memory_runtime(n)
         rows[n].update(memory_breakdown(p, runtime))
         rows[n]["session_options"] = {"enable_cpu_mem_arena": runtime.enable_cpu_mem_arena,
                                       "enable_mem_pattern": runtime.enable_mem_pattern}
     x1 = np.ascontiguousarray(hi.x_test[:1])
     _time_rows(rows, files, input_name, x1, base_model, torch.as_tensor(x1), rounds, runs)
-    fp32_bytes = rows["ort-fp32"]["bytes"]
-    base = rows["ort-fp32"]
-    for n, r in rows.items():
-        if r["bytes"]:
-            r["size_ratio"] = r["bytes"] / fp32_bytes
-        if "peak_memory_mb" in r:
-            r["memory_ratio"] = r["peak_memory_mb"] / max(base["peak_memory_mb"], 1e-9)
-        if "model_memory_mb" in r:
-            r["model_memory_ratio"] = r["model_memory_mb"] / max(base["model_memory_mb"], 1e-9)
+    _add_ratios(rows)
     return {"input_shape": list(hi.input_shape), "rows": rows}
 
 

@@ -56,18 +56,27 @@ class TargetResult:
         return all(v["pass"] for v in self.verdicts.values())
 
 
+def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: int) -> QuantizeConfig:
+    """The profile's [quantize] scheme with the recipe's overrides and calibration settings."""
+    scheme = profile.quantize.model_copy(update=overrides.scheme_overrides())
+    return QuantizeConfig(scheme=scheme, calibration_samples=overrides.calibration_samples,
+                          nodes_to_exclude=overrides.nodes_to_exclude, seed=seed)
+
+
+def convert_config(profile: TargetProfile) -> ConvertConfig:
+    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
+
+
 def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
                  rebench: bool = False, sign_key: Path | None = None) -> TargetResult:
     from toolchain import steps
     from toolchain.package import metadata_props_for
 
     name = profile.name
-    scheme = profile.quantize.model_copy(update=src.quantize.scheme_overrides())
-    qcfg = QuantizeConfig(scheme=scheme, calibration_samples=src.quantize.calibration_samples,
-                          nodes_to_exclude=src.quantize.nodes_to_exclude, seed=src.seed)
+    qcfg = quantize_config(profile, src.quantize, src.seed)
     stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
     quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
-    ccfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
+    ccfg = convert_config(profile)
     # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
     # the trained model (e.g. calibration) leave its conversion cached.
     fp32_art = steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")
