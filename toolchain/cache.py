@@ -1,7 +1,8 @@
 """Content-addressed stage cache.
 
 A stage's output directory is keyed by sha256 over the canonical JSON of (stage name, its
-config, the content hashes of its inputs, library versions). A rerun with nothing changed
+config, the content hashes of its inputs, library versions, and the source of the edgeopt
+modules the stage runs: see codehash.py). A rerun with nothing changed
 finds every key and skips the work; changing one knob changes the keys of that stage and of
 everything downstream (their input hashes change), and nothing else.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from toolchain import __version__
+from toolchain.codehash import code_fingerprint
 from toolchain.fsio import atomic_dir, sha256_json
 
 RECORD = "record.json"
@@ -55,7 +57,8 @@ class StageCache:
     events: list[tuple[str, str]] = field(default_factory=list)  # (stage label, "hit"|"run")
 
     def key(self, stage: str, config: Any, inputs: Mapping[str, str]) -> str:
-        return sha256_json({"stage": stage, "config": config, "inputs": dict(inputs), "versions": library_versions()})
+        return sha256_json({"stage": stage, "config": config, "inputs": dict(inputs), "versions": library_versions(),
+                            "code": code_fingerprint(stage)})
 
     def run(
         self,

@@ -34,6 +34,12 @@ def dataset(recipe: Recipe) -> Dataset:
     return load_dataset(recipe.data)
 
 
+def _model_code(recipe: Recipe) -> dict[str, str | None]:
+    from toolchain.zoo import model_source_sha256
+
+    return {"model_code": model_source_sha256(recipe.model.name)}
+
+
 def load_model(recipe: Recipe, entry: Entry):
     from toolchain.torch_io import load_into
     from toolchain.zoo import build_model
@@ -57,7 +63,7 @@ def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
         return {"file": "model.pt", "sha256": state_dict_sha256(out / "model.pt"), **metrics}
 
     config = {"model": _dump(recipe.model), "train": _dump(recipe.train)}
-    return cache.run("train", config, {"data": data.fingerprint()}, produce)
+    return cache.run("train", config, {"data": data.fingerprint(), **_model_code(recipe)}, produce)
 
 
 def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> Entry:
@@ -76,7 +82,8 @@ def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> E
         return record
 
     config = {"prune": _dump(recipe.prune), "train": _dump(recipe.train)}
-    return cache.run("prune", config, {"model": trained.record["sha256"], "data": data.fingerprint()}, produce)
+    inputs = {"model": trained.record["sha256"], "data": data.fingerprint(), **_model_code(recipe)}
+    return cache.run("prune", config, inputs, produce)
 
 
 def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry, label: str) -> Entry:
@@ -90,7 +97,8 @@ def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry,
         return {"file": "model.onnx", "sha256": sha256_file(dest), **facts, "parity": parity}
 
     config = {"export": _dump(recipe.export), "model": _dump(recipe.model)}
-    return cache.run("export", config, {"model": model_entry.record["sha256"], "data": data.fingerprint()}, produce, label)
+    inputs = {"model": model_entry.record["sha256"], "data": data.fingerprint(), **_model_code(recipe)}
+    return cache.run("export", config, inputs, produce, label)
 
 
 def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, stamp: dict, label: str) -> Entry:

@@ -53,6 +53,20 @@ def resolve_factory(ref: str) -> Callable[..., Any]:
     return _load_zoo_module(ref).build
 
 
+def model_source_sha256(ref: str) -> str | None:
+    """sha256 of the file defining the model, so editing a zoo model retrains it instead of
+    reusing weights cached for the old code. None when the factory has no source file."""
+    import inspect
+
+    from toolchain.fsio import sha256_file
+
+    try:
+        path = inspect.getsourcefile(resolve_factory(ref))
+    except TypeError:  # built-in or C-implemented factory
+        return None
+    return sha256_file(path) if path else None
+
+
 def build_model(cfg: ModelConfig, seed: int = 0) -> Any:
     """Build the model with initial weights drawn from `seed`: the same config and seed give the
     same weights, which makes training reproducible end to end. Global RNG state is restored."""
