@@ -145,17 +145,16 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="baselines-"))
     calib = data.x_train[np.random.default_rng(0).choice(len(data.x_train), 128, replace=False)]
     files = {"ort-fp32": fp32, **_quantize_defaults(fp32, calib, input_name, work)}
-    for name, t in result.targets.items():
-        files[f"edgeopt-{name}"] = t.artifact
+    for name, t in result.targets.items():  # int8 and (structured) pruned fp32, whichever the run shipped
+        files[f"edgeopt-{name}"] = t.candidates["int8"]
+        if "pruned_fp32" in t.candidates and t.candidates["pruned_fp32"].suffix == ".onnx":  # .ort: ARM only
+            files[f"edgeopt-{name}-pruned-fp32"] = t.candidates["pruned_fp32"]
 
     # The trained (and pruned) models come from the run's cache: the same weights as its exports.
     cache = StageCache(out / recipe.name / "cache")
     trained = steps.train(cache, recipe, data)
     model = steps.load_model(recipe, trained).eval()
     pruned = steps.prune(cache, recipe, data, trained)
-    if pruned.record.get("plan"):  # structured: is the smaller network faster with or without int8?
-        pruned_onnx = steps.artifact_path(steps.export(cache, recipe, data, pruned, label="export[pruned]"))
-        files.update(_pruned_fp32_artifacts(pruned_onnx, result.targets, out / recipe.name / "pruned-fp32"))
     x1 = np.ascontiguousarray(data.x_test[:1])
 
     rows: dict[str, dict] = {n: {"bytes": p.stat().st_size, "file": p.name} for n, p in files.items()}
@@ -170,7 +169,9 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
     _add_ratios(rows)
     for r in rows.values():
         r["accuracy_drop_pt"] = 100 * (rows["ort-fp32"]["accuracy"] - r["accuracy"])
-    doc = {"recipe": recipe.name, "model": recipe.model.name, "input_shape": list(data.input_shape), "rows": rows}
+    doc = {"recipe": recipe.name, "model": recipe.model.name, "input_shape": list(data.input_shape), "rows": rows,
+           "shipped": {name: {"candidate": t.metrics["shipped"], "rule": t.metrics["selection"]["rule"]}
+                       for name, t in result.targets.items()}}
     if recipe.model.name in HIGH_RES_MODELS:
         compressed = None if pruned.record["sha256"] == trained.record["sha256"] else steps.load_model(recipe, pruned).eval()
         doc["high_res"] = measure_high_res(recipe, model, compressed, out, rounds, max(runs // 4, 40))
@@ -290,6 +291,10 @@ def render_markdown(doc: dict) -> str:
                 f"| {n} | {r['bytes'] or '-'} | {size} | {r['p50_ms_1t']:.4f} | {r['speedup_vs_ort_fp32_1t']:.2f}x | "
                 f"{r['p50_ms_2t']:.4f} | {r['speedup_vs_ort_fp32_2t']:.2f}x | {_mem(r)} | {100 * r['accuracy']:.2f}% | "
                 f"{r['accuracy_drop_pt']:.2f} |")
+        shipped = [f"{t} ships {'the int8 artifact' if s['candidate'] == 'int8' else 'the pruned fp32 model'} "
+                   f"(`ship = \"{s['rule']}\"`)" for t, s in m.get("shipped", {}).items()]
+        if shipped:
+            lines += ["", "`edgeopt run`: " + "; ".join(shipped) + "."]
         if "high_res" in m:
             hr = m["high_res"]
             lines += ["", (f"### {m['recipe']} at {hr['input_shape'][-1]}x{hr['input_shape'][-1]} "

@@ -48,18 +48,61 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
     recipe = Recipe(train={"epochs": 2}, prune={"kind": "structured", "amount": 0.5, "finetune_epochs": 1},
                     targets=["cpu-server"])
     result = run_pipeline(recipe, RunOptions(out_dir=tmp_path / "run"))
-    m = result.targets["cpu-server"].metrics
+    target = result.targets["cpu-server"]
+    m = target.metrics
     pf = m["pruned_fp32"]
-    assert pf["bytes"] < m["fp32_bytes"] and pf["bytes"] > m["bytes"]  # smaller than fp32, larger than int8
+    weighed = m["selection"]["candidates"]
+    int8_bytes = weighed["int8"]["bytes"]
+    assert int8_bytes < pf["bytes"] < m["fp32_bytes"]  # smaller than fp32, larger than int8
     assert 0 < pf["accuracy"] <= 1 and pf["p50_ms"] > 0
-    assert m["int8_speedup_vs_pruned_fp32"] == pf["p50_ms"] / m["latency_ms"]["p50"]
-    row = next(line for line in render_target("cpu-server", result.targets["cpu-server"]).splitlines()
-               if "pruned fp32" in line)
-    assert f"{pf['p50_ms']:.4f} (pruned)" in row
+    assert m["int8_speedup_vs_pruned_fp32"] == pf["p50_ms"] / weighed["int8"]["p50_ms"]
+    # cpu-server ships the fastest candidate that passes every budget, and says which one it was
+    assert m["selection"]["rule"] == "fastest" and m["shipped"] in weighed
+    passing = {k: c for k, c in weighed.items() if not c["failed_budgets"]}
+    if passing:
+        assert m["shipped"] == min(passing, key=lambda k: passing[k]["p50_ms"])
+    assert target.artifact.stat().st_size == m["bytes"] == weighed[m["shipped"]]["bytes"]
+    text = render_target("cpu-server", target)
+    row = next(line for line in text.splitlines() if "pruned: int8 vs fp32" in line)
+    assert f"{pf['p50_ms']:.4f} (pruned fp32)" in row
+    assert "shipped: " in text
     doc = run_document(result)["targets"]["cpu-server"]
-    assert doc["pruned_fp32"]["bytes"] == pf["bytes"]
+    assert doc["pruned_fp32"]["bytes"] == pf["bytes"] and doc["shipped"] == m["shipped"]
 
     # an unpruned (magnitude) recipe has no such candidate: same network, nothing to compare
     plain = run_pipeline(Recipe(train={"epochs": 2}, prune={"kind": "none"}, targets=["cpu-server"]),
                          RunOptions(out_dir=tmp_path / "plain"))
     assert "pruned_fp32" not in plain.targets["cpu-server"].metrics
+
+
+def _bench_row(p50: float, nbytes: int, accuracy: float) -> dict:
+    lat = {"p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.2, "std": 0.01, "mean": p50}
+    return {"bytes": nbytes, "latency_ms": {"1": lat}, "accuracy": accuracy, "peak_memory_mb": 20.0,
+            "runtime_floor_mb": 16.0, "model_memory_mb": 4.0}
+
+
+def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
+    from toolchain.build_target import choose_artifact, summarize_metrics
+    from toolchain.config.target import load_target
+
+    profile = load_target("cpu-server")
+    fastest = profile.model_copy(update={"artifact": profile.artifact.model_copy(update={"ship": "fastest"})})
+    quantized = profile.model_copy(update={"artifact": profile.artifact.model_copy(update={"ship": "quantized"})})
+    results = {"fp32": _bench_row(0.40, 1_000_000, 0.95), "int8": _bench_row(0.16, 250_000, 0.945),
+               "pruned_fp32": _bench_row(0.12, 110_000, 0.947)}
+
+    shipped, selection = choose_artifact(results, fastest, profile.budgets)
+    assert shipped == "pruned_fp32" and selection["candidates"]["int8"]["p50_ms"] == 0.16
+    m = summarize_metrics(results, fastest, shipped)
+    assert m["bytes"] == 110_000 and m["speedup_vs_fp32"] == 0.40 / 0.12 and abs(m["accuracy_drop"] - 0.003) < 1e-12
+    assert m["int8_speedup_vs_pruned_fp32"] == 0.12 / 0.16  # still int8 vs pruned fp32, whatever ships
+
+    # faster but over the size budget (0.30x): the int8 artifact ships instead
+    too_big = {**results, "pruned_fp32": _bench_row(0.12, 400_000, 0.947)}
+    shipped, selection = choose_artifact(too_big, fastest, profile.budgets)
+    assert shipped == "int8" and selection["candidates"]["pruned_fp32"]["failed_budgets"] == ["max_size_ratio"]
+    # over the accuracy budget (1 point): same
+    worse = {**results, "pruned_fp32": _bench_row(0.12, 110_000, 0.93)}
+    assert choose_artifact(worse, fastest, profile.budgets)[0] == "int8"
+    # ship = "quantized" keeps int8 even when a faster candidate passes
+    assert choose_artifact(results, quantized, profile.budgets)[0] == "int8"

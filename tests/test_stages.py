@@ -12,7 +12,8 @@ from toolchain.config.target import QuantizeScheme, load_target
 from toolchain.data import DataConfig, load_dataset
 from toolchain.errors import ToleranceExceeded
 from toolchain.fsio import sha256_file
-from toolchain.stages.convert import ConvertConfig, convert
+from toolchain.build_target import convert_config
+from toolchain.stages.convert import convert
 from toolchain.stages.export import ExportConfig, check_parity, export_onnx
 from toolchain.stages.prune import PruneConfig, prune
 from toolchain.stages.quantize import QuantizeConfig, quantize
@@ -128,7 +129,7 @@ def test_quantize_dynamic_and_none(fp32_onnx, data, tmp_path):
 
 def test_convert_arm_gives_fixed_shape_ort_and_operator_config(fp32_onnx, data, tmp_path):
     profile = load_target("arm-mobile")
-    cfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
+    cfg = convert_config(profile)
     facts = convert(fp32_onnx, cfg, tmp_path)
     ort_file = tmp_path / facts["artifact"]
     assert ort_file.suffix == ".ort"
@@ -143,7 +144,7 @@ def test_convert_arm_gives_fixed_shape_ort_and_operator_config(fp32_onnx, data, 
 
 def test_convert_server_keeps_dynamic_batch(fp32_onnx, tmp_path):
     profile = load_target("cpu-server")
-    facts = convert(fp32_onnx, ConvertConfig(platform="amd64", **profile.artifact.model_dump()), tmp_path)
+    facts = convert(fp32_onnx, convert_config(profile), tmp_path)
     sess = ort.InferenceSession(str(tmp_path / facts["artifact"]))
     assert not isinstance(sess.get_inputs()[0].shape[0], int)
 
@@ -158,7 +159,7 @@ def test_every_target_profile_builds_a_loadable_accurate_artifact(target, fp32_o
     quantize(fp32_onnx, data.x_train, QuantizeConfig(scheme=profile.quantize, calibration_samples=64), q, {})
     out = tmp_path / "art"
     out.mkdir()
-    facts = convert(q, ConvertConfig(platform=profile.platform, **profile.artifact.model_dump()), out)
+    facts = convert(q, convert_config(profile), out)
     assert facts["artifact"].endswith("." + profile.artifact.format)
     sess = load_session(out / facts["artifact"], profile.runtime)
     fp32 = predict(load_session(fp32_onnx, profile.runtime), data.x_test[:100]).argmax(1)
@@ -219,7 +220,7 @@ def test_optimized_graph_counts_show_full_int8_fusion(fp32_onnx, data, tmp_path)
 def test_ort_conversion_is_byte_reproducible(fp32_onnx, tmp_path):
     """Two conversions (two child processes, two temp dirs) give the same .ort bytes."""
     profile = load_target("arm-mobile")
-    cfg = ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
+    cfg = convert_config(profile)
     hashes = []
     for i in range(2):
         out = tmp_path / f"out{i}"

@@ -7,7 +7,7 @@ export); `edgeopt compress` makes one from a user's own model file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +50,8 @@ class TargetResult:
     package: Path
     metrics: dict[str, Any]
     verdicts: dict[str, Any]
+    # benchmark label -> the measured file (cache entry) it was; `artifact` is the copy of the shipped one
+    candidates: dict[str, Path] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -64,7 +66,7 @@ def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: 
 
 
 def convert_config(profile: TargetProfile) -> ConvertConfig:
-    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump())
+    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(exclude={"ship"}))
 
 
 def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
@@ -82,16 +84,21 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     fp32_art = steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")
     int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
     candidates = {"fp32": fp32_art, "int8": int8_art}
-    if src.structured:
-        candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, {}, label=f"convert[{name}/pruned-fp32]")
+    if src.structured:  # stamped: it may be the artifact that ships (see [artifact] ship)
+        candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, stamp, label=f"convert[{name}/pruned-fp32]")
     bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
 
-    metrics = summarize_metrics(bench.record["results"], profile)
-    # Nodes left fp32 on purpose (fp32_stem, nodes_to_exclude), so the report can tell them from unfused ones.
-    metrics["fp32_nodes_by_design"] = list(quantized.record.get("fp32_nodes", []))
+    results = bench.record["results"]
+    budgets = src.budgets(name, profile.budgets)
+    shipped, selection = choose_artifact(results, profile, budgets)
+    metrics = summarize_metrics(results, profile, shipped)
+    metrics["shipped"] = shipped
+    metrics["selection"] = selection
+    if shipped == "int8":  # nodes left fp32 on purpose, so the report can tell them from unfused ones
+        metrics["fp32_nodes_by_design"] = list(quantized.record.get("fp32_nodes", []))
     metrics["measured_on"] = bench.record["host"]["machine"]
     metrics["target_platform"] = profile.platform
-    verdicts = {k: v.to_dict() for k, v in evaluate(src.budgets(name, profile.budgets), metrics).items()}
+    verdicts = {k: v.to_dict() for k, v in evaluate(budgets, metrics).items()}
 
     target_dir = Path(out_dir) / name
     fmt = profile.artifact.format
@@ -100,20 +107,22 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         from toolchain.fsio import write_json_atomic
         from toolchain.mobile.report import mobile_report
 
-        report = mobile_report(steps.artifact_path(quantized), profile)
+        analysed = quantized if shipped == "int8" else src.compressed_onnx
+        report = mobile_report(steps.artifact_path(analysed), profile)
         # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
         report["model"] = report["ep_coverage"]["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
         extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
         metrics["estimated"] = summarize_mobile(report)
-    artifact = copy_atomic(steps.artifact_path(int8_art), target_dir / f"{src.name}.{fmt}")
+    artifact = copy_atomic(steps.artifact_path(candidates[shipped]), target_dir / f"{src.name}.{fmt}")
     fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{src.name}.fp32.{fmt}")
-    package = steps.package(cache, src, profile, int8_art, metrics, verdicts, extra, label=f"package[{name}]")
+    package = steps.package(cache, src, profile, candidates[shipped], metrics, verdicts, extra, label=f"package[{name}]")
     package_copy = copy_atomic(steps.artifact_path(package), target_dir / f"{src.name}-{name}.zip")
     if sign_key is not None:
         from toolchain.package import sign_package
 
         sign_package(package_copy, sign_key)
-    return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts)
+    measured = {label: steps.artifact_path(entry).resolve() for label, entry in candidates.items()}
+    return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts, measured)
 
 
 def bench_config(profile: TargetProfile) -> BenchConfig:
@@ -123,31 +132,49 @@ def bench_config(profile: TargetProfile) -> BenchConfig:
                        memory_runtime={"fp32": ort_default_memory(profile.runtime)})
 
 
-def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[str, Any]:
-    """Flatten the benchmark into the numbers budgets and reports use (batch 1 = first batch size)."""
+def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Budgets) -> tuple[str, dict[str, Any]]:
+    """The benchmark label to ship, and what was weighed. `ship = "fastest"` takes the lowest
+    batch-1 p50 among the compressed candidates that pass every budget; with none passing, or
+    with `ship = "quantized"`, the quantized artifact ships (and its verdicts say what failed)."""
+    options = ["int8"] + ([PRUNED_FP32] if PRUNED_FP32 in results else [])
+    weighed: dict[str, Any] = {}
+    for label in options:
+        m = summarize_metrics(results, profile, label)
+        failed = sorted(k for k, v in evaluate(budgets, m).items() if not v.passed)
+        weighed[label] = {"p50_ms": m["p50_ms"], "bytes": m["bytes"], "accuracy": m.get("accuracy"), "failed_budgets": failed}
+    passing = [label for label in options if not weighed[label]["failed_budgets"]]
+    shipped = "int8"
+    if profile.artifact.ship == "fastest" and passing:
+        shipped = min(passing, key=lambda label: weighed[label]["p50_ms"])
+    return shipped, {"rule": profile.artifact.ship, "candidates": weighed}
+
+
+def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: str = "int8") -> dict[str, Any]:
+    """Flatten the benchmark into the numbers budgets and reports use (batch 1 = first batch size).
+    The headline keys (bytes, p50_ms, accuracy, ...) describe `shipped`, every ratio is against fp32."""
     b = str(profile.benchmark.batch_sizes[0])
-    fp32, int8, eager = results["fp32"], results["int8"], results.get(TORCH_EAGER, {})
-    lat, fp32_lat = int8["latency_ms"][b], fp32["latency_ms"][b]
+    fp32, art, eager = results["fp32"], results[shipped], results.get(TORCH_EAGER, {})
+    lat, fp32_lat = art["latency_ms"][b], fp32["latency_ms"][b]
     eager_lat = eager.get("latency_ms", {}).get(b)
     metrics = {
-        "bytes": int8["bytes"],
+        "bytes": art["bytes"],
         "fp32_bytes": fp32["bytes"],
-        "size_ratio": int8["bytes"] / fp32["bytes"],
+        "size_ratio": art["bytes"] / fp32["bytes"],
         "batch": int(b),
         "p50_ms": lat["p50"],
         "p90_ms": lat["p90"],
         "latency_ms": {k: lat[k] for k in ("p50", "p90", "p99", "std", "mean")},
         "fp32_latency_ms": {k: fp32_lat[k] for k in ("p50", "p90", "p99")},
         "speedup_vs_fp32": fp32_lat["p50"] / lat["p50"],
-        "peak_memory_mb": int8["peak_memory_mb"],
+        "peak_memory_mb": art["peak_memory_mb"],
         "fp32_peak_memory_mb": fp32["peak_memory_mb"],
-        "memory_ratio": _ratio(int8["peak_memory_mb"], fp32["peak_memory_mb"]),
+        "memory_ratio": _ratio(art["peak_memory_mb"], fp32["peak_memory_mb"]),
         # the same minus ORT's per-session floor: what the model itself costs
-        "runtime_floor_mb": int8["runtime_floor_mb"],
+        "runtime_floor_mb": art["runtime_floor_mb"],
         "fp32_runtime_floor_mb": fp32["runtime_floor_mb"],
-        "model_memory_mb": int8["model_memory_mb"],
+        "model_memory_mb": art["model_memory_mb"],
         "fp32_model_memory_mb": fp32["model_memory_mb"],
-        "model_memory_ratio": _ratio(int8["model_memory_mb"], fp32["model_memory_mb"]),
+        "model_memory_ratio": _ratio(art["model_memory_mb"], fp32["model_memory_mb"]),
         "latency_by_batch": {label: r["latency_ms"] for label, r in results.items()},
     }
     pruned = results.get(PRUNED_FP32)
@@ -156,17 +183,17 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile) -> dict[s
         metrics["pruned_fp32"] = {"bytes": pruned["bytes"], "p50_ms": p_lat["p50"], "p90_ms": p_lat["p90"],
                                   "accuracy": pruned.get("accuracy"), "peak_memory_mb": pruned["peak_memory_mb"],
                                   "speedup_vs_fp32": fp32_lat["p50"] / p_lat["p50"]}
-        metrics["int8_speedup_vs_pruned_fp32"] = p_lat["p50"] / lat["p50"]
-    if int8.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
-        metrics["optimized_ops"] = int8["optimized_ops"]
+        metrics["int8_speedup_vs_pruned_fp32"] = p_lat["p50"] / results["int8"]["latency_ms"][b]["p50"]
+    if art.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
+        metrics["optimized_ops"] = art["optimized_ops"]
     if eager_lat:
         metrics["torch_eager_latency_ms"] = {k: eager_lat[k] for k in ("p50", "p90", "p99")}
         metrics["speedup_vs_torch"] = eager_lat["p50"] / lat["p50"]
     if profile.price_per_hour is not None:
-        metrics.update(cost_estimate(int8["latency_ms"], profile.price_per_hour, profile.runtime.intra_op_threads))
-    if "accuracy" in int8 and "accuracy" in fp32:
-        metrics.update(accuracy=int8["accuracy"], fp32_accuracy=fp32["accuracy"],
-                       accuracy_drop=fp32["accuracy"] - int8["accuracy"])
+        metrics.update(cost_estimate(art["latency_ms"], profile.price_per_hour, profile.runtime.intra_op_threads))
+    if "accuracy" in art and "accuracy" in fp32:
+        metrics.update(accuracy=art["accuracy"], fp32_accuracy=fp32["accuracy"],
+                       accuracy_drop=fp32["accuracy"] - art["accuracy"])
     return metrics
 
 

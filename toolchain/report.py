@@ -37,7 +37,7 @@ def target_document(t) -> dict[str, Any]:
         "latency_by_batch": m["latency_by_batch"],
     }
     for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
-                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "measured_on", "target_platform", "estimated"):
+                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "shipped", "selection", "measured_on", "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -94,7 +94,8 @@ def render_target(name: str, t) -> str:
                      f"drop {100 * m['accuracy_drop']:.2f} pt"))
     if "pruned_fp32" in m:  # same pruned network without int8, measured in the same rounds
         pf = m["pruned_fp32"]
-        rows.append(("pruned fp32, no int8 (p50)", f"{m['latency_ms']['p50']:.4f}", f"{pf['p50_ms']:.4f} (pruned)",
+        int8_p50 = pf["p50_ms"] / m["int8_speedup_vs_pruned_fp32"]
+        rows.append(("pruned: int8 vs fp32 (p50)", f"{int8_p50:.4f} (int8)", f"{pf['p50_ms']:.4f} (pruned fp32)",
                      "int8 " + _faster(m["int8_speedup_vs_pruned_fp32"])))
     if "cost_per_million" in m:
         rows.append(("cost per 1M inferences", f"{m['cost_per_million']:.4f}",
@@ -116,15 +117,31 @@ def render_target(name: str, t) -> str:
             note = "  <- fp32 compute left between Q/DQ: int8 not fully fused"
         lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
                      f"{ops['quantize_dequantize']} Q/DQ{note}")
-    if m.get("int8_speedup_vs_pruned_fp32", 1.0) < 1.0:
-        lines.append(f"  note: int8 is slower than the pruned model in fp32 here ({m['pruned_fp32']['p50_ms']:.4f} ms); "
-                     f"narrow layers gain little from int8 kernels: consider [quantize] format = \"none\" for {name}")
+    lines += _selection_lines(name, m)
     host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
     if host and m.get("target_platform") and host != m["target_platform"]:
         lines.append(f"  note: timed on this {m['measured_on']} host; the artifact is built for {m['target_platform']}, "
                      "so its latency here says nothing about the device (check it with verify-arm / bench --remote)")
     lines.append(f"  package: {t.package}")
     return "\n".join(lines)
+
+
+_SHIPPED_NAMES = {"int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)"}
+
+
+def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
+    """Which candidate ships and why; a hint when the rule left a faster passing one behind."""
+    selection = m.get("selection")
+    if not selection or len(selection["candidates"]) < 2:
+        return []
+    shipped = m.get("shipped", "int8")
+    weighed = ", ".join(f"{label} {c['p50_ms']:.4f} ms" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
+                        for label, c in selection["candidates"].items())
+    lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped, shipped)} [ship = \"{selection['rule']}\"; p50 {weighed}]"]
+    passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
+    if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: passing[k]["p50_ms"]) != shipped:
+        lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")
+    return lines
 
 
 def render_run(result) -> str:
