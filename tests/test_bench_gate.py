@@ -30,6 +30,56 @@ def test_interleaved_runs_every_candidate_in_every_round():
     assert timed[:4] == ["a", "a", "b", "b"] and timed[4:8] == ["b", "b", "a", "a"]
 
 
+def test_fastest_threads_per_batch_prefers_fewer_threads_on_ties():
+    from toolchain.bench.threads import fastest_threads
+
+    p50 = {"1": {"1": 0.10, "8": 0.90}, "2": {"1": 0.15, "8": 0.60}, "4": {"1": 0.10, "8": 0.70}}
+    assert fastest_threads(p50) == {"1": 1, "8": 2}
+
+
+def test_thread_sweep_times_every_count_with_one_live_session_at_a_time(tmp_path, monkeypatch):
+    import weakref
+
+    from toolchain.bench import session as session_mod
+    from toolchain.bench.threads import thread_sweep
+    from toolchain.config.target import BenchmarkSpec
+
+    w = numpy_helper.from_array(np.ones((64, 8), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    live, peak, threads_seen = [], [0], []
+    real_load = session_mod.load_session
+
+    def tracked(path, runtime):
+        sess = real_load(path, runtime)
+        threads_seen.append(runtime.intra_op_threads)
+        live.append(weakref.ref(sess))
+        peak[0] = max(peak[0], sum(r() is not None for r in live))
+        return sess
+
+    monkeypatch.setattr(session_mod, "load_session", tracked)
+    spec = BenchmarkSpec(batch_sizes=[1, 4], warmup_runs=2, runs=12, rounds=3, max_seconds=5)
+    x = {1: np.ones((1, 64), np.float32), 4: np.ones((4, 64), np.float32)}
+    out = thread_sweep({"a": tmp_path / "m.onnx", "b": tmp_path / "m.onnx"}, x, RuntimeOptions(), [1, 2], spec)
+    assert peak[0] == 1  # no pool spins while another session is timed
+    assert sorted(threads_seen) == [1] * 6 + [2] * 6  # 2 artifacts x 3 rounds per count
+    for label in ("a", "b"):
+        assert set(out[label]) == {1, 2}
+        assert all(set(out[label][n]) == {1, 4} and out[label][n][1].runs == 12 for n in (1, 2))
+
+
+def test_thread_sweep_counts_are_validated():
+    from pydantic import ValidationError
+
+    from toolchain.config.target import BenchmarkSpec
+
+    assert BenchmarkSpec(thread_sweep=[2, 1, 2]).thread_sweep == [1, 2]
+    with pytest.raises(ValidationError, match="thread counts must be >= 1"):
+        BenchmarkSpec(thread_sweep=[0, 1])
+
+
 def _big_model(path, floats: int) -> None:
     w = numpy_helper.from_array(np.ones((floats // 256, 256), np.float32), "w")
     graph = helper.make_graph(

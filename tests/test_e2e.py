@@ -53,6 +53,11 @@ def test_run_json_contract(first_run):
             assert set(budget) >= {"limit", "value", "pass"}
             assert budget["pass"] == (budget["value"] <= budget["limit"])
     assert doc["targets"]["arm-mobile"]["artifact"].endswith(".ort")
+    sweep = doc["targets"]["cpu-server"]["thread_sweep"]  # cpu-server: thread_sweep = [1, 2], batches [1, 8]
+    assert set(sweep["p50_ms"]) == {"1", "2"} and set(sweep["fastest"]) == {"1", "8"}
+    for b, best in sweep["fastest"].items():
+        assert sweep["p50_ms"][str(best)][b] == min(by_batch[b] for by_batch in sweep["p50_ms"].values()) > 0
+    assert "thread_sweep" not in doc["targets"]["arm-mobile"]  # the profile does not ask for it
     assert json.loads((out / "report.json").read_text())["targets"].keys() == doc["targets"].keys()
 
 

@@ -184,6 +184,12 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: 
                                   "accuracy": pruned.get("accuracy"), "peak_memory_mb": pruned["peak_memory_mb"],
                                   "speedup_vs_fp32": fp32_lat["p50"] / p_lat["p50"]}
         metrics["int8_speedup_vs_pruned_fp32"] = p_lat["p50"] / results["int8"]["latency_ms"][b]["p50"]
+    if art.get("threads"):  # the thread count this artifact runs fastest at, per batch size
+        from toolchain.bench.threads import fastest_threads
+
+        p50 = {n: {bb: st["p50"] for bb, st in by_batch.items()} for n, by_batch in art["threads"].items()}
+        metrics["thread_sweep"] = {"p50_ms": p50, "fastest": fastest_threads(p50),
+                                   "profile_threads": profile.runtime.intra_op_threads}
     if art.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
         metrics["optimized_ops"] = art["optimized_ops"]
     if eager_lat:

@@ -37,7 +37,7 @@ def target_document(t) -> dict[str, Any]:
         "latency_by_batch": m["latency_by_batch"],
     }
     for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
-                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "shipped", "selection", "measured_on", "target_platform", "estimated"):
+                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "shipped", "selection", "thread_sweep", "measured_on", "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -118,6 +118,7 @@ def render_target(name: str, t) -> str:
         lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
                      f"{ops['quantize_dequantize']} Q/DQ{note}")
     lines += _selection_lines(name, m)
+    lines += _thread_lines(m)
     host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
     if host and m.get("target_platform") and host != m["target_platform"]:
         lines.append(f"  note: timed on this {m['measured_on']} host; the artifact is built for {m['target_platform']}, "
@@ -141,6 +142,22 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
     if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: passing[k]["p50_ms"]) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")
+    return lines
+
+
+def _thread_lines(m: dict[str, Any]) -> list[str]:
+    sweep = m.get("thread_sweep")
+    if not sweep:
+        return []
+    parts = []
+    for b, best in sweep["fastest"].items():
+        timed = ", ".join(f"{n}t {by_batch[b]:.4f}" for n, by_batch in sweep["p50_ms"].items() if b in by_batch)
+        parts.append(f"batch {b}: {timed} -> {best}")
+    lines = ["  threads (p50 ms, one live session at a time): " + "; ".join(parts)]
+    off = sorted({best for best in sweep["fastest"].values() if best != sweep["profile_threads"]})
+    if off:
+        lines.append(f"  note: this artifact runs fastest at {'/'.join(map(str, off))} intra-op thread(s) for some batch "
+                     f"sizes here, the profile sets {sweep['profile_threads']}: configure the app's session accordingly")
     return lines
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from toolchain.config.base import Strict, read_toml, validate
 from toolchain.config.budgets import Budgets
@@ -65,6 +65,17 @@ class BenchmarkSpec(Strict):
     runs: int = Field(200, ge=5, description="timed runs per batch size, split over interleaved rounds")
     rounds: int = Field(5, ge=1, description="interleaved rounds: candidates alternate so drift hits all")
     max_seconds: float = Field(20.0, gt=0, description="stop timing a candidate after this long")
+    thread_sweep: list[int] = Field(
+        default_factory=list,
+        description="also time every artifact at these intra-op thread counts, one live session at a time (empty: off)",
+    )
+
+    @field_validator("thread_sweep")
+    @classmethod
+    def _positive_counts(cls, counts: list[int]) -> list[int]:
+        if any(n < 1 for n in counts):
+            raise ValueError("thread counts must be >= 1")
+        return sorted(set(counts))
 
 
 class TargetProfile(Strict):

@@ -3,7 +3,8 @@
 Bytes on disk; latency percentiles at the profile's thread count and batch sizes (interleaved
 rounds, see bench/latency.py); peak memory in a fresh process (bench/memory.py), also split
 into ORT's own floor and the model's share above it; accuracy on the held-out split. PyTorch
-eager is timed in the same rounds as a reference.
+eager is timed in the same rounds as a reference. With `thread_sweep`, every artifact is also
+timed at each listed thread count (bench/threads.py).
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
         stats = _timed(fns, cfg)
         for label, st in stats.items():
             results[label]["latency_ms"][str(b)] = st.to_dict()
+
+    if cfg.spec.thread_sweep:  # which thread count should the app use? (bench/threads.py)
+        from toolchain.bench.threads import thread_sweep
+
+        inputs = {b: _batch(x, b) for b in cfg.spec.batch_sizes}
+        del sessions  # no other live session may contend with the sweep's
+        swept = thread_sweep(candidates, inputs, cfg.runtime, cfg.spec.thread_sweep, cfg.spec)
+        for label, by_threads in swept.items():
+            results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
+                                         for n, by_batch in by_threads.items()}
 
     mem_batch = cfg.spec.batch_sizes[0]
     for label, path in candidates.items():

@@ -1,0 +1,75 @@
+"""Latency per intra-op thread count: which thread count should the app configure?
+
+A profile's thread count is a guess, and the right answer depends on the model and the batch:
+on the 2-core reference machine 2 threads made digits 1.55x *slower* at batch 1 and
+resnet-small 1.35x faster at batch 8 (timed alone, 2026-11-26). So the benchmark can time each
+artifact at several counts and report the fastest per batch size.
+
+Sessions with different thread counts are never alive at the same time: ORT's pool threads
+spin after each run and steal the cores from whichever session runs next (measured: 2-thread
+figures swung the most when several sessions were live). Each round opens one session per
+(artifact, thread count) in rotated order, times a slice of the runs at every batch size and
+closes it, so drift is spread over all counts the same way interleaved() spreads it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from toolchain.bench.latency import LatencyStats, summarize
+from toolchain.config.target import BenchmarkSpec, RuntimeOptions
+
+
+def thread_sweep(
+    artifacts: Mapping[str, Path],
+    inputs: Mapping[int, np.ndarray],
+    runtime: RuntimeOptions,
+    counts: list[int],
+    spec: BenchmarkSpec,
+) -> dict[str, dict[int, dict[int, LatencyStats]]]:
+    """label -> thread count -> batch size -> latency, for every artifact the batch fits."""
+    from toolchain.bench.session import fixed_batch, load_session
+
+    pairs = [(label, n) for label in artifacts for n in counts]
+    samples: dict[tuple[str, int, int], list[float]] = {}
+    per_round = max(1, spec.runs // spec.rounds)
+    budget = spec.max_seconds / spec.rounds / max(len(inputs), 1)
+    warmup = max(1, spec.warmup_runs // spec.rounds)  # a fresh session needs its warm-up every round
+    clock = time.perf_counter
+    for r in range(spec.rounds):
+        for label, n in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
+            sess = load_session(artifacts[label], runtime.model_copy(update={"intra_op_threads": n}))
+            name, fb = sess.get_inputs()[0].name, fixed_batch(sess)
+            for b, xb in inputs.items():
+                if fb is not None and fb != b:
+                    continue  # a fixed-shape artifact only runs its own batch size
+                feed = {name: xb}
+                for _ in range(warmup):
+                    sess.run(None, feed)
+                times = samples.setdefault((label, n, b), [])
+                start = clock()
+                for _ in range(per_round):
+                    t0 = clock()
+                    sess.run(None, feed)
+                    times.append((clock() - t0) * 1e3)
+                    if clock() - start > budget:
+                        break
+            del sess  # its pool threads go before the next session's start
+    out: dict[str, dict[int, dict[int, LatencyStats]]] = {}
+    for (label, n, b), times in samples.items():
+        out.setdefault(label, {}).setdefault(n, {})[b] = summarize(times)
+    return out
+
+
+def fastest_threads(p50_by_threads: Mapping[str, Mapping[str, float]]) -> dict[str, int]:
+    """batch size -> the thread count with the lowest p50 (ties: fewer threads)."""
+    batches = sorted({b for by_batch in p50_by_threads.values() for b in by_batch}, key=int)
+    best = {}
+    for b in batches:
+        timed = [(p50_by_threads[n][b], int(n)) for n in p50_by_threads if b in p50_by_threads[n]]
+        best[b] = min(timed)[1]
+    return best
