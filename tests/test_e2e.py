@@ -57,6 +57,8 @@ def test_run_json_contract(first_run):
     assert set(sweep["p50_ms"]) == {"1", "2"} and set(sweep["fastest"]) == {"1", "8"}
     for b, best in sweep["fastest"].items():
         assert sweep["p50_ms"][str(best)][b] == min(by_batch[b] for by_batch in sweep["p50_ms"].values()) > 0
+    for n, by_batch in sweep["p50_ms"].items():  # each count compared with fp32 at the same count
+        assert sweep["speedup_vs_fp32"][n] == {b: sweep["fp32_p50_ms"][n][b] / v for b, v in by_batch.items()}
     assert "thread_sweep" not in doc["targets"]["arm-mobile"]  # the profile does not ask for it
     assert json.loads((out / "report.json").read_text())["targets"].keys() == doc["targets"].keys()
 

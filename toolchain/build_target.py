@@ -187,8 +187,14 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: 
     if art.get("threads"):  # the thread count this artifact runs fastest at, per batch size
         from toolchain.bench.threads import fastest_threads
 
-        p50 = {n: {bb: st["p50"] for bb, st in by_batch.items()} for n, by_batch in art["threads"].items()}
-        metrics["thread_sweep"] = {"p50_ms": p50, "fastest": fastest_threads(p50),
+        def p50s(r):
+            return {n: {bb: st["p50"] for bb, st in by_batch.items()} for n, by_batch in r.get("threads", {}).items()}
+
+        p50, fp32_p50 = p50s(art), p50s(fp32)
+        metrics["thread_sweep"] = {"p50_ms": p50, "fastest": fastest_threads(p50), "fp32_p50_ms": fp32_p50,
+                                   "speedup_vs_fp32": {n: {bb: fp32_p50[n][bb] / v for bb, v in by_batch.items()
+                                                           if bb in fp32_p50.get(n, {})}
+                                                       for n, by_batch in p50.items()},
                                    "profile_threads": profile.runtime.intra_op_threads}
     if art.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
         metrics["optimized_ops"] = art["optimized_ops"]

@@ -151,7 +151,9 @@ def _thread_lines(m: dict[str, Any]) -> list[str]:
         return []
     parts = []
     for b, best in sweep["fastest"].items():
-        timed = ", ".join(f"{n}t {by_batch[b]:.4f}" for n, by_batch in sweep["p50_ms"].items() if b in by_batch)
+        timed = ", ".join(f"{n}t {by_batch[b]:.4f}" + (f" ({sweep['speedup_vs_fp32'][n][b]:.2f}x fp32)"
+                                                         if b in sweep["speedup_vs_fp32"].get(n, {}) else "")
+                          for n, by_batch in sweep["p50_ms"].items() if b in by_batch)
         parts.append(f"batch {b}: {timed} -> {best}")
     lines = ["  threads (p50 ms, one live session at a time): " + "; ".join(parts)]
     off = sorted({best for best in sweep["fastest"].values() if best != sweep["profile_threads"]})
