@@ -24,7 +24,7 @@ def test_structured_prune_entry_replays_into_a_smaller_model_that_exports(tmp_pa
     trained = steps.train(cache, recipe, data)
     pruned = steps.prune(cache, recipe, data, trained)
     assert pruned.record["plan"] == "plan.json" and pruned.path("plan.json").is_file()
-    assert json.loads(pruned.path("plan.json").read_text())["schema_version"] == 1
+    assert json.loads(pruned.path("plan.json").read_text())["schema_version"] == 2
 
     full, small = steps.load_model(recipe, trained), steps.load_model(recipe, pruned)
     assert _params(small) < 0.4 * _params(full)

@@ -15,7 +15,8 @@ from typing import Any
 
 from toolchain.errors import BadInput
 
-PLAN_SCHEMA_VERSION = 1
+PLAN_SCHEMA_VERSION = 2  # 2 added dropped_blocks; version 1 plans (no drops) still load
+_READABLE_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -24,22 +25,26 @@ class PrunePlan:
     # [layer name, True = output channels / False = input channels, [removed indices]], in order.
     history: tuple[tuple[str, bool, tuple[int, ...]], ...]
     meta: dict[str, Any] = field(default_factory=dict)  # criterion, amount...: informative only
+    # blocks replaced by the identity before any channel cut (pruning/depth.py), replayed first
+    dropped_blocks: tuple[str, ...] = ()
     schema_version: int = PLAN_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["history"] = [[n, bool(o), [int(i) for i in idxs]] for n, o, idxs in self.history]
         d["input_shape"] = list(self.input_shape)
+        d["dropped_blocks"] = list(self.dropped_blocks)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PrunePlan:
-        if d.get("schema_version") != PLAN_SCHEMA_VERSION:
+        if d.get("schema_version") not in _READABLE_VERSIONS:
             raise BadInput(f"pruning plan schema_version {d.get('schema_version')!r} is not supported",
                            f"re-run the prune step to write a version {PLAN_SCHEMA_VERSION} plan")
         try:
             history = tuple((str(n), bool(o), tuple(int(i) for i in idxs)) for n, o, idxs in d["history"])
-            return cls(tuple(int(s) for s in d["input_shape"]), history, dict(d.get("meta", {})))
+            return cls(tuple(int(s) for s in d["input_shape"]), history, dict(d.get("meta", {})),
+                       tuple(str(n) for n in d.get("dropped_blocks", ())))
         except (KeyError, TypeError, ValueError) as err:
             raise BadInput(f"malformed pruning plan ({type(err).__name__}: {err})", "re-run the prune step") from None
 
@@ -62,7 +67,10 @@ def replay_plan(model, plan: PrunePlan):
     """Return a copy of `model` with the plan's cuts applied; `model` is unchanged."""
     from toolchain.pruning.graph import build_graph, example_input
 
+    from toolchain.pruning.depth import replace_with_identity
+
     fresh = copy.deepcopy(model).eval()
+    replace_with_identity(fresh, plan.dropped_blocks)
     modules = dict(fresh.named_modules())
     unknown = sorted({n for n, _o, _i in plan.history if n not in modules})
     if unknown:

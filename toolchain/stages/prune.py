@@ -31,6 +31,9 @@ class PruneConfig(Strict):
     steps: int = Field(1, ge=1, le=20, description="iterative schedule: cut amount/steps, fine-tune, repeat")
     round_to: int = Field(1, ge=1, description="keep channel counts multiples of this (16 keeps x86 int8 depthwise kernels on their fast path)")
     ignored_layers: list[str] = Field(default_factory=list, description="module names never cut; the classifier always is")
+    drop_blocks: int = Field(0, ge=0, description=(
+        "also remove this many whole blocks whose output keeps the input's shape (e.g. residual blocks), "
+        "least harmful to the loss first, before cutting channels: fewer nodes, not only thinner ones"))
 
 
 def _prunable(model) -> list[tuple[Any, str]]:

@@ -5,6 +5,8 @@ The stage strings together the pruning package: analysis (dependency graph, clas
 scoring (importance criterion), policy (how many channels per group per step) and surgery
 (Torch-Pruning cuts, recorded as a replayable plan). With `steps` > 1 it alternates a cut and a
 short fine-tune, so each cut is scored on a model that has recovered from the previous one.
+With `drop_blocks`, whole shape-preserving blocks go first (pruning/depth.py): fewer nodes, not
+only thinner ones.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import copy
 from typing import Any
 
 from toolchain.errors import BadInput
+from toolchain.pruning.depth import droppable_blocks, rank_blocks, replace_with_identity
 from toolchain.pruning.graph import build_graph, check_runs, example_input, find_classifier, resolve_layers
 from toolchain.pruning.measure import params_and_macs
 from toolchain.pruning.plan import PrunePlan
@@ -39,6 +42,9 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
     example = example_input(data.input_shape)
     before = params_and_macs(work, example)
     ignored = ignored_layer_names(work, example, cfg.ignored_layers)
+    resolve_layers(work, ignored)  # an unknown ignored layer fails before any work
+    ranked, dropped = drop_least_important_blocks(work, example, data, cfg.drop_blocks, ignored)
+    unpruned = copy.deepcopy(work)  # after the block drops: what a failing channel cut is diagnosed on
     ignored_modules = resolve_layers(work, ignored)
     graph = build_graph(work, example)
     importance = make_importance(cfg.criterion)
@@ -57,7 +63,7 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
             originals = {g.root: g.original for g in groups}
         apply_cuts(graph, work, plan_step(groups, cfg.amount * step / cfg.steps, cfg.scope, cfg.round_to))
         work.zero_grad(set_to_none=True)
-        check_runs(work, example, model, ignored)
+        check_runs(work, example, unpruned, ignored)
         if cfg.finetune_epochs:
             fit(work, data.x_train, data.y_train, ft_cfg, desc=f"fine-tune {step}/{cfg.steps}", copy_model=False)
         step_acc.append(accuracy(work, data.x_test, data.y_test))
@@ -67,6 +73,7 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
     plan = PrunePlan(
         input_shape=tuple(int(s) for s in data.input_shape),
         history=tuple((n, bool(o), tuple(int(i) for i in idxs)) for n, o, idxs in graph.pruning_history()),
+        dropped_blocks=tuple(dropped),
         meta={"criterion": cfg.criterion, "scope": cfg.scope, "amount": cfg.amount, "steps": cfg.steps,
               "ignored_layers": ignored},
     )
@@ -80,7 +87,25 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
         "channels_removed": sum(originals.values()) - sum(_widths(graph, work, ignored_modules).values()),
         "plan": plan.to_dict(),
     }
+    if cfg.drop_blocks:
+        metrics["blocks_dropped"] = dropped
+        metrics["block_loss_increase"] = {name: round(delta, 6) for name, delta in ranked}  # all candidates, ranked
     return work, metrics
+
+
+def drop_least_important_blocks(work, example, data, n: int, ignored: list[str]) -> tuple[list[tuple[str, float]], list[str]]:
+    """In place on `work`: replace the `n` blocks whose removal hurts the loss least by the identity."""
+    if not n:
+        return [], []
+    blocks = droppable_blocks(work, example, ignored)
+    if n > len(blocks):
+        raise BadInput(f"[prune] drop_blocks = {n}, but this model has {len(blocks)} droppable blocks "
+                       f"({', '.join(blocks) or 'none: no block keeps its input shape'})",
+                       f"set drop_blocks to at most {len(blocks)}")
+    ranked = rank_blocks(work, blocks, data.x_train, data.y_train)
+    dropped = sorted((name for name, _ in ranked[:n]), key=blocks.index)
+    replace_with_identity(work, dropped)
+    return ranked, dropped
 
 
 def _widths(graph, model, ignored_modules) -> dict[str, int]:
