@@ -43,7 +43,7 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
     """With structured pruning the run also times the pruned model without int8, so a user sees
     when int8 kernels lose to fp32 on narrow layers (measured: MobileNetV2 pruned 75% at 224 px)."""
     from toolchain.pipeline import RunOptions, run_pipeline
-    from toolchain.report import render_target, run_document
+    from toolchain.report import render_run, render_target, run_document
 
     recipe = Recipe(train={"epochs": 2}, prune={"kind": "structured", "amount": 0.5, "finetune_epochs": 1},
                     targets=["cpu-server"])
@@ -66,6 +66,9 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
     row = next(line for line in text.splitlines() if "pruned: int8 vs fp32" in line)
     assert f"{pf['p50_ms']:.4f} (pruned fp32)" in row
     assert "shipped: " in text
+    st = result.baseline["structure"]  # params and MACs before and after, in the report and report.json
+    assert st["params_after"] < 0.4 * st["params_before"] and st["macs_after"] < st["macs_before"]
+    assert f"params {st['params_before']:,} -> {st['params_after']:,}" in render_run(result)
     doc = run_document(result)["targets"]["cpu-server"]
     assert doc["pruned_fp32"]["bytes"] == pf["bytes"] and doc["shipped"] == m["shipped"]
 

@@ -62,6 +62,10 @@ def _preflight(recipe: Recipe) -> None:
         raise ConfigError(f"unknown dataset '{recipe.data.name}'", f"known: {', '.join(sorted(DATASETS))}")
 
 
+_STRUCTURE_KEYS = ("params_before", "params_after", "macs_before", "macs_after", "channels_removed",
+                   "blocks_dropped", "accuracy_per_step")
+
+
 def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
     from toolchain import steps
 
@@ -92,6 +96,8 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
     baseline = {"fp32_onnx": str(steps.artifact_path(fp32_onnx).resolve()),
                 "torch_accuracy": trained.record["accuracy"], "pruned_torch_accuracy": pruned.record["accuracy"],
                 "sparsity": pruned.record.get("sparsity"), "export": fp32_onnx.record, "host": host_info()}
+    if pruned.record.get("plan"):  # structured: what the network lost, before any latency is measured
+        baseline["structure"] = {k: pruned.record[k] for k in _STRUCTURE_KEYS if k in pruned.record}
     result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline)
     from toolchain.report import run_document
 

@@ -166,6 +166,13 @@ def _thread_lines(m: dict[str, Any]) -> list[str]:
 def render_run(result) -> str:
     hits = sum(1 for _, s in result.stages if s == "hit")
     head = f"edgeopt run '{result.recipe.name}' -> {result.out_dir} ({hits}/{len(result.stages)} stages from cache)"
+    st = result.baseline.get("structure")
+    if st:
+        head += (f"\nstructured pruning: params {st['params_before']:,} -> {st['params_after']:,} "
+                 f"({st['params_after'] / st['params_before']:.3f}x), MACs {st['macs_before']:,} -> {st['macs_after']:,} "
+                 f"({st['macs_after'] / st['macs_before']:.3f}x)")
+        if st.get("blocks_dropped"):
+            head += f", blocks dropped: {', '.join(st['blocks_dropped'])}"
     body = "\n\n".join(render_target(n, t) for n, t in result.targets.items())
     verdict = "all budgets met" if result.passed else "BUDGET FAILED"
     return f"{head}\n\n{body}\n\n{verdict}"
