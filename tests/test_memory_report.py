@@ -131,3 +131,7 @@ def test_report_tells_deliberate_fp32_nodes_from_unfused_ones(by_design, fp32_co
     t = TargetResult("cpu-server", Path("a.onnx"), Path("a.fp32.onnx"), Path("a.zip"), metrics, {})
     line = next(x for x in render_target("cpu-server", t).splitlines() if "ORT graph here" in x)
     assert expected in line
+    # when the fastest rule ships the pruned fp32 model, its fp32 ops are the point, not a fusion failure
+    metrics["shipped"] = "pruned_fp32"
+    line = next(x for x in render_target("cpu-server", t).splitlines() if "ORT graph here" in x)
+    assert "not fully fused" not in line and "has no int8" in line

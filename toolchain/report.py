@@ -107,7 +107,9 @@ def render_target(name: str, t) -> str:
         value = "not measured" if v["value"] is None else f"{v['value']:.4g}"
         lines.append(f"  budget {budget}: {value} <= {v['limit']:.4g}  {'PASS' if v['pass'] else 'FAIL'}")
     ops = m.get("optimized_ops")
-    if ops:
+    if ops and m.get("shipped", "int8") != "int8":
+        lines.append(f"  ORT graph here: {ops['fp32_compute']} fp32 compute ops (the shipped candidate has no int8)")
+    elif ops:
         chosen = len(m.get("fp32_nodes_by_design", []))
         if ops["fp32_compute"] == 0:
             note = ""
