@@ -4,6 +4,7 @@ replayed when a later stage (export, benchmark) loads the pruned model from the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,6 +72,8 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
     assert f"params {st['params_before']:,} -> {st['params_after']:,}" in render_run(result)
     doc = run_document(result)["targets"]["cpu-server"]
     assert doc["pruned_fp32"]["bytes"] == pf["bytes"] and doc["shipped"] == m["shipped"]
+    assert set(doc["candidates"]) == {"fp32", "int8", "pruned_fp32"}
+    assert Path(doc["candidates"][m["shipped"]]).read_bytes() == target.artifact.read_bytes()
 
     # an unpruned (magnitude) recipe has no such candidate: same network, nothing to compare
     plain = run_pipeline(Recipe(train={"epochs": 2}, prune={"kind": "none"}, targets=["cpu-server"]),
