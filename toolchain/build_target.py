@@ -200,7 +200,9 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: 
         metrics["optimized_ops"] = art["optimized_ops"]
     if eager_lat:
         metrics["torch_eager_latency_ms"] = {k: eager_lat[k] for k in ("p50", "p90", "p99")}
-        metrics["speedup_vs_torch"] = eager_lat["p50"] / lat["p50"]
+        # eager was timed in its own rounds against fp32: chain the two same-round ratios
+        fp32_pair = eager.get("fp32_p50_same_rounds", {}).get(b, fp32_lat["p50"])
+        metrics["speedup_vs_torch"] = (eager_lat["p50"] / fp32_pair) * (fp32_lat["p50"] / lat["p50"])
     if profile.price_per_hour is not None:
         metrics.update(cost_estimate(art["latency_ms"], profile.price_per_hour, profile.runtime.intra_op_threads))
     if "accuracy" in art and "accuracy" in fp32:
