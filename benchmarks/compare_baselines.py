@@ -285,6 +285,10 @@ def render_markdown(doc: dict) -> str:
         ("The goals are at 1 thread. Read the 2-thread columns with care on this 2-core shared machine: several "
         "live 2-thread sessions contend (ORT's pool threads spin after each run), and the int8 2t figures swing "
         "most; timed alone (2026-11-26, MobileNetV2 224 px) int8 ran 1.6-2.0 ms at 2 threads vs 1.9-2.2 ms at 1."),
+        "",
+        ("torch eager is timed in rounds of its own paired with ORT fp32 (its ratio is against that fp32): interleaved "
+         "with the ORT candidates, its multi-ms calls moved the structured MobileNet's pruned-fp32 ratio from 3.6-4.2x "
+         "to 5.1-5.8x (four alternating runs, 2026-11-27)."),
     ]
     for m in doc["models"]:
         when = f" — measured {m['measured']}" if m.get("measured") else ""
