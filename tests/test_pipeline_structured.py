@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from toolchain import steps
@@ -112,3 +113,8 @@ def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
     assert choose_artifact(worse, fastest, profile.budgets)[0] == "int8"
     # ship = "quantized" keeps int8 even when a faster candidate passes
     assert choose_artifact(results, quantized, profile.budgets)[0] == "int8"
+
+    # torch eager is timed in its own rounds against fp32: its speedup chains the two same-round ratios
+    eager = {"latency_ms": {"1": {"p50": 2.0, "p90": 2.2, "p99": 2.4}}, "fp32_p50_same_rounds": {"1": 0.5}}
+    m = summarize_metrics({**results, "torch-eager": eager}, fastest, "int8")
+    assert m["speedup_vs_torch"] == pytest.approx((2.0 / 0.5) * (0.40 / 0.16))
