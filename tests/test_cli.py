@@ -60,6 +60,7 @@ BAD_INPUTS = [
     (["bench", "{tmp}/absent.onnx", "--target", "cpu-server"], "model file not found"),
     (["bench", "{tmp}/corrupt.onnx", "--target", "nope"], "unknown target 'nope'"),
     (["targets", "show", "nope"], "unknown target 'nope'"),
+    (["search", "--target", "cpu-server", "--prune-amount", "--drop-blocks"], "--prune-amount and --drop-blocks"),
 ]
 
 

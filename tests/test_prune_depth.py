@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -125,3 +126,47 @@ def test_asking_for_more_blocks_than_the_model_has_names_the_limit():
 def test_replaying_a_drop_on_another_model_is_bad_input():
     with pytest.raises(BadInput, match="drops block 'features.3'"):
         replace_with_identity(_Net(), ["features.3"])
+
+
+def test_drop_blocks_search_bisects_to_the_most_blocks_within_the_budget(tmp_path):
+    """3 droppable blocks; a 100-point budget accepts all of them, a zero budget none."""
+    from toolchain.search import SearchBudget, search_drop_blocks
+
+    torch.manual_seed(0)
+    data = _data()
+    cfg = PruneConfig(kind="structured", amount=0.5, finetune_epochs=0)
+    loose = search_drop_blocks(_Net(), data, SearchBudget(max_drop=0.99), tmp_path / "loose", prune_cfg=cfg,
+                               train_cfg=TrainConfig(epochs=1), measure_latency=False)
+    assert [t["drop_blocks"] for t in loose.tried] == [3] and loose.met  # all fit: nothing to bisect
+    best = next(c for c in loose.candidates if c.name == loose.best)
+    assert best.detail["drop_blocks"] == 3 and len(best.detail["blocks_dropped"]) == 3
+    assert (tmp_path / "loose" / "best" / "plan.json").is_file()
+    plan = PrunePlan.load(tmp_path / "loose" / "best" / "plan.json")
+    assert len(plan.dropped_blocks) == 3
+
+
+def test_drop_blocks_search_bisects_down_to_what_the_budget_allows(tmp_path, monkeypatch):
+    """Accuracy scripted per try (0.90 - 0.02 per dropped block), budget 3 points: 1 block fits, 2 do not."""
+    from toolchain.search import SearchBudget, search_drop_blocks
+    from toolchain.search import prune as search_prune
+
+    def scripted(path, x, y):
+        name = Path(path).parent.name
+        return 0.90 if name == "baseline" else 0.90 - 0.02 * int(name.rsplit("_", 1)[1])
+
+    monkeypatch.setattr(search_prune, "onnx_accuracy", scripted)
+    cfg = PruneConfig(kind="structured", amount=0.5, finetune_epochs=0)
+    report = search_drop_blocks(_Net(), _data(), SearchBudget(max_drop=0.03), tmp_path, prune_cfg=cfg,
+                                train_cfg=TrainConfig(epochs=1), measure_latency=False)
+    assert [t["drop_blocks"] for t in report.tried] == [3, 1, 2]
+    assert [r["drop_blocks"] for r in report.reverted] == [3, 2] and report.met
+    best = next(c for c in report.candidates if c.name == report.best)
+    assert best.detail["drop_blocks"] == 1 and best.accuracy == pytest.approx(0.88)
+
+
+def test_drop_blocks_search_on_a_model_without_blocks_is_bad_input(tmp_path):
+    from toolchain.search import SearchBudget, search_drop_blocks
+
+    flat = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 4))
+    with pytest.raises(BadInput, match="no droppable block"):
+        search_drop_blocks(flat, _data(), SearchBudget(max_drop=0.01), tmp_path, prune_cfg=PruneConfig(kind="structured"))

@@ -25,12 +25,14 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 @click.option("--objective", type=click.Choice(["latency", "bytes"]), default="latency", show_default=True)
 @click.option("--prune-amount", "prune_amount", is_flag=True,
               help="Search the structured-pruning amount by bisection instead (uses [prune] criterion, scope, steps, fine-tune).")
+@click.option("--drop-blocks", "drop_blocks", is_flag=True,
+              help="Search how many whole blocks structured pruning may drop, by bisection ([prune] amount and schedule fixed).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
 @click.option("--targets-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True)
-def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_dir, targets_dir, as_json):
+def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, targets_dir, as_json):
     """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
-    amount) under an accuracy budget; writes candidates, a JSON report and Pareto plots
+    amount; with --drop-blocks, the most blocks to drop) under an accuracy budget; writes candidates, a JSON report and Pareto plots
     (accuracy vs latency / bytes) under <run dir>/search/<target>/."""
     import contextlib
 
@@ -38,9 +40,13 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_
     from toolchain.cache import StageCache
     from toolchain.config.recipe import load_recipe
     from toolchain.config.target import load_target
-    from toolchain.search import SearchBudget, search_prune_amount, search_quantization
+    from toolchain.search import SearchBudget, search_drop_blocks, search_prune_amount, search_quantization
     from toolchain.stages.quantize import QuantizeConfig, calibration_subset
 
+    if prune_amount and drop_blocks:
+        from toolchain.errors import BadInput
+
+        raise BadInput("--prune-amount and --drop-blocks search different knobs", "pass one of them per search")
     rec = load_recipe(recipe)
     profile = load_target(target, targets_dir)
     run_dir = out_dir or Path("runs") / rec.name
@@ -49,7 +55,10 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_
         cache = StageCache(run_dir / "cache")
         data = steps.dataset(rec)
         trained = steps.train(cache, rec, data)
-        if prune_amount:
+        if drop_blocks:
+            report = search_drop_blocks(steps.load_model(rec, trained), data, budget, run_dir / "search" / "prune",
+                                        prune_cfg=rec.prune.model_copy(update={"kind": "structured"}), train_cfg=rec.train)
+        elif prune_amount:
             report = search_prune_amount(steps.load_model(rec, trained), data, budget, run_dir / "search" / "prune",
                                          prune_cfg=rec.prune.model_copy(update={"kind": "structured"}),
                                          train_cfg=rec.train)
@@ -63,7 +72,9 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_
     doc = report.to_dict()
     best = next(c for c in report.candidates if c.name == report.best)
     excluded = best.detail.get("excluded_nodes", [])
-    if prune_amount:
+    if drop_blocks:
+        doc["recipe_hint"] = {"prune": {"kind": "structured", "drop_blocks": best.detail.get("drop_blocks", 0)}}
+    elif prune_amount:
         doc["recipe_hint"] = {"prune": {"kind": "structured", "amount": best.detail.get("amount")}}
     else:
         doc["recipe_hint"] = {"quantize": {"nodes_to_exclude": excluded if isinstance(excluded, list) else []}}
@@ -82,9 +93,11 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, out_
                    f">= {100 * report.min_accuracy:.2f}% needed; {best.bytes:,} bytes)")
         for step in report.reverted:
             click.echo(f"  reverted: {step}")
-        click.echo(f"  report and plots: {run_dir / 'search' / ('prune' if prune_amount else target)}")
+        click.echo(f"  report and plots: {run_dir / 'search' / ('prune' if prune_amount or drop_blocks else target)}")
         hint = doc["recipe_hint"]
-        if prune_amount:
+        if drop_blocks:
+            click.echo(f"  to use it: [prune] kind = \"structured\", drop_blocks = {hint['prune']['drop_blocks']}")
+        elif prune_amount:
             click.echo(f"  to use it: [prune] kind = \"structured\", amount = {hint['prune']['amount']}")
         else:
             if hint["quantize"]["nodes_to_exclude"]:

@@ -8,7 +8,7 @@
 """
 
 from toolchain.search.budget import Candidate, SearchBudget, SearchReport
-from toolchain.search.prune import search_prune_amount
+from toolchain.search.prune import search_drop_blocks, search_prune_amount
 from toolchain.search.quant import search_quantization
 
-__all__ = ["Candidate", "SearchBudget", "SearchReport", "search_prune_amount", "search_quantization"]
+__all__ = ["Candidate", "SearchBudget", "SearchReport", "search_drop_blocks", "search_prune_amount", "search_quantization"]
