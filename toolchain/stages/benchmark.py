@@ -100,7 +100,7 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
         from toolchain.bench.threads import thread_sweep
 
         inputs = {b: _batch(x, b) for b in cfg.spec.batch_sizes}
-        del sessions  # no other live session may contend with the sweep's
+        del sessions, fns  # the closures hold sessions too: none may stay alive to contend with the sweep's
         swept = thread_sweep(candidates, inputs, cfg.runtime, cfg.spec.thread_sweep, cfg.spec)
         for label, by_threads in swept.items():
             results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
