@@ -25,6 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RECIPE = ROOT / "models" / "shapes-mobilenet-structured.toml"
+CANDIDATES = {"pruned fp32": "pruned_fp32", "int8": "int8"}  # table name -> the run's candidate label
 
 
 def build(drops: int, out: Path):
@@ -40,12 +41,11 @@ def build(drops: int, out: Path):
 
 
 def main() -> int:
-    import onnxruntime as ort
-
     from toolchain.bench.latency import interleaved
     from toolchain.cache import library_versions
     from toolchain.fsio import write_json_atomic, write_text_atomic
     from toolchain.hostinfo import host_info
+    from toolchain.search.measure import session  # ORT defaults at the given thread count
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--drops", type=int, nargs="+", default=[0, 6, 8, 10])
@@ -58,21 +58,16 @@ def main() -> int:
     out = ROOT / "runs" / "benchmarks" / "depth_pruning"
     runs = {n: build(n, out) for n in args.drops}
 
-    def session(path: Path):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 1, 1, 3
-        s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return s, s.get_inputs()[0].name
-
     first = next(iter(runs.values()))
     x = np.ascontiguousarray(_first_test_sample(first))
     files = {"ort-fp32": first.targets["cpu-server"].candidates["fp32"]}
     for n, r in runs.items():
-        c = r.targets["cpu-server"].candidates
-        files[f"drop{n}/pruned-fp32"], files[f"drop{n}/int8"] = c["pruned_fp32"], c["int8"]
+        for label in CANDIDATES.values():
+            files[f"drop{n}/{label}"] = r.targets["cpu-server"].candidates[label]
     fns = {}
     for label, path in files.items():
-        s, name = session(path)
+        s = session(Path(path), threads=1)
+        name = s.get_inputs()[0].name
         fns[label] = lambda s=s, name=name: s.run(None, {name: x})
     # The machine's speed drifts for minutes at a time (the same ratio read 4.8x and 3.7x a quarter
     # of an hour apart), so the timing is repeated in blocks spread over the run: each block gives
@@ -87,9 +82,8 @@ def main() -> int:
     for n, r in runs.items():
         t = r.targets["cpu-server"]
         st, res = r.baseline["structure"], t.metrics["selection"]["candidates"]
-        for kind, label in (("pruned fp32", "pruned_fp32"), ("int8", "int8")):
-            s = stats[f"drop{n}/{'pruned-fp32' if label == 'pruned_fp32' else 'int8'}"]
-            block_ratios = ratios[f"drop{n}/{'pruned-fp32' if label == 'pruned_fp32' else 'int8'}"]
+        for kind, label in CANDIDATES.items():
+            s, block_ratios = stats[f"drop{n}/{label}"], ratios[f"drop{n}/{label}"]
             rows.append({"drop_blocks": n, "candidate": kind, "p50_ms": s.p50, "p90_ms": s.p90,
                          "speedup_1t": float(np.median(block_ratios)), "speedup_1t_blocks": block_ratios,
                          "bytes": res[label]["bytes"], "size_ratio": res[label]["bytes"] / t.metrics["fp32_bytes"],

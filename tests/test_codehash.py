@@ -61,7 +61,7 @@ def test_editing_a_module_changes_only_the_stages_that_run_it(package_copy):
 
 def test_cache_reruns_a_stage_whose_code_changed(tmp_path, monkeypatch):
     calls = []
-    produce = lambda out: calls.append(1) or {"n": len(calls)}  # noqa: E731
+    produce = lambda out: calls.append(1) or {"n": len(calls)}
     monkeypatch.setattr(cache_mod, "code_fingerprint", lambda stage: "v1")
     cache = StageCache(tmp_path)
     assert not cache.run("quantize", {"k": 1}, {}, produce).hit

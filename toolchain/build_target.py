@@ -19,10 +19,10 @@ from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
 from toolchain.gate import evaluate
 from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig, ort_default_memory
-
-PRUNED_FP32 = "pruned_fp32"  # benchmark label of the structured-pruned model left in fp32
 from toolchain.stages.convert import ConvertConfig
 from toolchain.stages.quantize import QuantizeConfig
+
+PRUNED_FP32 = "pruned_fp32"  # benchmark label of the structured-pruned model left in fp32
 
 
 @dataclass(frozen=True)

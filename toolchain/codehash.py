@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "toolchain"
@@ -47,7 +47,7 @@ def module_path(name: str) -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _direct_imports(name: str) -> tuple[str, ...]:
     path = module_path(name)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -91,7 +91,7 @@ def _all_modules() -> tuple[str, ...]:
     return tuple(names)
 
 
-@lru_cache(maxsize=None)
+@cache
 def code_fingerprint(stage: str) -> str:
     """sha256 over the names and source bytes of the modules `stage` runs."""
     modules = import_closure(STAGE_MODULES.get(stage, _all_modules()))

@@ -36,7 +36,7 @@ def target_document(t) -> dict[str, Any]:
         "passed": t.passed,
         "latency_by_batch": m["latency_by_batch"],
         # every measured candidate's file (in the run's cache), shipped or not
-        "candidates": {label: str(path) for label, path in getattr(t, "candidates", {}).items()},
+        "candidates": {label: str(path) for label, path in t.candidates.items()},
     }
     for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
                 "pruned_fp32", "int8_speedup_vs_pruned_fp32", "shipped", "selection", "thread_sweep", "measured_on", "target_platform", "estimated"):

@@ -55,15 +55,21 @@ def resolve_factory(ref: str) -> Callable[..., Any]:
 
 def model_source_sha256(ref: str) -> str | None:
     """sha256 of the file defining the model, so editing a zoo model retrains it instead of
-    reusing weights cached for the old code. None when the factory has no source file."""
-    import inspect
+    reusing weights cached for the old code. None when there is no such file.
 
+    The file is located, never executed: a cache key must not import torch (a zoo module does),
+    or a rerun that hits every stage would pay for it."""
     from toolchain.fsio import sha256_file
 
-    try:
-        path = inspect.getsourcefile(resolve_factory(ref))
-    except TypeError:  # built-in or C-implemented factory
-        return None
+    if ":" in ref:
+        try:
+            spec = importlib.util.find_spec(ref.partition(":")[0])
+        except (ImportError, ValueError):
+            return None  # resolve_factory reports the bad name when the model is built
+        path = spec.origin if spec is not None and spec.has_location else None
+    else:
+        zoo_file = bundled_dir("models") / f"{ref}.py"
+        path = zoo_file if zoo_file.is_file() else None
     return sha256_file(path) if path else None
 
 

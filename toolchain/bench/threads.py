@@ -15,8 +15,8 @@ closes it, so drift is spread over all counts the same way interleaved() spreads
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 

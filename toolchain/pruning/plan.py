@@ -65,9 +65,8 @@ class PrunePlan:
 
 def replay_plan(model, plan: PrunePlan):
     """Return a copy of `model` with the plan's cuts applied; `model` is unchanged."""
-    from toolchain.pruning.graph import build_graph, example_input
-
     from toolchain.pruning.depth import replace_with_identity
+    from toolchain.pruning.graph import build_graph, example_input
 
     fresh = copy.deepcopy(model).eval()
     replace_with_identity(fresh, plan.dropped_blocks)

@@ -42,10 +42,11 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
     example = example_input(data.input_shape)
     before = params_and_macs(work, example)
     ignored = ignored_layer_names(work, example, cfg.ignored_layers)
-    resolve_layers(work, ignored)  # an unknown ignored layer fails before any work
+    # Resolved before the block drops: an unknown name fails before any work, and a dropped block
+    # never holds an ignored layer, so these module objects stay in the model.
+    ignored_modules = resolve_layers(work, ignored)
     ranked, dropped = drop_least_important_blocks(work, example, data, cfg.drop_blocks, ignored)
     unpruned = copy.deepcopy(work)  # after the block drops: what a failing channel cut is diagnosed on
-    ignored_modules = resolve_layers(work, ignored)
     graph = build_graph(work, example)
     importance = make_importance(cfg.criterion)
     ft_cfg = train_cfg.model_copy(update={"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr})
