@@ -197,6 +197,20 @@ def _sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * float(np.log10(float((ref ** 2).sum()) / noise))
 
 
+def edgeopt_int8(fp32: Path, calib_x: np.ndarray, recipe, profile, tdir: Path) -> Path:
+    """`fp32` quantized and converted the way `edgeopt run` builds `profile`'s artifact (the
+    profile's scheme, the recipe's overrides), outside the run's cache: for exports the run never makes."""
+    from toolchain.build_target import convert_config, quantize_config
+    from toolchain.stages.convert import convert
+    from toolchain.stages.quantize import quantize
+
+    tdir.mkdir(parents=True, exist_ok=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        quantize(fp32, calib_x, quantize_config(profile, recipe.quantize, recipe.train.seed), tdir / "int8.onnx", {})
+    convert(tdir / "int8.onnx", convert_config(profile), tdir, {})
+    return tdir / "model.onnx"
+
+
 def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, runs: int) -> dict:
     """The recipe's trained (and pruned, when `pruned_model` is given) weights exported at 224 px;
     each artifact built the way the 64 px run builds it (same stages, the target profile's
@@ -205,11 +219,8 @@ def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, r
 
     from toolchain import steps
     from toolchain.bench.memory import memory_breakdown
-    from toolchain.build_target import convert_config, quantize_config
     from toolchain.config.target import load_target
     from toolchain.search.measure import export_onnx
-    from toolchain.stages.convert import convert
-    from toolchain.stages.quantize import quantize
 
     kwargs = {**recipe.data.kwargs, "size": HIGH_RES, "samples": 400}
     hi = steps.dataset(recipe.model_copy(update={"data": recipe.data.model_copy(update={"kwargs": kwargs})}))
@@ -223,13 +234,7 @@ def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, r
         profile = load_target(target)
         if profile.artifact.format != "onnx":
             continue  # the .ort is for ARM: its x86 latency would say nothing
-        tdir = work / target
-        tdir.mkdir(parents=True, exist_ok=True)
-        with contextlib.redirect_stdout(sys.stderr):
-            quantize(compressed, hi.x_train, quantize_config(profile, recipe.quantize, recipe.train.seed),
-                     tdir / "int8.onnx", {})
-        convert(tdir / "int8.onnx", convert_config(profile), tdir, {})
-        files[f"edgeopt-{target}"] = tdir / "model.onnx"
+        files[f"edgeopt-{target}"] = edgeopt_int8(compressed, hi.x_train, recipe, profile, work / target)
     if pruned_model is not None:  # pruned but not quantized: does int8 still pay at this width?
         files.update(_pruned_fp32_artifacts(compressed, recipe.targets, work / "pruned-fp32"))
 

@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 import onnxruntime as ort
 
-SUPPORTED_SCHEMA = 1
+SUPPORTED_SCHEMAS = (1, 2)  # 2 added `session` (the measured session options)
 UNHASHED = {"manifest.json", "manifest.sig"}  # the manifest cannot list its own hash
 
 
@@ -37,7 +37,7 @@ def read_checked(path: str) -> tuple[dict, dict[str, bytes]]:
         if len(names) != len(set(names)):
             raise PackageError("duplicate entries in the zip")
         manifest = json.loads(zf.read("manifest.json"))
-        if manifest.get("schema_version") != SUPPORTED_SCHEMA:
+        if manifest.get("schema_version") not in SUPPORTED_SCHEMAS:
             raise PackageError(
                 f"manifest.json: schema_version {manifest.get('schema_version')} is not supported"
             )
@@ -82,6 +82,22 @@ def unpreprocess(x: np.ndarray, pre: dict) -> np.ndarray:
     return (x - pre["offset"]) / pre["scale"]
 
 
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def session_options(manifest: dict) -> ort.SessionOptions:
+    """The options the package was measured with (`session`, manifest schema 2); ORT defaults for schema 1."""
+    opts = ort.SessionOptions()
+    s = manifest.get("session")
+    if s:
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[s["graph_optimization_level"]])
+        opts.intra_op_num_threads = s["intra_op_threads"]  # per batch size: s["intra_op_threads_by_batch"]
+        opts.inter_op_num_threads = s["inter_op_threads"]
+        opts.enable_cpu_mem_arena = s["enable_cpu_mem_arena"]
+        opts.enable_mem_pattern = s["enable_mem_pattern"]
+    return opts
+
+
 def main(path: str) -> int:
     try:
         manifest, files = read_checked(path)
@@ -102,7 +118,7 @@ def main(path: str) -> int:
             print(f"preprocessing does not reproduce golden input '{name}'", file=sys.stderr)
             return 1
 
-    session = ort.InferenceSession(files[manifest["artifact"]], providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(files[manifest["artifact"]], session_options(manifest), providers=["CPUExecutionProvider"])
     out_names = list(golden["output_keys"])
     # A fixed batch dimension (e.g. 1 in a mobile .ort) means feeding the samples in chunks.
     first_dim = manifest["inputs"][0]["shape"][0]

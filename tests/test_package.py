@@ -34,6 +34,7 @@ from toolchain.package import (
     verify_package,
 )
 from toolchain.package.manifest import manifest_json_schema, parse_manifest
+from toolchain.package.session_config import session_config
 from toolchain.package.zipwrite import write_zip
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,7 +146,7 @@ def test_manifest_lists_every_other_file_with_its_hash(tmp_path, signed_pkg):
     for name, entry in m.files.items():
         assert entry.sha256 == hashlib.sha256(entries[name]).hexdigest()
         assert entry.bytes == len(entries[name])
-    assert m.schema_version == 1 and m.created_by.startswith("edgeopt ")
+    assert m.schema_version == 2 and m.created_by.startswith("edgeopt ")
     assert m.metrics["latency_ms"]["p99"] is None  # NaN is not JSON
     assert m.golden.samples == 5 and m.golden.input_keys == {"x": "input_0"}
     # the shipped schema is the model's schema and the manifest is canonical JSON
@@ -443,3 +444,52 @@ def test_standardized_tabular_preprocessing_round_trips_through_the_consumer_con
     x = consumer.preprocess(raw, pre)
     np.testing.assert_allclose(x, [[1.0, 2.0, 2.0]])
     np.testing.assert_allclose(consumer.unpreprocess(x, pre), raw)
+
+
+# --- session options ---------------------------------------------------------------------------
+
+
+def _sweep_spec(tmp: Path) -> PackageSpec:
+    spec = _spec(tmp)
+    sweep = {"fastest": {"8": 2, "1": 1}, "profile_threads": 2}
+    return replace(spec, metrics={**spec.metrics, "thread_sweep": sweep},
+                   target_profile={"name": "cpu-server", "runtime": {"intra_op_threads": 2, "enable_mem_pattern": False}})
+
+
+def test_session_block_carries_the_measured_thread_counts(tmp_path):
+    from toolchain.package.verify import _session_options
+
+    pkg = build_package(_sweep_spec(tmp_path), tmp_path / "out")
+    m = parse_manifest(_entries(pkg)["manifest.json"])
+    assert m.session.intra_op_threads == 1  # batch 1's fastest, not the profile's 2
+    assert m.session.intra_op_threads_by_batch == {"1": 1, "8": 2}
+    assert m.session.threads_from == "thread_sweep"
+    assert (m.session.graph_optimization_level, m.session.enable_mem_pattern) == ("all", False)  # profile + defaults
+    opts = _session_options(m)  # verify runs the golden check with exactly these
+    assert (opts.intra_op_num_threads, opts.enable_mem_pattern) == (1, False)
+    assert verify_package(pkg).ok
+
+
+def test_without_a_sweep_the_profile_threads_are_used():
+    s = session_config({"intra_op_threads": 2}, None)
+    assert (s["intra_op_threads"], s["intra_op_threads_by_batch"], s["threads_from"]) == (2, {}, "target_profile")
+    assert session_config(None, {"fastest": {}})["intra_op_threads"] == 1  # RuntimeOptions default
+
+
+def test_model_card_snippet_runs_with_the_session_options(tmp_path):
+    pkg = build_package(_sweep_spec(tmp_path), tmp_path / "out")
+    card = _entries(pkg)["model_card.md"].decode()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "opts.intra_op_num_threads = 1  # measured fastest" in code and ", opts, providers=" in code
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=pkg.parent, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in [f"digit {i}" for i in range(10)]
+
+
+def test_schema_1_manifests_still_load_and_2_requires_session(signed_pkg):
+    data = json.loads(_entries(signed_pkg)["manifest.json"])
+    old = {k: v for k, v in data.items() if k != "session"}
+    assert parse_manifest(json.dumps({**old, "schema_version": 1}).encode()).session is None
+    with pytest.raises(ValueError, match="session"):
+        parse_manifest(json.dumps(old).encode())

@@ -162,8 +162,10 @@ def _thread_lines(m: dict[str, Any]) -> list[str]:
     lines = ["  threads (p50 ms, one live session at a time): " + "; ".join(parts)]
     off = sorted({best for best in sweep["fastest"].values() if best != sweep["profile_threads"]})
     if off:
+        smallest = min(sweep["fastest"], key=int)
         lines.append(f"  note: this artifact runs fastest at {'/'.join(map(str, off))} intra-op thread(s) for some batch "
-                     f"sizes here, the profile sets {sweep['profile_threads']}: configure the app's session accordingly")
+                     f"sizes here, the profile sets {sweep['profile_threads']}; the package's manifest `session` says "
+                     f"{sweep['fastest'][smallest]} (batch {smallest}), per batch in intra_op_threads_by_batch")
     return lines
 
 

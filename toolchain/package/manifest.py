@@ -13,11 +13,11 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from toolchain.config.base import format_validation_error
 
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2  # 2 added `session`; version-1 manifests (no `session`) still load
 
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
@@ -98,8 +98,27 @@ class Golden(_Strict):
     rtol: float = Field(DEFAULT_GOLDEN_RTOL, ge=0)
 
 
+class SessionConfig(_Strict):
+    """The ONNX Runtime session options the build measured this artifact with: what an app should
+    set. A thread count is a guess until measured (on the 2-core reference machine 2 threads made
+    digits 1.55x slower at batch 1 yet resnet-small 1.35x faster at batch 8), so after a thread
+    sweep the counts are the measured fastest per batch size, not the profile's."""
+
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"]
+    intra_op_threads: int = Field(ge=0, description="threads for the smallest benchmarked batch size (0: ORT's default)")
+    intra_op_threads_by_batch: dict[str, int] = Field(
+        description="batch size -> fastest measured intra-op thread count; empty when not measured"
+    )
+    inter_op_threads: int = Field(ge=0)
+    enable_cpu_mem_arena: bool
+    enable_mem_pattern: bool
+    threads_from: Literal["thread_sweep", "target_profile"] = Field(
+        description="whether the thread counts were measured on the build machine or taken from the profile"
+    )
+
+
 class Manifest(_Strict):
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     name: str = Field(min_length=1)
     target: str = Field(min_length=1)
     artifact: Literal["model.onnx", "model.ort"]
@@ -117,6 +136,13 @@ class Manifest(_Strict):
     extra_files: list[str] = Field(description="names of the extra files, each also listed in files")
     files: dict[str, FileEntry] = Field(description="every zip entry except manifest.json and manifest.sig")
     created_by: str
+    session: SessionConfig | None = Field(None, description="schema_version 2: the session options to use")
+
+    @model_validator(mode="after")
+    def _session_from_version_2(self) -> Manifest:
+        if self.schema_version >= 2 and self.session is None:
+            raise ValueError("schema_version 2 manifests must give `session`")
+        return self
 
 
 def jsonable(obj: Any, where: str = "value") -> Any:

@@ -57,15 +57,39 @@ def _budget_rows(budgets: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _session_lines(m: Manifest) -> tuple[list[str], str]:
+    """SessionOptions lines for the snippet (from `session`), and the argument that passes them."""
+    from toolchain.bench.session import ORT_LEVELS
+
+    s = m.session
+    if s is None:  # schema-1 manifest: it recorded no session options
+        return [], ""
+    if s.threads_from == "thread_sweep":
+        by_batch = ", ".join(f"batch {b}: {n}" for b, n in sorted(s.intra_op_threads_by_batch.items(), key=lambda kv: int(kv[0])))
+        why = f"  # measured fastest at the smallest batch ({by_batch})"
+    else:
+        why = "  # the target profile's count (not measured)"
+    return [
+        "opts = ort.SessionOptions()  # the options the metrics below were measured with",
+        f"opts.graph_optimization_level = ort.GraphOptimizationLevel.{ORT_LEVELS[s.graph_optimization_level]}",
+        f"opts.intra_op_num_threads = {s.intra_op_threads}{why}",
+        f"opts.inter_op_num_threads = {s.inter_op_threads}",
+        f"opts.enable_cpu_mem_arena = {s.enable_cpu_mem_arena}",
+        f"opts.enable_mem_pattern = {s.enable_mem_pattern}",
+    ], ", opts"
+
+
 def _load_snippet(m: Manifest) -> list[str]:
     x = m.inputs[0]
     p = m.preprocessing
+    opts_lines, opts_arg = _session_lines(m)
     return [
         "```python",
         "import json, zipfile, numpy as np, onnxruntime as ort",
         f'pkg = zipfile.ZipFile("{m.name}-{m.target}.zip")',
         'manifest = json.loads(pkg.read("manifest.json"))',
-        f'sess = ort.InferenceSession(pkg.read("{m.artifact}"), providers=["CPUExecutionProvider"])',
+        *opts_lines,
+        f'sess = ort.InferenceSession(pkg.read("{m.artifact}"){opts_arg}, providers=["CPUExecutionProvider"])',
         'pre = manifest["preprocessing"]',
         f"raw = np.zeros({_example_shape(x.shape)}, dtype=np.float32)  # your {p.layout} data here",
         'x = (raw * pre["scale"] + pre["offset"]).astype(pre["dtype"])',

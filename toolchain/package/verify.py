@@ -174,17 +174,20 @@ def _metadata_check(m: Manifest, model_bytes: bytes) -> Check:
 
 
 def _session_options(m: Manifest):
-    """The target's own ORT options: int8 kernels differ by optimization level, so match the build."""
+    """The options the package says to use (`session`, schema 2; else the target profile's
+    [runtime], schema 1): int8 kernels differ by optimization level, so match the build."""
     import onnxruntime as ort
 
     from toolchain.bench.session import ORT_LEVELS, graph_level
 
-    runtime = m.target_profile.get("runtime") or {}
-    level = runtime.get("graph_optimization_level")
+    s = m.session.model_dump() if m.session else m.target_profile.get("runtime") or {}
+    level = s.get("graph_optimization_level")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = graph_level(level if level in ORT_LEVELS else "all")
-    opts.intra_op_num_threads = int(runtime.get("intra_op_threads") or 1)
-    opts.inter_op_num_threads = int(runtime.get("inter_op_threads") or 1)
+    opts.intra_op_num_threads = int(s.get("intra_op_threads") or 1)
+    opts.inter_op_num_threads = int(s.get("inter_op_threads") or 1)
+    opts.enable_cpu_mem_arena = bool(s.get("enable_cpu_mem_arena", True))
+    opts.enable_mem_pattern = bool(s.get("enable_mem_pattern", True))
     opts.log_severity_level = 3  # warnings about unused initializers are noise here
     return opts
 
