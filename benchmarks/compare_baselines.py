@@ -97,12 +97,19 @@ def _pruned_fp32_artifacts(pruned_onnx: Path, targets, work: Path) -> dict[str, 
 
 
 def _time_rows(rows: dict, files: dict[str, Path], input_name: str, x1: np.ndarray, model, t1, rounds: int,
-               runs: int) -> None:
+               runs: int, repeats: int) -> None:
     """p50/p90 at 1 and 2 threads for every file, interleaved; speedups vs ORT fp32.
+
+    The interleaved timing is repeated `repeats` times, one block after another: this machine
+    drifts for minutes at a time (ORT fp32 of the 64 px MobileNet took 0.38 ms in one minute and
+    0.57 ms in the next, 2026-11-27, and the int8 ratio read 1.37x then 1.56x). Each row keeps the
+    median over the blocks and the min-max range of its per-block ratio.
 
     torch eager is timed in its own interleaved rounds against ORT fp32, not among the ORT
     candidates: with its ~5 ms calls between theirs, the pruned MobileNet's ratio read 5.1-5.8x
     instead of 3.6-4.2x (four alternating runs, 2026-11-27), so it would distort every other row."""
+    import statistics
+
     import torch
 
     from toolchain.bench.latency import interleaved
@@ -116,23 +123,28 @@ def _time_rows(rows: dict, files: dict[str, Path], input_name: str, x1: np.ndarr
         fns = {n: (lambda s=s: s.run(None, {input_name: x1})) for n, s in sessions.items()}
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
+        blocks: dict[str, list[tuple[float, float, float]]] = {n: [] for n in [*files, "torch-eager"]}  # p50, p90, ratio
         try:
-            stats = interleaved(fns, warmup=10, runs=runs, rounds=rounds, max_seconds=60)
-            pair = interleaved({"ort-fp32": fns["ort-fp32"], "torch-eager": eager},
-                               warmup=10, runs=runs, rounds=rounds, max_seconds=60)
+            for _ in range(repeats):
+                stats = interleaved(fns, warmup=10, runs=runs, rounds=rounds, max_seconds=60)
+                pair = interleaved({"ort-fp32": fns["ort-fp32"], "torch-eager": eager},
+                                   warmup=10, runs=runs, rounds=rounds, max_seconds=60)
+                base = stats["ort-fp32"].p50
+                for n, st in stats.items():
+                    blocks[n].append((st.p50, st.p90, base / st.p50))
+                eager_st = pair["torch-eager"]
+                blocks["torch-eager"].append((eager_st.p50, eager_st.p90, pair["ort-fp32"].p50 / eager_st.p50))
         finally:
             torch.set_num_threads(previous)
-        base = stats["ort-fp32"].p50
-        for n, st in stats.items():
-            rows[n][f"speedup_vs_ort_fp32_{threads}t"] = base / st.p50
-        stats["torch-eager"] = pair["torch-eager"]
-        rows["torch-eager"][f"speedup_vs_ort_fp32_{threads}t"] = pair["ort-fp32"].p50 / pair["torch-eager"].p50
-        for n, st in stats.items():
-            rows[n][f"p50_ms_{threads}t"] = st.p50
-            rows[n][f"p90_ms_{threads}t"] = st.p90
+        for n, measured in blocks.items():
+            p50s, p90s, ratios = zip(*measured)
+            rows[n][f"p50_ms_{threads}t"] = statistics.median(p50s)
+            rows[n][f"p90_ms_{threads}t"] = statistics.median(p90s)
+            rows[n][f"speedup_vs_ort_fp32_{threads}t"] = statistics.median(ratios)
+            rows[n][f"speedup_vs_ort_fp32_{threads}t_range"] = [min(ratios), max(ratios)]
 
 
-def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
+def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int, repeats: int) -> dict:
     import torch
 
     from toolchain import steps
@@ -171,7 +183,7 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
     with torch.no_grad():
         rows["torch-eager"]["accuracy"] = float((model(torch.as_tensor(data.x_test)).argmax(1).numpy() == data.y_test).mean())
 
-    _time_rows(rows, files, input_name, x1, model, torch.as_tensor(x1), rounds, runs)
+    _time_rows(rows, files, input_name, x1, model, torch.as_tensor(x1), rounds, runs, repeats)
     _add_ratios(rows)
     for r in rows.values():
         r["accuracy_drop_pt"] = 100 * (rows["ort-fp32"]["accuracy"] - r["accuracy"])
@@ -180,7 +192,7 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int) -> dict:
                        for name, t in result.targets.items()}}
     if recipe.model.name in HIGH_RES_MODELS:
         compressed = None if pruned.record["sha256"] == trained.record["sha256"] else steps.load_model(recipe, pruned).eval()
-        doc["high_res"] = measure_high_res(recipe, model, compressed, out, rounds, max(runs // 4, 40))
+        doc["high_res"] = measure_high_res(recipe, model, compressed, out, rounds, max(runs // 4, 40), repeats)
     return doc
 
 
@@ -211,7 +223,7 @@ def edgeopt_int8(fp32: Path, calib_x: np.ndarray, recipe, profile, tdir: Path) -
     return tdir / "model.onnx"
 
 
-def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, runs: int) -> dict:
+def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, runs: int, repeats: int) -> dict:
     """The recipe's trained (and pruned, when `pruned_model` is given) weights exported at 224 px;
     each artifact built the way the 64 px run builds it (same stages, the target profile's
     scheme), calibrated on 224 px data."""
@@ -256,7 +268,7 @@ def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, r
         rows[n]["session_options"] = {"enable_cpu_mem_arena": runtime.enable_cpu_mem_arena,
                                       "enable_mem_pattern": runtime.enable_mem_pattern}
     x1 = np.ascontiguousarray(hi.x_test[:1])
-    _time_rows(rows, files, input_name, x1, base_model, torch.as_tensor(x1), rounds, runs)
+    _time_rows(rows, files, input_name, x1, base_model, torch.as_tensor(x1), rounds, runs, repeats)
     _add_ratios(rows)
     return {"input_shape": list(hi.input_shape), "rows": rows}
 
@@ -270,6 +282,13 @@ def _mem(r: dict) -> str:
     return text
 
 
+def _speedup(r: dict, threads: int) -> str:
+    """'1.23x', with the min-max over timing blocks when there were several: '1.23x (1.10-1.40)'."""
+    text = f"{r[f'speedup_vs_ort_fp32_{threads}t']:.2f}x"
+    lo, hi = r.get(f"speedup_vs_ort_fp32_{threads}t_range", (None, None))
+    return text if lo is None or lo == hi else f"{text} ({lo:.2f}-{hi:.2f})"
+
+
 def render_markdown(doc: dict) -> str:
     h = doc["host"]
     lines = [
@@ -278,6 +297,8 @@ def render_markdown(doc: dict) -> str:
         f"Machine: {h['cpu']} ({h['cores']} cores, {', '.join(h['isa'])}); "
         + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if k in ("onnxruntime", "torch", "onnx", "edgeopt")),
         (f"Measured {doc['date']}; batch 1, interleaved rounds; ratios vs ORT fp32 in the same rounds. "
+        f"Timing repeated in {doc.get('repeats', 1)} blocks one after another: p50s and speedups are medians over "
+        "the blocks, the speedup's min-max over blocks in brackets (the machine drifts for minutes at a time). "
         "Rerun: `python benchmarks/compare_baselines.py`."),
         "",
         ("The arm-mobile `.ort` is converted for ARM and timed here only to show it runs; "
@@ -303,8 +324,8 @@ def render_markdown(doc: dict) -> str:
         for n, r in m["rows"].items():
             size = f"{r['size_ratio']:.3f}x" if "size_ratio" in r else "-"
             lines.append(
-                f"| {n} | {r['bytes'] or '-'} | {size} | {r['p50_ms_1t']:.4f} | {r['speedup_vs_ort_fp32_1t']:.2f}x | "
-                f"{r['p50_ms_2t']:.4f} | {r['speedup_vs_ort_fp32_2t']:.2f}x | {_mem(r)} | {100 * r['accuracy']:.2f}% | "
+                f"| {n} | {r['bytes'] or '-'} | {size} | {r['p50_ms_1t']:.4f} | {_speedup(r, 1)} | "
+                f"{r['p50_ms_2t']:.4f} | {_speedup(r, 2)} | {_mem(r)} | {100 * r['accuracy']:.2f}% | "
                 f"{r['accuracy_drop_pt']:.2f} |")
         shipped = [f"{t} ships {'the int8 artifact' if s['candidate'] == 'int8' else 'the pruned fp32 model'} "
                    f"(`ship = \"{s['rule']}\"`)" for t, s in m.get("shipped", {}).items()]
@@ -323,8 +344,8 @@ def render_markdown(doc: dict) -> str:
                 agree = f"{r['top1_agreement']:.3f}" if "top1_agreement" in r else "-"
                 sq = f"{r['sqnr_db']:.1f}" if "sqnr_db" in r else "-"
                 lines.append(
-                    f"| {n} | {r['bytes'] or '-'} | {size} | {r['p50_ms_1t']:.3f} | {r['speedup_vs_ort_fp32_1t']:.2f}x | "
-                    f"{r['p90_ms_1t']:.3f} | {r['p50_ms_2t']:.3f} | {r['speedup_vs_ort_fp32_2t']:.2f}x | {_mem(r)} | "
+                    f"| {n} | {r['bytes'] or '-'} | {size} | {r['p50_ms_1t']:.3f} | {_speedup(r, 1)} | "
+                    f"{r['p90_ms_1t']:.3f} | {r['p50_ms_2t']:.3f} | {_speedup(r, 2)} | {_mem(r)} | "
                     f"{agree} | {sq} | {r.get('reference', '-')} |")
     return "\n".join(lines) + "\n"
 
@@ -338,16 +359,18 @@ def main() -> int:
     ap.add_argument("--models", nargs="*", help="recipe names (file stems in models/); default all")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=400)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved timing blocks per thread count (median, range)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks")
     ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     recipes = sorted((ROOT / "models").glob("*.toml"))
     if args.models:
         recipes = [r for r in recipes if r.stem in args.models]
-    doc = {"host": host_info(), "versions": library_versions(), "date": time.strftime("%Y-%m-%d"), "models": []}
+    doc = {"host": host_info(), "versions": library_versions(), "date": time.strftime("%Y-%m-%d"),
+           "repeats": args.repeats, "models": []}
     for r in recipes:
         print(f"[compare] {r.stem}", file=sys.stderr)
-        doc["models"].append(measure_model(r, args.out, args.rounds, args.runs))
+        doc["models"].append(measure_model(r, args.out, args.rounds, args.runs, args.repeats))
     previous = args.results / "compare_baselines.json"
     if args.models and previous.is_file():
         # A partial rerun replaces only its models; the others keep their (dated) earlier results.

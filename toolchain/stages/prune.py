@@ -11,10 +11,12 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Literal
 
+import numpy as np
 from pydantic import Field
 
 from toolchain.config.base import Strict
-from toolchain.stages.train import TrainConfig, accuracy, fit
+from toolchain.errors import BadInput
+from toolchain.stages.train import Distillation, TrainConfig, accuracy, fit, teacher_logits
 
 
 class PruneConfig(Strict):
@@ -34,6 +36,9 @@ class PruneConfig(Strict):
     drop_blocks: int = Field(0, ge=0, description=(
         "also remove this many whole blocks whose output keeps the input's shape (e.g. residual blocks), "
         "least harmful to the loss first, before cutting channels: fewer nodes, not only thinner ones"))
+    distill: float = Field(0.0, ge=0, le=1, description=(
+        "weight of knowledge distillation from the unpruned model in fine-tuning (0: off; classifiers only)"))
+    distill_temperature: float = Field(4.0, gt=0, description="softmax temperature of the distillation targets")
 
 
 def _prunable(model) -> list[tuple[Any, str]]:
@@ -44,17 +49,28 @@ def _prunable(model) -> list[tuple[Any, str]]:
     ]
 
 
+def distillation(teacher, data, cfg: PruneConfig) -> Distillation | None:
+    """The fine-tune's distillation from the unpruned `teacher`, or None when `cfg.distill` is 0."""
+    if not cfg.distill:
+        return None
+    if not np.issubdtype(np.asarray(data.y_train).dtype, np.integer):
+        raise BadInput("[prune] distill needs a classifier (integer labels); this data set has real-valued targets",
+                       "set distill = 0")
+    return Distillation(teacher_logits(teacher, data.x_train), cfg.distill, cfg.distill_temperature)
+
+
 def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any, dict[str, float]]:
     import torch
     from torch.nn.utils import prune as tprune
 
-    model = copy.deepcopy(model)
+    teacher, model = model, copy.deepcopy(model)
     params = _prunable(model)
     tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=cfg.amount)
     ft_cfg = train_cfg.model_copy(update={"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr})
     # The pruning reparametrization (weight = weight_orig * mask) keeps pruned weights at zero
     # through fine-tuning; prune.remove then bakes the mask into a plain weight tensor.
-    tuned = fit(model, data.x_train, data.y_train, ft_cfg, desc="fine-tune", copy_model=False)
+    tuned = fit(model, data.x_train, data.y_train, ft_cfg, desc="fine-tune", copy_model=False,
+                distill=distillation(teacher, data, cfg))
     for module, name in _prunable(tuned):
         tprune.remove(module, name)
     total = sum(m.weight.numel() for m, _ in _prunable(tuned))

@@ -21,6 +21,7 @@ from toolchain.pruning.measure import params_and_macs
 from toolchain.pruning.plan import PrunePlan
 from toolchain.pruning.policy import apply_cuts, plan_step, score_groups
 from toolchain.pruning.scoring import NEEDS_GRADIENTS, accumulate_gradients, make_importance
+from toolchain.stages.prune import distillation
 from toolchain.stages.train import TrainConfig, accuracy, fit
 
 
@@ -39,6 +40,7 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
     `cfg` is a PruneConfig with kind = "structured"; `model` is not modified.
     """
     work = copy.deepcopy(model).eval()
+    distill = distillation(model, data, cfg)  # the unpruned model teaches every fine-tune step
     example = example_input(data.input_shape)
     before = params_and_macs(work, example)
     ignored = ignored_layer_names(work, example, cfg.ignored_layers)
@@ -66,7 +68,8 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
         work.zero_grad(set_to_none=True)
         check_runs(work, example, unpruned, ignored)
         if cfg.finetune_epochs:
-            fit(work, data.x_train, data.y_train, ft_cfg, desc=f"fine-tune {step}/{cfg.steps}", copy_model=False)
+            fit(work, data.x_train, data.y_train, ft_cfg, desc=f"fine-tune {step}/{cfg.steps}", copy_model=False,
+                distill=distill)
         step_acc.append(accuracy(work, data.x_test, data.y_test))
 
     work.eval()

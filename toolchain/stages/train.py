@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -38,11 +39,43 @@ def make_optimizer(params, cfg: TrainConfig):
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
 
 
-def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = True):
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation (Hinton et al., 2015) for fine-tuning a compressed model: the loss
+    becomes (1 - weight) * task loss + weight * T^2 * KL(teacher_T || student_T), where _T means
+    softmax at temperature T. The teacher's logits on the training set are computed once (the
+    teacher is fixed and fit() does no augmentation), so distilling costs no extra forward passes."""
+
+    teacher_logits: Any  # torch.Tensor [N, classes], row i for training sample i
+    weight: float
+    temperature: float
+
+
+def teacher_logits(teacher, x, batch_size: int = 512):
+    """`teacher`'s logits on every row of `x`, in eval mode, as one tensor."""
+    import torch
+
+    teacher.eval()
+    with torch.no_grad():
+        return torch.cat([teacher(torch.as_tensor(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+
+
+def _distill_loss(student_logits, teacher_logits, temperature: float):
+    import torch.nn.functional as F
+
+    t = temperature
+    # T^2 keeps the soft targets' gradient scale comparable to the hard loss's as T grows.
+    return F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
+def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = True,
+        distill: Distillation | None = None):
     """Train a *copy* of `model` and return it; the input model is left untouched.
 
     `copy_model=False` trains `model` itself: only for callers that already own a private copy
     (a pruned model's masked weights are computed tensors, which deepcopy refuses).
+    `distill` adds a distillation term towards a teacher's logits (classification only).
     """
     import torch
     from tqdm import tqdm
@@ -60,7 +93,11 @@ def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = T
         for start in range(0, len(xt), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx]), yt[idx])
+            out = model(xt[idx])
+            loss = loss_fn(out, yt[idx])
+            if distill is not None and distill.weight > 0:
+                soft = _distill_loss(out, distill.teacher_logits[idx], distill.temperature)
+                loss = (1 - distill.weight) * loss + distill.weight * soft
             loss.backward()
             opt.step()
     model.eval()

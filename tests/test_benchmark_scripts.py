@@ -1,0 +1,72 @@
+"""The arithmetic of the benchmark scripts (benchmarks/*.py): ceilings, conv classes, ratio cells.
+
+The scripts themselves take minutes and machine time; what they compute from their measurements
+must still be right, so it is checked here on fixed numbers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import compare_baselines
+import int8_ceiling
+
+FP32 = [("Conv", 10.0), ("Conv", 20.0), ("Conv", 70.0), ("Gemm", 5.0), ("ReorderOutput", 5.0)]
+INT8 = [("Conv", 10.0), ("QLinearConv", 25.0), ("QLinearConv", 25.0), ("QGemm", 5.0),
+        ("QuantizeLinear", 10.0), ("QLinearAdd", 5.0)]
+CLASSES = ["stem", "depthwise", "pointwise"]
+
+
+def test_ceilings_from_kernel_times():
+    c = int8_ceiling.ceilings(FP32, INT8, CLASSES, fp32_wall_us=110.0, int8_wall_us=80.0)
+    assert c["measured_speedup"] == pytest.approx(110 / 80)
+    assert c["profiler_inflation"] == {"fp32": pytest.approx(1.0), "int8": pytest.approx(1.0)}
+    assert c["ceiling_kernel_sum"] == pytest.approx(110 / 80)
+    assert c["ceiling_convs_only"] == pytest.approx(110 / (10 + 25 + 25 + 5))
+    assert c["ceiling_best_per_conv"] == pytest.approx(110 / (10 + 20 + 25 + 5))  # int8 wins only the pointwise
+    assert c["by_class"]["depthwise"]["speedup"] == pytest.approx(0.8)
+    assert c["by_class"]["pointwise"]["speedup"] == pytest.approx(2.8)
+    assert c["by_class"]["everything else"] == {"count": 2, "fp32_us": 5.0, "int8_us": 15.0, "speedup": pytest.approx(1 / 3)}
+    assert c["ceilings_valid"]
+
+
+def test_profiler_excess_raises_the_ceilings_and_past_the_limit_voids_them():
+    c = int8_ceiling.ceilings(FP32, INT8, CLASSES, fp32_wall_us=110.0, int8_wall_us=40.0)  # int8 kernels 2x the wall
+    assert c["profiler_inflation"]["int8"] == pytest.approx(2.0)
+    assert c["ceiling_convs_only"] == pytest.approx(110 / ((10 + 25 + 25) * 0.5 + 5 * 0.5))
+    assert c["ceiling_best_per_conv"] == pytest.approx(110 / (5 + 12.5 + 12.5 + 2.5))  # halved int8 kernels win all
+    assert not c["ceilings_valid"]
+
+
+def test_conv_counts_that_do_not_match_are_an_error():
+    with pytest.raises(RuntimeError, match="conv counts differ"):
+        int8_ceiling.ceilings(FP32, INT8[:2], CLASSES, 110.0, 80.0)
+
+
+def test_conv_classes_from_weights_and_groups(tmp_path):
+    def w(name, *dims):
+        return numpy_helper.from_array(np.zeros(dims, np.float32), name)
+
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1] * 4, strides=[2, 2]),
+             helper.make_node("Conv", ["a", "w1"], ["b"], pads=[1] * 4, group=8),
+             helper.make_node("Conv", ["b", "w2"], ["c"]),
+             helper.make_node("Conv", ["c", "w3"], ["y"], pads=[1] * 4)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [w("w0", 8, 3, 3, 3), w("w1", 8, 1, 3, 3), w("w2", 16, 8, 1, 1), w("w3", 16, 16, 3, 3)])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert int8_ceiling.conv_classes(path) == ["stem", "depthwise", "pointwise", "other"]
+
+
+def test_speedup_cell_shows_the_range_over_timing_blocks():
+    assert compare_baselines._speedup({"speedup_vs_ort_fp32_1t": 1.234}, 1) == "1.23x"
+    row = {"speedup_vs_ort_fp32_1t": 1.5, "speedup_vs_ort_fp32_1t_range": [1.37, 1.74]}
+    assert compare_baselines._speedup(row, 1) == "1.50x (1.37-1.74)"
+    assert compare_baselines._speedup({"speedup_vs_ort_fp32_2t": 2.0, "speedup_vs_ort_fp32_2t_range": [2.0, 2.0]}, 2) == "2.00x"
