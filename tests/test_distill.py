@@ -83,6 +83,12 @@ def test_magnitude_prune_with_distillation_leaves_the_teacher_untouched():
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
 
 
+def test_teacher_logits_restore_the_teachers_mode():
+    teacher = _mlp(8, 0).train()
+    teacher_logits(teacher, np.zeros((3, 8), np.float32))
+    assert teacher.training
+
+
 def test_distillation_of_a_regressor_is_bad_input():
     x = np.zeros((10, 8), np.float32)
     data = SimpleNamespace(x_train=x, y_train=np.zeros(10, np.float32))

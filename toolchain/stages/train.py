@@ -52,12 +52,16 @@ class Distillation:
 
 
 def teacher_logits(teacher, x, batch_size: int = 512):
-    """`teacher`'s logits on every row of `x`, in eval mode, as one tensor."""
+    """`teacher`'s logits on every row of `x`, in eval mode, as one tensor (its mode is restored after)."""
     import torch
 
+    was_training = teacher.training
     teacher.eval()
-    with torch.no_grad():
-        return torch.cat([teacher(torch.as_tensor(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+    try:
+        with torch.no_grad():
+            return torch.cat([teacher(torch.as_tensor(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+    finally:
+        teacher.train(was_training)
 
 
 def _distill_loss(student_logits, teacher_logits, temperature: float):
