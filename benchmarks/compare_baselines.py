@@ -282,6 +282,12 @@ def _mem(r: dict) -> str:
     return text
 
 
+def _ordered(rows: dict[str, dict]) -> list[tuple[str, dict]]:
+    """Baselines first, then edgeopt's artifacts, then torch eager: the same order after a JSON round trip."""
+    rank = {"ort-fp32": 0, "ort-dynamic-default": 1, "ort-static-default": 2, "torch-eager": 9}
+    return sorted(rows.items(), key=lambda kv: (rank.get(kv[0], 5), kv[0]))
+
+
 def _speedup(r: dict, threads: int) -> str:
     """'1.23x', with the min-max over timing blocks when there were several: '1.23x (1.10-1.40)'."""
     text = f"{r[f'speedup_vs_ort_fp32_{threads}t']:.2f}x"
@@ -290,12 +296,12 @@ def _speedup(r: dict, threads: int) -> str:
 
 
 def render_markdown(doc: dict) -> str:
-    h = doc["host"]
+    from toolchain.bench.results import machine_line
+
     lines = [
         "# edgeopt vs what users try first",
         "",
-        f"Machine: {h['cpu']} ({h['cores']} cores, {', '.join(h['isa'])}); "
-        + ", ".join(f"{k} {v}" for k, v in doc["versions"].items() if k in ("onnxruntime", "torch", "onnx", "edgeopt")),
+        machine_line(doc["host"], doc["versions"], only=("onnxruntime", "torch", "onnx", "edgeopt")),
         (f"Measured {doc['date']}; batch 1, interleaved rounds; ratios vs ORT fp32 in the same rounds. "
         f"Timing repeated in {doc.get('repeats', 1)} blocks one after another: p50s and speedups are medians over "
         "the blocks, the speedup's min-max over blocks in brackets (the machine drifts for minutes at a time). "
@@ -321,7 +327,7 @@ def render_markdown(doc: dict) -> str:
         lines += ["", f"## {m['recipe']} (`{m['model']}`, input {m['input_shape']}){when}", "",
                   "| candidate | bytes | size | p50 1t ms | speedup 1t | p50 2t ms | speedup 2t | peak MB / model MB | accuracy | drop pt |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for n, r in m["rows"].items():
+        for n, r in _ordered(m["rows"]):
             size = f"{r['size_ratio']:.3f}x" if "size_ratio" in r else "-"
             lines.append(
                 f"| {n} | {r['bytes'] or '-'} | {size} | {r['p50_ms_1t']:.4f} | {_speedup(r, 1)} | "
@@ -339,7 +345,7 @@ def render_markdown(doc: dict) -> str:
                       ("| candidate | bytes | size | p50 1t ms | speedup 1t | p90 1t ms | p50 2t ms | speedup 2t | "
                        "peak MB / model MB | top-1 agree | SQNR dB | vs |"),
                       "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-            for n, r in hr["rows"].items():
+            for n, r in _ordered(hr["rows"]):
                 size = f"{r['size_ratio']:.3f}x" if "size_ratio" in r else "-"
                 agree = f"{r['top1_agreement']:.3f}" if "top1_agreement" in r else "-"
                 sq = f"{r['sqnr_db']:.1f}" if "sqnr_db" in r else "-"
@@ -351,8 +357,8 @@ def render_markdown(doc: dict) -> str:
 
 
 def main() -> int:
+    from toolchain.bench.results import publish
     from toolchain.cache import library_versions
-    from toolchain.fsio import write_json_atomic, write_text_atomic
     from toolchain.hostinfo import host_info
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -378,9 +384,7 @@ def main() -> int:
         fresh = {m["recipe"] for m in doc["models"]}
         kept = [dict(m, measured=old.get("date")) for m in old.get("models", []) if m["recipe"] not in fresh]
         doc["models"] = sorted(kept + doc["models"], key=lambda m: m["recipe"])
-    write_json_atomic(args.results / "compare_baselines.json", doc)
-    write_text_atomic(args.results / "compare_baselines.md", render_markdown(doc))
-    print(render_markdown(doc))
+    publish(args.results, "compare_baselines", doc, render_markdown(doc))
     return 0
 
 

@@ -42,8 +42,8 @@ def build(drops: int, out: Path):
 
 def main() -> int:
     from toolchain.bench.latency import interleaved
+    from toolchain.bench.results import publish
     from toolchain.cache import library_versions
-    from toolchain.fsio import write_json_atomic, write_text_atomic
     from toolchain.hostinfo import host_info
     from toolchain.search.measure import session  # ORT defaults at the given thread count
 
@@ -95,9 +95,7 @@ def main() -> int:
            "ort_fp32_p50_ms": ref, "fp32_accuracy": first.targets["cpu-server"].metrics["fp32_accuracy"],
            "protocol": (f"batch 1, 1 thread; {args.repeats} timing blocks one after another, each {args.rounds} interleaved "
                         f"rounds of {args.runs} runs per candidate"), "rows": rows}
-    write_json_atomic(args.results / "depth_pruning.json", doc)
-    write_text_atomic(args.results / "depth_pruning.md", render(doc))
-    print(render(doc))
+    publish(args.results, "depth_pruning", doc, render(doc))
     return 0
 
 

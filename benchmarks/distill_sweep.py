@@ -41,7 +41,10 @@ def build(drops: int, distill: float, out: Path) -> dict:
 
 
 def render(doc: dict) -> str:
+    from toolchain.bench.results import machine_line
+
     lines = ["# Distillation in pruning's fine-tune (shapes-mobilenet-structured)", "",
+             machine_line(doc["host"], doc["versions"], only=("edgeopt", "torch", "torch-pruning")), "",
              (f"Measured {doc['date']} with `python benchmarks/distill_sweep.py`; recipe "
              "`models/shapes-mobilenet-structured.toml` with `drop_blocks` and `[prune] distill` varied (temperature 4), "
              f"fp32 accuracy {100 * doc['rows'][0]['fp32_accuracy']:.2f}%, "
@@ -57,7 +60,9 @@ def render(doc: dict) -> str:
 
 
 def main() -> int:
-    from toolchain.fsio import write_json_atomic, write_text_atomic
+    from toolchain.bench.results import publish
+    from toolchain.cache import library_versions
+    from toolchain.hostinfo import host_info
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", nargs="+", default=["10:0", "10:0.7", "11:0", "11:0.5", "11:0.7", "11:0.9", "12:0.7"],
@@ -67,10 +72,8 @@ def main() -> int:
     out = ROOT / "runs" / "benchmarks" / "kd"
     pairs = [(int(d), float(k)) for d, k in (p.split(":") for p in args.pairs)]
     rows = [build(d, k, out) for d, k in pairs]
-    doc = {"date": time.strftime("%Y-%m-%d"), "rows": rows}
-    write_json_atomic(args.results / "distill_sweep.json", doc)
-    write_text_atomic(args.results / "distill_sweep.md", render(doc))
-    print(render(doc))
+    doc = {"host": host_info(), "versions": library_versions(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
+    publish(args.results, "distill_sweep", doc, render(doc))
     return 0
 
 

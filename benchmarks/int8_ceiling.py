@@ -215,12 +215,12 @@ def build_pairs(out: Path) -> list[tuple[str, Path, Path, np.ndarray]]:
 
 
 def render_markdown(doc: dict) -> str:
-    h = doc["host"]
+    from toolchain.bench.results import machine_line
+
     lines = [
         "# int8 ceiling of MobileNetV2 on ONNX Runtime's CPU EP",
         "",
-        f"Machine: {h['cpu']}, {h['cores']} cores ({', '.join(h['isa'])}); "
-        + ", ".join(f"{k} {v}" for k, v in doc["versions"].items())
+        machine_line(doc["host"], doc["versions"])
         + f". Measured {doc['date']}; batch 1, 1 intra-op thread, cpu-server scheme "
         f"({doc['scheme']}). Rerun: `python benchmarks/int8_ceiling.py`.",
         "",
@@ -251,16 +251,17 @@ def render_markdown(doc: dict) -> str:
                   (f"Wall p50: fp32 {m['fp32_wall_us']:.0f} µs, int8 {m['int8_wall_us']:.0f} µs; "
                   f"kernel sums: fp32 {m['fp32_kernel_us']:.0f} µs, int8 {m['int8_kernel_us']:.0f} µs."), "",
                   "| nodes | count (int8 graph) | fp32 kernel µs | int8 kernel µs | int8 speedup |", "|---|---|---|---|---|"]
-        for cls, row in m["by_class"].items():
+        order = ("stem", "depthwise", "pointwise", "other", "head", "everything else")
+        for cls, row in sorted(m["by_class"].items(), key=lambda kv: order.index(kv[0])):
             sp = f"{row['speedup']:.2f}x" if row["speedup"] else "-"
             lines.append(f"| {cls} | {row['count']} | {row['fp32_us']:.0f} | {row['int8_us']:.0f} | {sp} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
+    from toolchain.bench.results import publish
     from toolchain.cache import library_versions
     from toolchain.config.target import load_target
-    from toolchain.fsio import write_json_atomic, write_text_atomic
     from toolchain.hostinfo import host_info
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -275,9 +276,7 @@ def main() -> int:
     models = [measure_pair(*pair, args) for pair in build_pairs(args.out)]
     doc = {"host": host_info(), "versions": library_versions(), "date": time.strftime("%Y-%m-%d"),
            "scheme": scheme, "goal": GOAL, "models": models}
-    write_json_atomic(args.results / "int8_ceiling.json", doc)
-    write_text_atomic(args.results / "int8_ceiling.md", render_markdown(doc))
-    print(render_markdown(doc))
+    publish(args.results, "int8_ceiling", doc, render_markdown(doc))
     return 0
 
 

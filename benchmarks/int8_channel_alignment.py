@@ -69,8 +69,8 @@ def main() -> int:
     import onnxruntime as ort
 
     from toolchain.bench.latency import interleaved
+    from toolchain.bench.results import publish
     from toolchain.cache import library_versions
-    from toolchain.fsio import write_json_atomic, write_text_atomic
     from toolchain.hostinfo import host_info
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -112,9 +112,7 @@ def main() -> int:
     for r in rows:
         md.append(f"| {r['channels']} | {'yes' if r['multiple_of_16'] else 'no'} | {r['fp32_p50_ms']:.3f} | "
                   f"{r['int8_p50_ms']:.3f} | {r['int8_us_per_channel']:.2f} | {r['speedup']:.2f}x |")
-    write_json_atomic(args.results / "int8_channel_alignment.json", doc)
-    write_text_atomic(args.results / "int8_channel_alignment.md", "\n".join(md) + "\n")
-    print("\n".join(md))
+    publish(args.results, "int8_channel_alignment", doc, "\n".join(md) + "\n")
     return 0
 
 

@@ -70,3 +70,15 @@ def test_speedup_cell_shows_the_range_over_timing_blocks():
     row = {"speedup_vs_ort_fp32_1t": 1.5, "speedup_vs_ort_fp32_1t_range": [1.37, 1.74]}
     assert compare_baselines._speedup(row, 1) == "1.50x (1.37-1.74)"
     assert compare_baselines._speedup({"speedup_vs_ort_fp32_2t": 2.0, "speedup_vs_ort_fp32_2t_range": [2.0, 2.0]}, 2) == "2.00x"
+
+
+def test_publish_writes_json_and_markdown_and_echoes(tmp_path, capsys):
+    import json
+
+    from toolchain.bench.results import publish
+
+    publish(tmp_path, "demo", {"speedup": 1.5}, "# demo\n")
+    assert json.loads((tmp_path / "demo.json").read_text()) == {"speedup": 1.5}
+    assert (tmp_path / "demo.md").read_text() == "# demo\n"
+    assert "# demo" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "demo.md"]  # no temp files left
