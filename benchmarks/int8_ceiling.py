@@ -6,16 +6,16 @@ graph built from ORT's int8 kernels could get there. It profiles fp32 and edgeop
 of the same weights with ORT's node profiler, matches their convolutions in execution order, and
 classes each as stem (the RGB input conv), depthwise, pointwise (1x1) or head (Gemm).
 
-From the per-node kernel times (median over the profiled runs) it reports three ceilings, each an
-upper bound on the int8 speedup, each more generous than the last:
+From the per-node kernel times (median over the profiled runs) it reports three ceilings, estimates
+of the most int8 could give, each more generous than the last:
 - kernel sum: fp32 kernel time / int8 kernel time, every node counted (what int8 buys if
   per-node overhead were equal in both graphs);
 - convs only: fp32 wall time / the int8 graph's conv + Gemm kernel time (every other int8 node,
   every Q/DQ/Transpose/Add and all per-node dispatch overhead assumed free);
 - best per conv: fp32 wall time / sum over convs of min(fp32 kernel, int8 kernel) (a mixed graph
   that picks the faster kernel for every conv, with free conversions between them).
-If even the last is below 2.5x, no choice of scheme, calibration or node exclusion on this runtime
-reaches the goal for this network: the int8 kernels themselves are not fast enough.
+If even the last is below 2.5x, then with these kernels no choice of scheme, calibration or node
+exclusion reaches the goal for this network: the int8 kernels themselves are not fast enough.
 
 The profiler itself slows small kernels (it formats every node's shapes between them). The two
 wall-time ceilings therefore take the profiler's whole excess (profiled kernel sum over unprofiled
@@ -224,7 +224,7 @@ def render_markdown(doc: dict) -> str:
         + f". Measured {doc['date']}; batch 1, 1 intra-op thread, cpu-server scheme "
         f"({doc['scheme']}). Rerun: `python benchmarks/int8_ceiling.py`.",
         "",
-        ("Ceilings are upper bounds on the int8 speedup over ORT fp32 (see the script's docstring): *kernel sum* "
+        ("Ceilings estimate the most int8 could give over ORT fp32 (see the script's docstring): *kernel sum* "
         "= fp32 kernels / int8 kernels; *convs only* = fp32 wall / int8 conv+Gemm kernels (everything else free); "
         "*best per conv* = fp32 wall / the faster of the two kernels for every conv (a free mixed graph). "
         "The last two take the profiler's excess off the int8 kernels, which can only raise them. "
