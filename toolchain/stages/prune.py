@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 from typing import Any, Callable, Literal
 
-import numpy as np
 from pydantic import Field
 
 from toolchain.config.base import Strict
@@ -53,7 +52,7 @@ def distillation(teacher, data, cfg: PruneConfig) -> Distillation | None:
     """The fine-tune's distillation from the unpruned `teacher`, or None when `cfg.distill` is 0."""
     if not cfg.distill:
         return None
-    if not np.issubdtype(np.asarray(data.y_train).dtype, np.integer):
+    if data.y_train.dtype.kind not in "iu":  # signed or unsigned integer class labels
         raise BadInput("[prune] distill needs a classifier (integer labels); this data set has real-valued targets",
                        "set distill = 0")
     return Distillation(teacher_logits(teacher, data.x_train), cfg.distill, cfg.distill_temperature)
