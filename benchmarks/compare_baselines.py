@@ -59,12 +59,20 @@ def _session(path: Path, threads: int):
 
 def _memory_runtime(candidate: str):
     """Baselines run with ORT's default session options; edgeopt artifacts with their profile's
-    [runtime] (candidate names are 'edgeopt-<target>[-pruned-fp32]'); one thread for all."""
+    [runtime] (candidate names are 'edgeopt-<target>[<suffix>]', see SUFFIXES); one thread for all."""
     from toolchain.config.target import RuntimeOptions, load_target
 
-    target = candidate.removeprefix("edgeopt-").removesuffix("-pruned-fp32") if candidate.startswith("edgeopt-") else None
+    target = None
+    if candidate.startswith("edgeopt-"):
+        target = candidate.removeprefix("edgeopt-")
+        for suffix in SUFFIXES.values():
+            target = target.removesuffix(suffix)
     runtime = load_target(target).runtime if target else RuntimeOptions()
     return runtime.model_copy(update={"intra_op_threads": 1})
+
+
+# run candidate label -> row name suffix; the quantized artifact is 'edgeopt-<target>' itself
+SUFFIXES = {"pruned_fp32": "-pruned-fp32", "int8_weights": "-int8-weights"}
 
 
 def _add_ratios(rows: dict[str, dict]) -> None:
@@ -79,20 +87,28 @@ def _add_ratios(rows: dict[str, dict]) -> None:
             r["model_memory_ratio"] = r["model_memory_mb"] / max(base["model_memory_mb"], 1e-9)
 
 
-def _pruned_fp32_artifacts(pruned_onnx: Path, targets, work: Path) -> dict[str, Path]:
-    """The structured-pruned network left in fp32, converted for each .onnx target like its int8."""
-    from toolchain.build_target import convert_config
+def _fp32_compute_artifacts(model_onnx: Path, targets, work: Path, pruned: bool) -> dict[str, Path]:
+    """The run's fp32-compute candidates rebuilt from `model_onnx` for each .onnx target: the
+    pruned network converted like its int8 (when `pruned`), and the same with int8-stored weights
+    (for profiles that weigh that candidate)."""
+    from toolchain.build_target import convert_config, int8_weights_apply
     from toolchain.config.target import load_target
     from toolchain.stages.convert import convert
+    from toolchain.stages.int8_weights import Int8WeightsConfig, int8_weights
 
     files = {}
     for name in targets:
         profile = load_target(name)
-        if profile.artifact.format == "onnx":  # the .ort is for ARM: its x86 latency would say nothing
-            fdir = work / name
-            fdir.mkdir(parents=True, exist_ok=True)
-            convert(pruned_onnx, convert_config(profile), fdir, {})
-            files[f"edgeopt-{name}-pruned-fp32"] = fdir / "model.onnx"
+        if profile.artifact.format != "onnx":  # the .ort is for ARM: its x86 latency would say nothing
+            continue
+        fdir = work / name
+        fdir.mkdir(parents=True, exist_ok=True)
+        convert(model_onnx, convert_config(profile), fdir, {})
+        if pruned:
+            files[f"edgeopt-{name}{SUFFIXES['pruned_fp32']}"] = fdir / "model.onnx"
+        if int8_weights_apply(profile):
+            int8_weights(fdir / "model.onnx", Int8WeightsConfig(), fdir / "int8_weights.onnx")
+            files[f"edgeopt-{name}{SUFFIXES['int8_weights']}"] = fdir / "int8_weights.onnx"
     return files
 
 
@@ -163,10 +179,11 @@ def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int, repeats:
     work = Path(tempfile.mkdtemp(prefix="baselines-"))
     calib = data.x_train[np.random.default_rng(0).choice(len(data.x_train), 128, replace=False)]
     files = {"ort-fp32": fp32, **_quantize_defaults(fp32, calib, input_name, work)}
-    for name, t in result.targets.items():  # int8 and (structured) pruned fp32, whichever the run shipped
+    for name, t in result.targets.items():  # every compressed candidate the run weighed, whichever it shipped
         files[f"edgeopt-{name}"] = t.candidates["int8"]
-        if "pruned_fp32" in t.candidates and t.candidates["pruned_fp32"].suffix == ".onnx":  # .ort: ARM only
-            files[f"edgeopt-{name}-pruned-fp32"] = t.candidates["pruned_fp32"]
+        for label, suffix in SUFFIXES.items():
+            if label in t.candidates and t.candidates[label].suffix == ".onnx":  # .ort: ARM only
+                files[f"edgeopt-{name}{suffix}"] = t.candidates[label]
 
     # The trained (and pruned) models come from the run's cache: the same weights as its exports.
     cache = StageCache(out / recipe.name / "cache")
@@ -247,8 +264,8 @@ def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, r
         if profile.artifact.format != "onnx":
             continue  # the .ort is for ARM: its x86 latency would say nothing
         files[f"edgeopt-{target}"] = edgeopt_int8(compressed, hi.x_train, recipe, profile, work / target)
-    if pruned_model is not None:  # pruned but not quantized: does int8 still pay at this width?
-        files.update(_pruned_fp32_artifacts(compressed, recipe.targets, work / "pruned-fp32"))
+    # pruned but not quantized (does int8 still pay at this width?), and int8-stored weights
+    files.update(_fp32_compute_artifacts(compressed, recipe.targets, work / "fp32-compute", pruned_model is not None))
 
     x_eval = hi.x_test[:200]
     refs = {"ort-fp32": _session(fp32, 2).run(None, {input_name: x_eval})[0]}
@@ -295,6 +312,10 @@ def _speedup(r: dict, threads: int) -> str:
     return text if lo is None or lo == hi else f"{text} ({lo:.2f}-{hi:.2f})"
 
 
+SHIPPED_NAMES = {"int8": "the int8 artifact", "pruned_fp32": "the pruned fp32 model",
+                 "int8_weights": "the fp32-compute model with int8-stored weights (row `-int8-weights`)"}
+
+
 def render_markdown(doc: dict) -> str:
     from toolchain.bench.results import machine_line
 
@@ -333,7 +354,7 @@ def render_markdown(doc: dict) -> str:
                 f"| {n} | {r['bytes'] or '-'} | {size} | {r['p50_ms_1t']:.4f} | {_speedup(r, 1)} | "
                 f"{r['p50_ms_2t']:.4f} | {_speedup(r, 2)} | {_mem(r)} | {100 * r['accuracy']:.2f}% | "
                 f"{r['accuracy_drop_pt']:.2f} |")
-        shipped = [f"{t} ships {'the int8 artifact' if s['candidate'] == 'int8' else 'the pruned fp32 model'} "
+        shipped = [f"{t} ships {SHIPPED_NAMES.get(s['candidate'], s['candidate'])} "
                    f"(`ship = \"{s['rule']}\"`)" for t, s in m.get("shipped", {}).items()]
         if shipped:
             lines += ["", "`edgeopt run`: " + "; ".join(shipped) + "."]

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.errors import VerificationError
-from toolchain.stages.compact import CompactConfig, _optimized_ops, compact
+from toolchain.stages.compact import CompactConfig, compact, optimized_ops
 from toolchain.stages.convert import ConvertConfig, convert, optimize_offline
 
 RNG = np.random.default_rng(0)
@@ -95,7 +95,7 @@ def test_qlinear_model_is_smaller_and_bit_identical(models, tmp_path):
     for x in (X, X[:1], RNG.random((5, 3, 8, 8), dtype=np.float32) * 4 - 2):  # dynamic batch, out-of-range values
         assert all(np.array_equal(a, b) for a, b in zip(_run(src, x), _run(out, x)))
     for int8_allowed in (False, True):  # ORT still fuses to the same int8 kernels at load time
-        assert _optimized_ops(src, int8_allowed) == _optimized_ops(out, int8_allowed)
+        assert optimized_ops(src, int8_allowed) == optimized_ops(out, int8_allowed)
     before, after = onnx.load(str(src)), onnx.load(str(out))
     assert [i.name for i in after.graph.input] == ["x"] and [o.name for o in after.graph.output] == ["logits"]
     assert after.opset_import == before.opset_import
@@ -177,7 +177,7 @@ def test_qdq_graph_keeps_dequantize_zero_points_and_fusions(models, tmp_path):
 
     # Omitting a DequantizeLinear zero point was measured to lose ORT's QGemm fusion: never done.
     assert dq_zero_point_shapes(src) == dq_zero_point_shapes(tmp_path / "c.onnx")
-    assert _optimized_ops(src, False)["QLinearConv"] == 3
+    assert optimized_ops(src, False)["QLinearConv"] == 3
 
 
 def test_identical_initializers_are_shared(tmp_path):

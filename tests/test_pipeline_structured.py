@@ -61,9 +61,14 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
     # cpu-server ships the fastest candidate that passes every budget, and says which one it was
     assert m["selection"]["rule"] == "fastest" and m["shipped"] in weighed
     passing = {k: c for k, c in weighed.items() if not c["failed_budgets"]}
-    if passing:
-        assert m["shipped"] == min(passing, key=lambda k: passing[k]["p50_ms"])
+    if passing:  # the fastest, or a smaller one within the profile's tie margin of it
+        fastest = min(c["p50_ms"] for c in passing.values())
+        tied = {k: c for k, c in passing.items() if c["p50_ms"] <= fastest * (1 + m["selection"]["tie"])}
+        assert m["shipped"] == min(tied, key=lambda k: tied[k]["bytes"])
     assert target.artifact.stat().st_size == m["bytes"] == weighed[m["shipped"]]["bytes"]
+    # the same pruned network with int8-stored weights: a third of the bytes, the same accuracy
+    w8 = weighed["int8_weights"]
+    assert w8["bytes"] < 0.35 * pf["bytes"] and abs(w8["accuracy"] - pf["accuracy"]) <= 0.01
     text = render_target("cpu-server", target)
     row = next(line for line in text.splitlines() if "pruned: int8 vs fp32" in line)
     assert f"{pf['p50_ms']:.4f} (pruned fp32)" in row
@@ -73,7 +78,7 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
     assert f"params {st['params_before']:,} -> {st['params_after']:,}" in render_run(result)
     doc = run_document(result)["targets"]["cpu-server"]
     assert doc["pruned_fp32"]["bytes"] == pf["bytes"] and doc["shipped"] == m["shipped"]
-    assert set(doc["candidates"]) == {"fp32", "int8", "pruned_fp32"}
+    assert set(doc["candidates"]) == {"fp32", "int8", "pruned_fp32", "int8_weights"}
     assert Path(doc["candidates"][m["shipped"]]).read_bytes() == target.artifact.read_bytes()
 
     # an unpruned (magnitude) recipe has no such candidate: same network, nothing to compare
@@ -113,6 +118,15 @@ def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
     assert choose_artifact(worse, fastest, profile.budgets)[0] == "int8"
     # ship = "quantized" keeps int8 even when a faster candidate passes
     assert choose_artifact(results, quantized, profile.budgets)[0] == "int8"
+
+    # equally fast (within ship_tie, 5%): the fewest bytes ship; beyond it, speed decides
+    tied = {**results, "int8_weights": _bench_row(0.1255, 40_000, 0.946)}
+    shipped, selection = choose_artifact(tied, fastest, profile.budgets)
+    assert shipped == "int8_weights" and selection["tie"] == 0.05 and list(selection["candidates"]) == [
+        "int8", "pruned_fp32", "int8_weights"]
+    assert choose_artifact({**tied, "int8_weights": _bench_row(0.1265, 40_000, 0.946)}, fastest, profile.budgets)[0] == "pruned_fp32"
+    strict = fastest.model_copy(update={"artifact": fastest.artifact.model_copy(update={"ship_tie": 0.0})})
+    assert choose_artifact(tied, strict, profile.budgets)[0] == "pruned_fp32"
 
     # torch eager is timed in its own rounds against fp32: its speedup chains the two same-round ratios
     eager = {"latency_ms": {"1": {"p50": 2.0, "p90": 2.2, "p99": 2.4}}, "fp32_p50_same_rounds": {"1": 0.5}}

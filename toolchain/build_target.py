@@ -20,9 +20,11 @@ from toolchain.fsio import copy_atomic
 from toolchain.gate import evaluate
 from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig, ort_default_memory
 from toolchain.stages.convert import ConvertConfig
+from toolchain.stages.int8_weights import Int8WeightsConfig
 from toolchain.stages.quantize import QuantizeConfig
 
 PRUNED_FP32 = "pruned_fp32"  # benchmark label of the structured-pruned model left in fp32
+INT8_WEIGHTS = "int8_weights"  # the compressed model in fp32 compute, its weights stored as int8
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: 
 
 
 def convert_config(profile: TargetProfile) -> ConvertConfig:
-    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(exclude={"ship"}))
+    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(exclude={"ship", "ship_tie"}))
 
 
 def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
@@ -86,6 +88,10 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     candidates = {"fp32": fp32_art, "int8": int8_art}
     if src.structured:  # stamped: it may be the artifact that ships (see [artifact] ship)
         candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, stamp, label=f"convert[{name}/pruned-fp32]")
+    if int8_weights_apply(profile):  # where int8 kernels lose, fp32 compute need not cost fp32 bytes
+        fp32_compute = candidates.get(PRUNED_FP32) or steps.convert(cache, ccfg, src.compressed_onnx, stamp,
+                                                                    label=f"convert[{name}/fp32-compute]")
+        candidates[INT8_WEIGHTS] = steps.int8_weights(cache, Int8WeightsConfig(), fp32_compute, label=f"int8-weights[{name}]")
     bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
 
     results = bench.record["results"]
@@ -125,6 +131,14 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts, measured)
 
 
+def int8_weights_apply(profile: TargetProfile) -> bool:
+    """Whether `profile` gets an int8-weights candidate: only a "fastest" rule can ship it, only a
+    .onnx keeps the stored form (the .ort converter folds it back to fp32 bytes), and ORT folds
+    it back into fp32 weights at load time only when graph optimization is on."""
+    return (profile.artifact.ship == "fastest" and profile.artifact.format == "onnx"
+            and profile.runtime.graph_optimization_level != "disable")
+
+
 def bench_config(profile: TargetProfile) -> BenchConfig:
     """The memory goal compares the artifact under the profile's session options with fp32 under
     ORT's defaults (what a user gets without tuning); latency uses the profile's for both."""
@@ -134,9 +148,10 @@ def bench_config(profile: TargetProfile) -> BenchConfig:
 
 def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Budgets) -> tuple[str, dict[str, Any]]:
     """The benchmark label to ship, and what was weighed. `ship = "fastest"` takes the lowest
-    batch-1 p50 among the compressed candidates that pass every budget; with none passing, or
-    with `ship = "quantized"`, the quantized artifact ships (and its verdicts say what failed)."""
-    options = ["int8"] + ([PRUNED_FP32] if PRUNED_FP32 in results else [])
+    batch-1 p50 among the compressed candidates that pass every budget, and of those within
+    `ship_tie` of it the one with the fewest bytes; with none passing, or with
+    `ship = "quantized"`, the quantized artifact ships (and its verdicts say what failed)."""
+    options = ["int8"] + [label for label in (PRUNED_FP32, INT8_WEIGHTS) if label in results]
     weighed: dict[str, Any] = {}
     for label in options:
         m = summarize_metrics(results, profile, label)
@@ -144,9 +159,12 @@ def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Bu
         weighed[label] = {"p50_ms": m["p50_ms"], "bytes": m["bytes"], "accuracy": m.get("accuracy"), "failed_budgets": failed}
     passing = [label for label in options if not weighed[label]["failed_budgets"]]
     shipped = "int8"
+    tie = profile.artifact.ship_tie
     if profile.artifact.ship == "fastest" and passing:
-        shipped = min(passing, key=lambda label: weighed[label]["p50_ms"])
-    return shipped, {"rule": profile.artifact.ship, "candidates": weighed}
+        fastest = min(weighed[label]["p50_ms"] for label in passing)
+        tied = [label for label in passing if weighed[label]["p50_ms"] <= fastest * (1 + tie)]
+        shipped = min(tied, key=lambda label: (weighed[label]["bytes"], weighed[label]["p50_ms"]))
+    return shipped, {"rule": profile.artifact.ship, "tie": tie, "candidates": weighed}
 
 
 def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: str = "int8") -> dict[str, Any]:

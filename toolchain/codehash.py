@@ -29,6 +29,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "export": ("toolchain.stages.export",),
     "quantize": ("toolchain.stages.quantize",),
     "convert": ("toolchain.stages.convert",),
+    "int8_weights": ("toolchain.stages.int8_weights",),
     "benchmark": ("toolchain.stages.benchmark",),
     "package": ("toolchain.package", "toolchain.package_inputs"),
 }

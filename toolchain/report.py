@@ -131,7 +131,8 @@ def render_target(name: str, t) -> str:
     return "\n".join(lines)
 
 
-_SHIPPED_NAMES = {"int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)"}
+_SHIPPED_NAMES = {"int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)",
+                  "int8_weights": "int8-stored weights, fp32 compute"}
 
 
 def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
@@ -140,9 +141,10 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
     if not selection or len(selection["candidates"]) < 2:
         return []
     shipped = m.get("shipped", "int8")
-    weighed = ", ".join(f"{label} {c['p50_ms']:.4f} ms" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
+    weighed = ", ".join(f"{label} {c['p50_ms']:.4f} ms {c['bytes']:,} B" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
                         for label, c in selection["candidates"].items())
-    lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped, shipped)} [ship = \"{selection['rule']}\"; p50 {weighed}]"]
+    tie = f" (within {selection['tie']:.0%}: fewest bytes)" if selection["rule"] == "fastest" and "tie" in selection else ""
+    lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped, shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
     if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: passing[k]["p50_ms"]) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")

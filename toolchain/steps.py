@@ -19,6 +19,7 @@ from toolchain.fsio import sha256_file
 from toolchain.hostinfo import host_info
 from toolchain.stages.benchmark import BenchConfig
 from toolchain.stages.convert import ConvertConfig
+from toolchain.stages.int8_weights import Int8WeightsConfig
 from toolchain.stages.quantize import QuantizeConfig
 
 
@@ -121,6 +122,16 @@ def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, stamp: dict, labe
         return {"file": facts["artifact"], "sha256": sha256_file(out / facts["artifact"]), **facts}
 
     return cache.run("convert", {"convert": _dump(cfg), "stamp": stamp}, {"model": src.record["sha256"]}, produce, label)
+
+
+def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: str) -> Entry:
+    def produce(out: Path) -> dict:
+        from toolchain.stages.int8_weights import int8_weights as int8_weights_stage
+
+        facts = int8_weights_stage(artifact_path(src), cfg, out / "model.onnx")
+        return {"file": "model.onnx", "sha256": sha256_file(out / "model.onnx"), **facts}
+
+    return cache.run("int8_weights", {"int8_weights": _dump(cfg)}, {"model": src.record["sha256"]}, produce, label)
 
 
 def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:

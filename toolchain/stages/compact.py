@@ -216,7 +216,7 @@ def compact(src: Path, cfg: CompactConfig, dest: Path, names: Path | None = None
     return facts
 
 
-def _optimized_ops(path: Path, int8_allowed: bool) -> Counter:
+def optimized_ops(path: Path, int8_allowed: bool) -> Counter:
     """Op types of the graph ORT builds at level "all" on this host: the int8 fusions show here.
     `int8_allowed` is the switch ORT's .ort converter sets for ARM targets (S8S8 QDQ fusions)."""
     import tempfile
@@ -238,7 +238,7 @@ def _optimized_ops(path: Path, int8_allowed: bool) -> Counter:
 _NUMERIC = {"tensor(float)", "tensor(double)", "tensor(int64)", "tensor(int32)", "tensor(uint8)", "tensor(int8)"}
 
 
-def _seeded_inputs(sess) -> dict[str, Any] | None:
+def seeded_inputs(sess) -> dict[str, Any] | None:
     """One seeded random input per graph input (symbolic dims = 1); None if a type is unsupported."""
     import numpy as np
 
@@ -265,7 +265,7 @@ def verify_same_outputs(before: Path, after: Path) -> dict[str, Any]:
     # Measured: dropping DequantizeLinear weight zero points keeps the outputs but silently
     # loses the QGemm fusion; op counts catch that kind of change, outputs alone do not.
     for int8_allowed in (False, True):
-        ops_before, ops_after = _optimized_ops(before, int8_allowed), _optimized_ops(after, int8_allowed)
+        ops_before, ops_after = optimized_ops(before, int8_allowed), optimized_ops(after, int8_allowed)
         if ops_before != ops_after:
             raise VerificationError(
                 f"compact changed what ORT runs: {dict(ops_before)} -> {dict(ops_after)}",
@@ -275,7 +275,7 @@ def verify_same_outputs(before: Path, after: Path) -> dict[str, Any]:
     opts.intra_op_num_threads = 1  # one thread: no run-to-run reordering of float sums
     opts.log_severity_level = 3
     sessions = [ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (before, after)]
-    feeds = _seeded_inputs(sessions[0])
+    feeds = seeded_inputs(sessions[0])
     if feeds is None:
         return {"optimized_ops": sum(ops_after.values()), "outputs": "skipped: non-numeric input"}
     try:
