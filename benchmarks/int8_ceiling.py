@@ -232,7 +232,9 @@ def render_markdown(doc: dict) -> str:
         f"The goal is {GOAL}x."),
         "",
         (f"Profiler inflation = profiled kernel sum / unprofiled wall time; above {MAX_INFLATION} the profiler's own "
-        "per-node cost distorts the kernel times and no ceiling is claimed (n/a)."),
+        "per-node cost distorts the kernel times and no ceiling is claimed (n/a). The same question without the "
+        "profiler, by timing the graphs with node classes deleted (and answered at 64 px too): "
+        "[int8_ablation.md](int8_ablation.md)."),
         "",
         ("| model | measured | profiler inflation fp32 / int8 | ceiling: kernel sum | ceiling: convs only "
         "| ceiling: best per conv | goal reachable? |"),

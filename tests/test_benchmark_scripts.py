@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare_baselines
+import int8_ablation
 import int8_ceiling
 
 FP32 = [("Conv", 10.0), ("Conv", 20.0), ("Conv", 70.0), ("Gemm", 5.0), ("ReorderOutput", 5.0)]
@@ -82,3 +83,59 @@ def test_publish_writes_json_and_markdown_and_echoes(tmp_path, capsys):
     assert (tmp_path / "demo.md").read_text() == "# demo\n"
     assert "# demo" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "demo.md"]  # no temp files left
+
+
+def _block_model(path: Path) -> Path:
+    """stem conv -> depthwise (stride 1) -> pointwise -> Add(residual) -> depthwise (stride 2) -> pointwise."""
+    rng = np.random.default_rng(0)
+    w = {"stem": (8, 3, 3, 3), "dw1": (8, 1, 3, 3), "pw1": (8, 8, 1, 1), "dw2": (8, 1, 3, 3), "pw2": (4, 8, 1, 1)}
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n) for n, s in w.items()]
+    conv = helper.make_node
+    nodes = [conv("Conv", ["x", "stem"], ["a"], pads=[1, 1, 1, 1]),
+             conv("Conv", ["a", "dw1"], ["b"], group=8, pads=[1, 1, 1, 1]),
+             conv("Conv", ["b", "pw1"], ["c"]),
+             conv("Add", ["c", "a"], ["d"]),
+             conv("Conv", ["d", "dw2"], ["e"], group=8, pads=[1, 1, 1, 1], strides=[2, 2]),
+             conv("Conv", ["e", "pw2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_ablation_frees_depthwise_convs_and_adds_and_keeps_shapes(tmp_path):
+    import onnxruntime as ort
+
+    src = _block_model(tmp_path / "m.onnx")
+    assert int8_ablation.free_nodes(src, tmp_path / "no_dw.onnx", int8_ablation.is_depthwise) == 2
+    both = lambda n, w: int8_ablation.is_depthwise(n, w) or int8_ablation.is_residual_add(n)
+    assert int8_ablation.free_nodes(src, tmp_path / "no_dw_add.onnx", both) == 3
+    for name, convs in (("no_dw", 3), ("no_dw_add", 3)):
+        model = onnx.load(str(tmp_path / f"{name}.onnx"))
+        ops = [n.op_type for n in model.graph.node]
+        assert ops.count("Conv") == convs and ops.count("MaxPool") == 1  # the strided one became a 1x1 pool
+        assert {t.name for t in model.graph.initializer}.isdisjoint({"dw1", "dw2"})  # their weights are gone
+        out = ort.InferenceSession(str(tmp_path / f"{name}.onnx"), providers=["CPUExecutionProvider"]).run(
+            None, {"x": np.ones((1, 3, 16, 16), np.float32)})[0]
+        assert out.shape == (1, 4, 8, 8)  # same shapes as before: only the time of the rest is measured
+    assert "Add" not in [n.op_type for n in onnx.load(str(tmp_path / "no_dw_add.onnx")).graph.node]
+
+
+def test_ablation_ceilings_from_wall_times():
+    t = {"fp32": 400, "int8": 250, "opt_fp32": 400, "opt_int8": 250, "opt_fp32_no_dw": 300,
+         "opt_int8_no_dw": 200, "opt_int8_no_dw_add": 180}
+    timings = {k: {"p50_us": v} for k, v in t.items()}
+    m = int8_ablation.ceilings(timings, {})
+    assert m["measured_speedup"] == pytest.approx(1.6)
+    assert m["ceiling_free_depthwise"] == pytest.approx(2.0)
+    assert m["ceiling_free_depthwise_and_adds"] == pytest.approx(400 / 180)
+    assert m["fp32_depthwise_us"] == 100 and m["int8_depthwise_us"] == 50
+    assert m["ceiling_best_depthwise"] == pytest.approx(400 / 230)  # int8's depthwise is the cheaper; adds free
+    assert m["depthwise_budget_us"] == pytest.approx(400 / 2.5 - 200)  # negative: even free ones miss 2.5x
+    # the stand-in pools come off int8's ablated graphs (higher ceilings), never off fp32's
+    pools = {"opt_fp32_no_dw": 30, "opt_int8_no_dw": 20, "opt_int8_no_dw_add": 20}
+    m = int8_ablation.ceilings(timings, pools)
+    assert m["ceiling_free_depthwise"] == pytest.approx(400 / 180)
+    assert m["ceiling_free_depthwise_and_adds"] == pytest.approx(400 / 160)
+    assert m["fp32_depthwise_us"] == 100 and m["int8_depthwise_us"] == 70
+    assert m["ceiling_best_depthwise"] == pytest.approx(400 / (160 + 70))

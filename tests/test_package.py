@@ -493,3 +493,21 @@ def test_schema_1_manifests_still_load_and_2_requires_session(signed_pkg):
     assert parse_manifest(json.dumps({**old, "schema_version": 1}).encode()).session is None
     with pytest.raises(ValueError, match="session"):
         parse_manifest(json.dumps(old).encode())
+
+
+def test_an_int8_weights_package_verifies_and_its_card_says_to_keep_optimization_on(tmp_path):
+    from toolchain.stages.int8_weights import Int8WeightsConfig, int8_weights
+
+    spec = _spec(tmp_path)
+    stored = tmp_path / "w8" / "model.onnx"
+    stored.parent.mkdir()
+    facts = int8_weights(spec.artifact, Int8WeightsConfig(min_saved_bytes=0), stored)
+    assert facts["weights_int8"] >= 1
+    golden = [_run(stored, spec.golden_inputs["x"])]  # package_inputs takes them from the shipped artifact
+    pkg = build_package(replace(spec, artifact=stored, golden_outputs=golden,
+                                metrics={**spec.metrics, "shipped": "int8_weights"}), tmp_path / "out")
+    card = _entries(pkg)["model_card.md"].decode()
+    assert "rebuilt by Cast -> Mul" in card and "ORT_DISABLE_ALL" in card
+    assert verify_package(pkg).ok  # golden check under the manifest's session options (optimization on)
+    plain = build_package(spec, tmp_path / "plain")
+    assert "Cast -> Mul" not in _entries(plain)["model_card.md"].decode()

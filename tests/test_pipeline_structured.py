@@ -128,6 +128,15 @@ def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
     strict = fastest.model_copy(update={"artifact": fastest.artifact.model_copy(update={"ship_tie": 0.0})})
     assert choose_artifact(tied, strict, profile.budgets)[0] == "pruned_fp32"
 
+    # none passes: of those failing the fewest budgets, the fastest ships (best effort, exit 1 later)
+    all_big = {"fp32": _bench_row(0.40, 100_000, 0.95), "int8": _bench_row(0.60, 31_800, 0.945),
+               "int8_weights": _bench_row(0.40, 31_600, 0.95)}
+    shipped, selection = choose_artifact(all_big, fastest, profile.budgets)
+    assert shipped == "int8_weights" and selection["candidates"]["int8"]["failed_budgets"] == ["max_size_ratio"]
+    worse_too = {**all_big, "int8_weights": _bench_row(0.40, 31_600, 0.90)}  # also fails accuracy: 2 > 1
+    assert choose_artifact(worse_too, fastest, profile.budgets)[0] == "int8"
+    assert choose_artifact(all_big, quantized, profile.budgets)[0] == "int8"
+
     # torch eager is timed in its own rounds against fp32: its speedup chains the two same-round ratios
     eager = {"latency_ms": {"1": {"p50": 2.0, "p90": 2.2, "p99": 2.4}}, "fp32_p50_same_rounds": {"1": 0.5}}
     m = summarize_metrics({**results, "torch-eager": eager}, fastest, "int8")

@@ -149,20 +149,23 @@ def bench_config(profile: TargetProfile) -> BenchConfig:
 def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Budgets) -> tuple[str, dict[str, Any]]:
     """The benchmark label to ship, and what was weighed. `ship = "fastest"` takes the lowest
     batch-1 p50 among the compressed candidates that pass every budget, and of those within
-    `ship_tie` of it the one with the fewest bytes; with none passing, or with
-    `ship = "quantized"`, the quantized artifact ships (and its verdicts say what failed)."""
+    `ship_tie` of it the one with the fewest bytes. With none passing it weighs, the same way,
+    those that fail the fewest budgets: the best effort ships and its verdicts say what failed
+    (measured: the tabular MLP's int8 and int8-weights forms both missed the 0.30x size budget,
+    at 0.66x and 1.01x of fp32's speed). `ship = "quantized"` always ships the quantized artifact."""
     options = ["int8"] + [label for label in (PRUNED_FP32, INT8_WEIGHTS) if label in results]
     weighed: dict[str, Any] = {}
     for label in options:
         m = summarize_metrics(results, profile, label)
         failed = sorted(k for k, v in evaluate(budgets, m).items() if not v.passed)
         weighed[label] = {"p50_ms": m["p50_ms"], "bytes": m["bytes"], "accuracy": m.get("accuracy"), "failed_budgets": failed}
-    passing = [label for label in options if not weighed[label]["failed_budgets"]]
     shipped = "int8"
     tie = profile.artifact.ship_tie
-    if profile.artifact.ship == "fastest" and passing:
-        fastest = min(weighed[label]["p50_ms"] for label in passing)
-        tied = [label for label in passing if weighed[label]["p50_ms"] <= fastest * (1 + tie)]
+    if profile.artifact.ship == "fastest":
+        fewest = min(len(weighed[label]["failed_budgets"]) for label in options)
+        pool = [label for label in options if len(weighed[label]["failed_budgets"]) == fewest]
+        fastest = min(weighed[label]["p50_ms"] for label in pool)
+        tied = [label for label in pool if weighed[label]["p50_ms"] <= fastest * (1 + tie)]
         shipped = min(tied, key=lambda label: (weighed[label]["bytes"], weighed[label]["p50_ms"]))
     return shipped, {"rule": profile.artifact.ship, "tie": tie, "candidates": weighed}
 

@@ -108,6 +108,14 @@ def _example_shape(shape: list) -> str:
     )
 
 
+# What the app must know about the shipped form, keyed by metrics["shipped"] (build_target's labels).
+_FORM_NOTES = {
+    "int8_weights": ("Weights are stored as int8 with one scale per output channel and rebuilt by Cast -> Mul "
+                     "nodes, which ONNX Runtime folds into fp32 weights when it loads the model: keep graph "
+                     "optimization on (any level but ORT_DISABLE_ALL), or every run pays for the rebuild."),
+}
+
+
 def render_model_card(m: Manifest) -> str:
     p = m.preprocessing
     failed = [k for k, b in m.budgets.items() if isinstance(b, dict) and b.get("pass") is False]
@@ -118,6 +126,7 @@ def render_model_card(m: Manifest) -> str:
         "",
         f"`{m.artifact}` ({m.artifact_format} format), built by {m.created_by} from recipe `{m.recipe_hash}`.",
         f"Target: {m.target_profile.get('description') or m.target}. Verdict: {verdict}.",
+        *([_FORM_NOTES[m.metrics.get("shipped")]] if m.metrics.get("shipped") in _FORM_NOTES else []),
         "",
         "## Inputs",
         *_tensor_rows(m.inputs),
