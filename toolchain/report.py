@@ -141,12 +141,19 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
     if not selection or len(selection["candidates"]) < 2:
         return []
     shipped = m.get("shipped", "int8")
-    weighed = ", ".join(f"{label} {c['p50_ms']:.4f} ms {c['bytes']:,} B" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
-                        for label, c in selection["candidates"].items())
-    tie = f" (within {selection['tie']:.0%}: fewest bytes)" if selection["rule"] == "fastest" and "tie" in selection else ""
+    def p50(c: dict[str, Any]) -> float:  # reports written before selection_p50_ms existed have p50_ms only
+        return c.get("selection_p50_ms", c["p50_ms"])
+
+    def timed(c: dict[str, Any]) -> str:
+        at = f" @{c['selection_threads']}t" if c.get("selection_threads") else ""
+        return f"{p50(c):.4f} ms{at} {c['bytes']:,} B" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
+
+    weighed = ", ".join(f"{label} {timed(c)}" for label, c in selection["candidates"].items())
+    tie = (f" (one within {selection['tie']:.0%} of the fastest and {selection['tie']:.0%} smaller wins)"
+           if selection["rule"] == "fastest" and "tie" in selection else "")
     lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped, shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
-    if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: passing[k]["p50_ms"]) != shipped:
+    if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: p50(passing[k])) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")
     return lines
 
