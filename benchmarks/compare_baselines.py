@@ -264,8 +264,10 @@ def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, r
         if profile.artifact.format != "onnx":
             continue  # the .ort is for ARM: its x86 latency would say nothing
         files[f"edgeopt-{target}"] = edgeopt_int8(compressed, hi.x_train, recipe, profile, work / target)
-    # pruned but not quantized (does int8 still pay at this width?), and int8-stored weights
-    files.update(_fp32_compute_artifacts(compressed, recipe.targets, work / "fp32-compute", pruned_model is not None))
+    # structured-pruned but not quantized (does int8 still pay at this width?), and int8-stored weights;
+    # a magnitude-pruned network is the same graph as fp32, so the run weighs no pruned-fp32 candidate
+    structured = recipe.prune.kind == "structured"
+    files.update(_fp32_compute_artifacts(compressed, recipe.targets, work / "fp32-compute", structured))
 
     x_eval = hi.x_test[:200]
     refs = {"ort-fp32": _session(fp32, 2).run(None, {input_name: x_eval})[0]}
