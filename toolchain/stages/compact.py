@@ -256,11 +256,29 @@ def seeded_inputs(sess) -> dict[str, Any] | None:
     return feeds
 
 
+def seeded_runs(before: Path, after: Path) -> tuple[list[str], list, list] | str:
+    """Output names and both files' outputs for one seeded input, in one-thread sessions (no
+    run-to-run reordering of float sums); or, when `before` cannot take such an input, why not."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sessions = [ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (before, after)]
+    feeds = seeded_inputs(sessions[0])
+    if feeds is None:
+        return "skipped: non-numeric input"
+    try:
+        expected = sessions[0].run(None, feeds)
+    except Exception:  # noqa: BLE001 - ORT raises unrelated types; e.g. a symbolic dim that must not be 1
+        return "skipped: seeded input not accepted"
+    return [o.name for o in sessions[0].get_outputs()], expected, sessions[1].run(None, feeds)
+
+
 def verify_same_outputs(before: Path, after: Path) -> dict[str, Any]:
     """Raise VerificationError unless ORT optimizes both files to the same op counts and gives
     bit-identical outputs for a seeded input; returns what was checked."""
     import numpy as np
-    import onnxruntime as ort
 
     # Measured: dropping DequantizeLinear weight zero points keeps the outputs but silently
     # loses the QGemm fusion; op counts catch that kind of change, outputs alone do not.
@@ -271,19 +289,11 @@ def verify_same_outputs(before: Path, after: Path) -> dict[str, Any]:
                 f"compact changed what ORT runs: {dict(ops_before)} -> {dict(ops_after)}",
                 "set compact = false in the target's [artifact] table and report the model",
             )
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # one thread: no run-to-run reordering of float sums
-    opts.log_severity_level = 3
-    sessions = [ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (before, after)]
-    feeds = seeded_inputs(sessions[0])
-    if feeds is None:
-        return {"optimized_ops": sum(ops_after.values()), "outputs": "skipped: non-numeric input"}
-    try:
-        expected = sessions[0].run(None, feeds)
-    except Exception:  # noqa: BLE001 - ORT raises unrelated types; e.g. a symbolic dim that must not be 1
-        return {"optimized_ops": sum(ops_after.values()), "outputs": "skipped: seeded input not accepted"}
-    got = sessions[1].run(None, feeds)
-    diff = [o.name for o, a, b in zip(sessions[0].get_outputs(), expected, got) if not np.array_equal(a, b)]
+    runs = seeded_runs(before, after)
+    if isinstance(runs, str):
+        return {"optimized_ops": sum(ops_after.values()), "outputs": runs}
+    names, expected, got = runs
+    diff = [name for name, a, b in zip(names, expected, got) if not np.array_equal(a, b)]
     if diff:
         raise VerificationError(
             f"compact changed output values of {diff}",
