@@ -203,3 +203,37 @@ def test_cli_warns_and_hints_fp32_stem(tmp_path, monkeypatch):
     assert warning == [("warning: every int8 variant within budget is slower than fp32 on this machine (best 0.91x); "
                         "consider [quantize] format = \"none\" for target 'cpu-server'")]
     assert "  to use it: [quantize] fp32_stem = true" in result.output.splitlines()
+
+
+def test_cli_search_weighs_int8_weights_on_fastest_targets_and_hints_at_the_profile(tmp_path, monkeypatch):
+    import toolchain.search
+    from toolchain import steps
+    from toolchain.cli import cli
+
+    class _Data:
+        x_train = np.zeros((4, 1, 8, 8), np.float32)
+        x_test, y_test = x_train, np.zeros(4, np.int64)
+
+    for stage in ("train", "prune", "export"):
+        monkeypatch.setattr(steps, stage, lambda *a, **k: None)
+    monkeypatch.setattr(steps, "dataset", lambda rec: _Data())
+    monkeypatch.setattr(steps, "artifact_path", lambda entry: tmp_path / "model.onnx")
+    report, _ = _report({"fp32": 1.0, "int8": 1.30, "fp32-int8weights": 1.0}, {})
+    report.best = "fp32-int8weights"
+    report.candidates[2].detail = {"excluded_nodes": [], "fp32_compute": True, "weights_int8": 3}
+    asked = {}
+
+    def fake_search(*args, **kwargs):
+        asked.update(kwargs)
+        return report
+
+    monkeypatch.setattr(toolchain.search, "search_quantization", fake_search)
+    result = CliRunner().invoke(cli, ["search", "--target", "cpu-server", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert asked["int8_weights"] is True  # cpu-server ships "fastest": the search weighs what the run weighs
+    assert any("to use it: nothing in the recipe; target 'cpu-server' has [artifact] ship = \"fastest\"" in line
+               for line in result.output.splitlines())
+    result = CliRunner().invoke(cli, ["search", "--target", "cpu-server", "--out", str(tmp_path), "--json"])
+    assert json.loads(result.output)["recipe_hint"] == {"target_artifact": {"ship": "fastest"}}
+    CliRunner().invoke(cli, ["search", "--target", "arm-mobile", "--out", str(tmp_path), "--json"])
+    assert asked["int8_weights"] is False  # .ort, ship = "quantized": the stored form would not survive

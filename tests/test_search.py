@@ -67,6 +67,30 @@ def test_quant_budget_not_met_is_best_effort(hostile_onnx, digits, tmp_path):
     assert (tmp_path / "pareto_quant_latency.png").is_file()
 
 
+def test_int8_weights_candidate_competes_when_asked_and_is_not_an_int8_variant(trained, digits, tmp_path):
+    """fp32 compute with int8-stored weights: about int8's bytes at fp32's accuracy, weighed beside the
+    int8 variants; it never hides the finding that int8 itself does not pay."""
+    from toolchain.search.quant import _compare_with_fp32
+
+    onnx_path = export_onnx(trained, digits.x_test, tmp_path / "fp32.onnx")
+    report = search_quantization(onnx_path, digits.x_train[:128], digits.x_test, digits.y_test,
+                                 SearchBudget(max_drop=0.01, objective="bytes"), tmp_path / "s", int8_weights=True,
+                                 measure_latency=False)
+    by_name = {c.name: c for c in report.candidates}
+    w8, fp32 = by_name["fp32-int8weights"], by_name["fp32"]
+    assert w8.detail["fp32_compute"] and w8.detail["weights_int8"] >= 3  # conv(s) and both Linear layers
+    assert w8.bytes < 0.35 * fp32.bytes and abs(w8.accuracy - fp32.accuracy) <= 0.01 and w8.meets_budget
+    plain = search_quantization(onnx_path, digits.x_train[:128], digits.x_test, digits.y_test,
+                                SearchBudget(max_drop=0.01), tmp_path / "p", measure_latency=False)
+    assert "fp32-int8weights" not in {c.name for c in plain.candidates}  # off by default
+
+    # latency objective: int8 slower than fp32, int8 weights as fast as fp32 -> still flagged
+    for c in report.candidates:
+        c.latency_ms = {"fp32": 1.0, "fp32-int8weights": 1.0}.get(c.name, 1.5)
+    _compare_with_fp32(report, w8, "latency")
+    assert report.int8_slower_than_fp32 and report.speedup_vs_fp32 == 1.0
+
+
 def test_bisection_finds_largest_amount_within_budget(trained, digits, tmp_path):
     budget = SearchBudget(max_drop=0.02, objective="bytes")
     report = search_prune_amount(trained, digits, budget, tmp_path, prune_cfg=PruneConfig(kind="structured",

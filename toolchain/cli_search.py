@@ -37,6 +37,7 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
     import contextlib
 
     from toolchain import steps
+    from toolchain.build_target import int8_weights_apply
     from toolchain.cache import StageCache
     from toolchain.config.recipe import load_recipe
     from toolchain.config.target import load_target
@@ -68,7 +69,8 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
             scheme = profile.quantize.model_copy(update=rec.quantize.scheme_overrides())
             calib = calibration_subset(data.x_train, QuantizeConfig(calibration_samples=rec.quantize.calibration_samples))
             report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
-                                         run_dir / "search" / target, scheme=scheme)
+                                         run_dir / "search" / target, scheme=scheme,
+                                         int8_weights=int8_weights_apply(profile))
     doc = report.to_dict()
     best = next(c for c in report.candidates if c.name == report.best)
     excluded = best.detail.get("excluded_nodes", [])
@@ -76,6 +78,8 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
         doc["recipe_hint"] = {"prune": {"kind": "structured", "drop_blocks": best.detail.get("drop_blocks", 0)}}
     elif prune_amount:
         doc["recipe_hint"] = {"prune": {"kind": "structured", "amount": best.detail.get("amount")}}
+    elif best.detail.get("fp32_compute"):  # not a recipe setting: the target's ship rule picks this form
+        doc["recipe_hint"] = {"target_artifact": {"ship": "fastest"}}
     else:
         doc["recipe_hint"] = {"quantize": {"nodes_to_exclude": excluded if isinstance(excluded, list) else []}}
         if best.detail.get("stem_flipped"):
@@ -99,6 +103,9 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
             click.echo(f"  to use it: [prune] kind = \"structured\", drop_blocks = {hint['prune']['drop_blocks']}")
         elif prune_amount:
             click.echo(f"  to use it: [prune] kind = \"structured\", amount = {hint['prune']['amount']}")
+        elif "target_artifact" in hint:
+            click.echo(f"  to use it: nothing in the recipe; target '{target}' has [artifact] ship = \"fastest\", so "
+                       "`edgeopt run` weighs this fp32-compute form with int8-stored weights too")
         else:
             if hint["quantize"]["nodes_to_exclude"]:
                 click.echo(f"  to use it: [quantize] nodes_to_exclude = {json.dumps(excluded)}")

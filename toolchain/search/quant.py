@@ -117,8 +117,12 @@ class _Trials:
 
 def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray,
                         budget: SearchBudget, out_dir: Path, *, scheme: QuantizeScheme | None = None, max_fallback: int = 8,
-                        max_probe: int = 64, probe_samples: int = 512, measure_latency: bool = True) -> SearchReport:
+                        max_probe: int = 64, probe_samples: int = 512, measure_latency: bool = True,
+                        int8_weights: bool = False) -> SearchReport:
     """Find the smallest/fastest QDQ int8 variant of `fp32_onnx` within `budget`; see module doc.
+    With `int8_weights` the fp32-compute model with int8-stored weights competes too (what a
+    target with `ship = "fastest"` weighs; stages/int8_weights.py): where no int8 kernel pays, it
+    is fp32's speed at int8's bytes.
 
     Always writes out_dir/best.onnx (the most accurate quantized variant, report.met = False, when
     none meets the budget), out_dir/candidates/*.onnx, out_dir/search_quant.json and Pareto PNGs. `eval_x/y`
@@ -146,7 +150,18 @@ def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray
             ranking = _rank(run, pre, Path(tmp), calib_x, full_err, scheme, max_probe)
             base, excluded = _fallback(run, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err, full)
         _flip_stem(run, pre, cand_dir, calib_x, scheme, base, excluded)
+    if int8_weights:
+        _int8_weights(run, fp32_copy, cand_dir)
     return _finish(run, budget, baseline, measure_latency)
+
+
+def _int8_weights(run: _Trials, fp32: Path, cand_dir: Path) -> None:
+    """fp32 compute, weights stored as per-channel int8 (ORT folds them back at load)."""
+    from toolchain.stages.int8_weights import Int8WeightsConfig, int8_weights
+
+    dest = cand_dir / "fp32-int8weights.onnx"
+    facts = int8_weights(fp32, Int8WeightsConfig(), dest)
+    run.evaluate("fp32-int8weights", dest, [], fp32_compute=True, weights_int8=facts["weights_int8"])
 
 
 def _rank(run: _Trials, pre: Path, tmp: Path, calib_x, full_err: float, scheme: QuantizeScheme, max_probe: int) -> list[dict]:
@@ -228,11 +243,12 @@ def _finish(run: _Trials, budget: SearchBudget, baseline: float, measure_latency
 
 
 def _compare_with_fp32(report: SearchReport, best: Candidate, objective: str) -> None:
-    """Flag a target where int8 does not pay: every variant within budget is slower than fp32 timed
-    in the same rounds. The search still keeps its int8 best; the fix is the target's format."""
+    """Flag a target where int8 does not pay: every int8 variant within budget is slower than fp32
+    timed in the same rounds. The search still keeps its best; the fix is the target's format (or
+    the fp32-compute candidate with int8-stored weights, when it was weighed)."""
     fp32 = next(c for c in report.candidates if c.baseline)
     report.speedup_vs_fp32 = fp32.latency_ms / best.latency_ms
-    feasible = [c for c in report.candidates if c.meets_budget and not c.baseline]
+    feasible = [c for c in report.candidates if c.meets_budget and not c.baseline and not c.detail.get("fp32_compute")]
     if objective != "latency" or not feasible or any(c.latency_ms <= fp32.latency_ms for c in feasible):
         return
     report.int8_slower_than_fp32 = True
