@@ -178,11 +178,10 @@ def test_flags_int8_slower_than_fp32_only_when_every_feasible_variant_loses():
     assert not report.int8_slower_than_fp32 and report.speedup_vs_fp32 == pytest.approx(1 / 1.10)
 
 
-def test_cli_warns_and_hints_fp32_stem(tmp_path, monkeypatch):
-    """The CLI's reading of a report; the recipe's stages and the search itself are stubbed."""
-    import toolchain.search
+@pytest.fixture()
+def stubbed_steps(tmp_path, monkeypatch):
+    """The recipe's stages stubbed out, so a CLI test reads only the (stubbed) search's report."""
     from toolchain import steps
-    from toolchain.cli import cli
 
     class _Data:
         x_train = np.zeros((4, 1, 8, 8), np.float32)
@@ -192,6 +191,13 @@ def test_cli_warns_and_hints_fp32_stem(tmp_path, monkeypatch):
         monkeypatch.setattr(steps, stage, lambda *a, **k: None)
     monkeypatch.setattr(steps, "dataset", lambda rec: _Data())
     monkeypatch.setattr(steps, "artifact_path", lambda entry: tmp_path / "model.onnx")
+
+
+def test_cli_warns_and_hints_fp32_stem(tmp_path, monkeypatch, stubbed_steps):
+    """The CLI's reading of a report; the recipe's stages and the search itself are stubbed."""
+    import toolchain.search
+    from toolchain.cli import cli
+
     report, _ = _report({"fp32": 1.0, "int8": 1.30, "int8-fp32stem": 1.10}, {})
     report.best = "int8-fp32stem"
     report.candidates[2].detail = {"excluded_nodes": [], "fp32_stem": True, "stem_flipped": True}
@@ -205,19 +211,10 @@ def test_cli_warns_and_hints_fp32_stem(tmp_path, monkeypatch):
     assert "  to use it: [quantize] fp32_stem = true" in result.output.splitlines()
 
 
-def test_cli_search_weighs_int8_weights_on_fastest_targets_and_hints_at_the_profile(tmp_path, monkeypatch):
+def test_cli_search_weighs_int8_weights_on_fastest_targets_and_hints_at_the_profile(tmp_path, monkeypatch, stubbed_steps):
     import toolchain.search
-    from toolchain import steps
     from toolchain.cli import cli
 
-    class _Data:
-        x_train = np.zeros((4, 1, 8, 8), np.float32)
-        x_test, y_test = x_train, np.zeros(4, np.int64)
-
-    for stage in ("train", "prune", "export"):
-        monkeypatch.setattr(steps, stage, lambda *a, **k: None)
-    monkeypatch.setattr(steps, "dataset", lambda rec: _Data())
-    monkeypatch.setattr(steps, "artifact_path", lambda entry: tmp_path / "model.onnx")
     report, _ = _report({"fp32": 1.0, "int8": 1.30, "fp32-int8weights": 1.0}, {})
     report.best = "fp32-int8weights"
     report.candidates[2].detail = {"excluded_nodes": [], "fp32_compute": True, "weights_int8": 3}
