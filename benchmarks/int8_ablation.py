@@ -174,11 +174,8 @@ def replacement_us(path: Path, x: np.ndarray, runs: int = 60) -> float:
         for _ in range(runs):
             sess.run(None, feed)
         events = json.loads(Path(sess.end_profiling()).read_text(encoding="utf-8"))
-    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-    per_run = len(kernels) // runs
-    warm = runs // 3
-    return float(sum(statistics.median(kernels[r * per_run + i]["dur"] for r in range(warm, runs))
-                     for i in range(per_run) if kernels[i]["args"]["op_name"] in POOLS))
+    warmup = runs // 3
+    return sum(us for op, us in int8_ceiling.kernel_medians(events, runs - warmup, warmup, path.name) if op in POOLS)
 
 
 POOLS = ("MaxPool", "NhwcMaxPool")

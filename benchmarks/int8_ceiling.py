@@ -119,17 +119,20 @@ def profile_kernels(paths: list[Path], x: np.ndarray, runs: int) -> list[tuple[f
                     profiled[i].run(None, feed)
         runs = runs // BLOCK * BLOCK
         profiles = [json.loads(Path(sess.end_profiling()).read_text(encoding="utf-8")) for sess in profiled]
-    out = []
-    for path, events, wall in zip(paths, profiles, walls):
-        kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-        per_run = len(kernels) // (runs + warmup)
-        if per_run * (runs + warmup) != len(kernels):
-            raise RuntimeError(f"{path.name}: {len(kernels)} kernel events do not split into {runs + warmup} runs")
-        nodes = [(kernels[i]["args"]["op_name"],
-                  float(statistics.median(kernels[r * per_run + i]["dur"] for r in range(warmup, runs + warmup))))
-                 for i in range(per_run)]
-        out.append((float(statistics.median(wall)), nodes))
-    return out
+    return [(float(statistics.median(wall)), kernel_medians(events, runs, warmup, path.name))
+            for path, events, wall in zip(paths, profiles, walls)]
+
+
+def kernel_medians(events: list[dict], runs: int, warmup: int, name: str) -> list[tuple[str, float]]:
+    """(op type, median kernel µs over the runs after `warmup`) per executed node, in execution
+    order, from an ORT profile of `warmup + runs` runs of one model (`name`, for the error)."""
+    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    per_run = len(kernels) // (runs + warmup)
+    if per_run * (runs + warmup) != len(kernels):
+        raise RuntimeError(f"{name}: {len(kernels)} kernel events do not split into {runs + warmup} runs")
+    return [(kernels[i]["args"]["op_name"],
+             float(statistics.median(kernels[r * per_run + i]["dur"] for r in range(warmup, runs + warmup))))
+            for i in range(per_run)]
 
 
 def ceilings(fp32_nodes, int8_nodes, classes: list[str], fp32_wall_us: float, int8_wall_us: float) -> dict:
