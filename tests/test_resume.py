@@ -4,6 +4,7 @@ toolchain/stages/_ort_convert.py for what that took)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,9 +18,11 @@ from toolchain.fsio import sha256_file
 
 pytestmark = pytest.mark.slow
 
-ARTIFACTS = ["cpu-server/digits-fast.onnx", "cpu-server/digits-fast.fp32.onnx",
-             "arm-mobile/digits-fast.ort", "arm-mobile/digits-fast.fp32.ort",
+# Files no measurement decides. cpu-server's shipped digits-fast.onnx is the candidate its
+# `ship = "fastest"` rule picked by timing, so it is checked through the candidates (below).
+ARTIFACTS = ["cpu-server/digits-fast.fp32.onnx", "arm-mobile/digits-fast.ort", "arm-mobile/digits-fast.fp32.ort",
              "arm-mobile/mobile_report.json"]
+SHIPPED = {"cpu-server": "digits-fast.onnx", "arm-mobile": "digits-fast.ort"}
 
 
 def _run(recipe: Path, out: Path, targets_dir: Path, **kw) -> subprocess.Popen:
@@ -51,5 +54,15 @@ def test_kill_9_then_rerun_gives_identical_artifacts(tmp_path, reduced_recipe, f
     assert _run(reduced_recipe, killed, fast_targets_dir).wait(timeout=600) == 0
     for rel in ARTIFACTS:
         assert sha256_file(killed / rel) == sha256_file(reference / rel), rel
+    # every candidate weighed is byte-identical between the runs, and each run shipped the one its report names
+    ref_doc, doc = (json.loads((d / "report.json").read_text())["targets"] for d in (reference, killed))
+    for target, name in SHIPPED.items():
+        ref_candidates, candidates = ref_doc[target]["candidates"], doc[target]["candidates"]
+        assert set(candidates) == set(ref_candidates) and len(candidates) >= 2, target
+        for label, path in candidates.items():
+            assert sha256_file(Path(path)) == sha256_file(Path(ref_candidates[label])), (target, label)
+        for root, report in ((reference, ref_doc), (killed, doc)):
+            shipped = report[target]["shipped"]
+            assert sha256_file(root / target / name) == sha256_file(Path(report[target]["candidates"][shipped])), (target, shipped)
     # temp directories of the killed run are never trusted as cache entries
     assert all(not (p / "record.json").exists() or p.name.endswith(".tmp") for p in leftovers)

@@ -57,11 +57,13 @@ class ArtifactSpec(Strict):
     # budget -- after heavy structured pruning the narrow network can be faster in fp32 than in
     # int8 (measured: 0.121 vs 0.163 ms, shapes-mobilenet-structured, 64 px, 1 thread).
     ship: Literal["quantized", "fastest"] = "quantized"
-    # With ship = "fastest", a candidate within this fraction of the fastest p50 and at least this
-    # fraction smaller in bytes ships instead: int8 weights with fp32 compute run the same graph as
-    # the fp32 model at a third of its bytes, and a timing wobble between two equal graphs must not
-    # decide which file an app downloads (while a 0.5% smaller file must not beat a faster one).
-    ship_tie: float = Field(0.05, ge=0, lt=1, description="p50 and bytes margin: equally fast and clearly smaller wins")
+    # With ship = "fastest", candidates within this fraction of the fastest p50 count as equally
+    # fast, and of those, the ones within it of the smallest as equally small; among those the
+    # first of int8, pruned fp32, int8-weights ships (build_target.PREFERENCE). A timing wobble
+    # between two equal forms must not decide which file an app downloads: int8 weights with fp32
+    # compute run the same graph as the fp32 model at a third of its bytes, and digits' int8 and
+    # int8-weights files are 0.5% apart in bytes and about as fast.
+    ship_tie: float = Field(0.05, ge=0, lt=1, description="p50 and bytes margin within which candidates count as equal")
 
 
 class BenchmarkSpec(Strict):
@@ -99,7 +101,7 @@ class TargetProfile(Strict):
     )
 
     @model_validator(mode="after")
-    def _ort_needs_fixed_shapes(self) -> "TargetProfile":
+    def _ort_needs_fixed_shapes(self) -> TargetProfile:
         # Fixed-shape .ort files let the mobile runtime plan memory once; we do not ship
         # dynamic-shape .ort files because ORT Mobile's reduced build optimizes for fixed ones.
         if self.artifact.format == "ort" and self.artifact.shapes != "fixed":
