@@ -52,7 +52,7 @@ def test_onnx_opset9_end_to_end_and_cached_rerun(mlp, targets, tmp_path, capsys)
         "calibration_samples": 240,
         "evaluation_samples": 60,
     }
-    for name, t in doc["targets"].items():
+    for t in doc["targets"].values():
         assert Path(t["artifact"]).is_file() and Path(t["package"]).is_file()
         assert t["bytes"] == Path(t["artifact"]).stat().st_size and t["size_ratio"] <= 0.5
         assert t["fp32_accuracy"] == 1.0  # labels are the fp32 model's own argmax

@@ -40,7 +40,7 @@ def test_generator_seed_changes_samples_but_split_seed_does_not(name):
     assert _load(name, kwargs={"generator_seed": 1}).fingerprint() != base.fingerprint()
     resplit = _load(name, seed=7)
     assert resplit.fingerprint() != base.fingerprint()  # a different split...
-    pooled = lambda d: np.sort(np.concatenate([d.x_train, d.x_test]).reshape(-1))  # noqa: E731
+    pooled = lambda d: np.sort(np.concatenate([d.x_train, d.x_test]).reshape(-1))
     np.testing.assert_array_equal(pooled(resplit), pooled(base))  # ...of the same samples
 
 

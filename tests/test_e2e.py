@@ -38,7 +38,7 @@ def test_run_json_contract(first_run):
     out, _, code, doc = first_run
     assert code == 0 and doc["passed"] is True
     assert set(doc["targets"]) == {"cpu-server", "arm-mobile"}
-    for name, t in doc["targets"].items():
+    for t in doc["targets"].values():
         for key in ("artifact", "fp32_artifact", "package"):
             assert Path(t[key]).is_absolute() and Path(t[key]).is_file()
         assert set(t["latency_ms"]) == {"p50", "p90", "p99"}
@@ -82,7 +82,7 @@ def test_every_manifest_hash_matches_its_file(first_run):
 
 
 def test_identical_rerun_hits_every_stage(first_run, capsys):
-    out, args, _, first = first_run
+    _out, args, _, first = first_run
     code, doc = _run_json(args, capsys)
     assert code == 0
     assert {s["status"] for s in doc["stages"]} == {"hit"}
@@ -90,11 +90,11 @@ def test_identical_rerun_hits_every_stage(first_run, capsys):
 
 
 def test_changed_knob_reruns_only_downstream(first_run, tmp_path, capsys):
-    out, args, _, _ = first_run
+    _out, args, _, _ = first_run
     recipe = Path(args[1]).read_text().replace("calibration_samples = 128", "calibration_samples = 64")
     changed = tmp_path / "changed.toml"
     changed.write_text(recipe)
-    code, doc = _run_json(["run", str(changed)] + args[2:], capsys)
+    _code, doc = _run_json(["run", str(changed)] + args[2:], capsys)
     status = {s["stage"]: s["status"] for s in doc["stages"]}
     for upstream in ("train", "prune", "export[fp32]", "export[pruned]", "convert[cpu-server/fp32]"):
         assert status[upstream] == "hit", upstream
@@ -103,7 +103,7 @@ def test_changed_knob_reruns_only_downstream(first_run, tmp_path, capsys):
 
 
 def test_tight_budget_fails_with_exit_1_and_still_writes(first_run, tmp_path, capsys):
-    out, args, _, _ = first_run
+    _out, args, _, _ = first_run
     tight = tmp_path / "tight.toml"
     tight.write_text(Path(args[1]).read_text() + "\n[budgets.cpu-server]\nmax_bytes = 1000\n")
     code, doc = _run_json(["run", str(tight)] + args[2:] + ["--target", "cpu-server"], capsys)

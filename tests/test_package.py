@@ -186,16 +186,16 @@ def test_stamp_twice_is_idempotent_and_refuses_in_place(tmp_path):
 @pytest.mark.parametrize(
     "change, words",
     [
-        (dict(golden_inputs={"x": np.zeros((2, 1, 8, 8), np.float64)}), "float64"),
-        (dict(golden_inputs={"x": np.zeros((2, 1, 8, 9), np.float32)}), "shape"),
-        (dict(golden_inputs={"z": np.zeros((2, 1, 8, 8), np.float32)}), "golden_inputs"),
-        (dict(preprocessing={"scale": 1.0, "mean_rgb": [0.5]}), "unknown key"),
-        (dict(labels=["a", "b"]), "2 labels"),
-        (dict(artifact_format="ort"), "does not match"),
-        (dict(inputs=[{"name": "input", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]), "model.onnx has"),
-        (dict(extra_files={"manifest.json": Path(__file__)}), "not allowed"),
-        (dict(extra_files={"../evil": Path(__file__)}), "not allowed"),
-        (dict(target_profile={"name": "arm-mobile"}), "target_profile"),
+        ({"golden_inputs": {"x": np.zeros((2, 1, 8, 8), np.float64)}}, "float64"),
+        ({"golden_inputs": {"x": np.zeros((2, 1, 8, 9), np.float32)}}, "shape"),
+        ({"golden_inputs": {"z": np.zeros((2, 1, 8, 8), np.float32)}}, "golden_inputs"),
+        ({"preprocessing": {"scale": 1.0, "mean_rgb": [0.5]}}, "unknown key"),
+        ({"labels": ["a", "b"]}, "2 labels"),
+        ({"artifact_format": "ort"}, "does not match"),
+        ({"inputs": [{"name": "input", "dtype": "float32", "shape": ["batch", 1, 8, 8]}]}, "model.onnx has"),
+        ({"extra_files": {"manifest.json": Path(__file__)}}, "not allowed"),
+        ({"extra_files": {"../evil": Path(__file__)}}, "not allowed"),
+        ({"target_profile": {"name": "arm-mobile"}}, "target_profile"),
     ],
 )
 def test_inconsistent_spec_is_bad_input(tmp_path, change, words):

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from toolchain import __version__
 from toolchain.codehash import code_fingerprint

@@ -8,8 +8,9 @@ filled by import side effects.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -87,7 +88,7 @@ def load_digits(cfg: DataConfig) -> Dataset:
     )
 
 
-from toolchain import datasets_extra as _extra  # noqa: E402  (numpy only; imports this module lazily)
+from toolchain import datasets_extra as _extra
 
 DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
     "digits": load_digits,

@@ -8,8 +8,9 @@ slice of its runs, in an order rotated per round, and percentiles pool all round
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 

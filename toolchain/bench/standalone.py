@@ -34,7 +34,7 @@ def bench_file(path: Path, profile: TargetProfile) -> dict[str, Any]:
     latency = {}
     for b in batches:
         feed = _random_feed(sess, b)
-        stats = interleaved({"artifact": lambda: sess.run(None, feed)}, spec.warmup_runs, spec.runs, spec.rounds, spec.max_seconds)
+        stats = interleaved({"artifact": lambda feed=feed: sess.run(None, feed)}, spec.warmup_runs, spec.runs, spec.rounds, spec.max_seconds)
         latency[str(b)] = stats["artifact"].to_dict()
     memory = peak_memory_mb(Path(path), profile.runtime, batch=batches[0])
     first = latency[str(batches[0])]

@@ -35,8 +35,7 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
             return None
         if part in fields:
             current = _unwrap(fields[part].annotation)
-        else:  # a dict key (e.g. a target name in [budgets.<name>])
-            current = current
+        # else a dict key (e.g. a target name in [budgets.<name>]): the model stays the same
     return current if hasattr(current, "model_fields") else None
 
 

@@ -17,7 +17,7 @@ class Budgets(Strict):
         None, ge=0, le=1, description="fp32 accuracy minus artifact accuracy, as a fraction"
     )
 
-    def merged_over(self, base: "Budgets") -> "Budgets":
+    def merged_over(self, base: Budgets) -> Budgets:
         """This budget's set fields win; unset ones fall back to `base`."""
         mine = self.model_dump(exclude_none=True)
         return base.model_copy(update=mine)

@@ -21,7 +21,6 @@ from toolchain.config.device import DeviceFigures
 from toolchain.mobile.ep_coverage import node_units
 from toolchain.mobile.memory_estimate import infer_shapes, nbytes, topo_order, value_types
 
-
 # Reference figures, derived from datasheets and microarchitecture, not measured (see report).
 REFERENCE_DEVICES: dict[str, DeviceFigures] = {
     # Mid-range phone big core: Cortex-A76 at ~2.2 GHz (Snapdragon 720G: 2.3 GHz, Helio G90: 2.05 GHz).

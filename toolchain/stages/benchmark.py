@@ -85,7 +85,7 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
             if fb is not None and fb != b:
                 continue  # a fixed-shape artifact only runs its own batch size
             name = sess.get_inputs()[0].name
-            fns[label] = (lambda s=sess, n=name: s.run(None, {n: xb}))
+            fns[label] = (lambda s=sess, n=name, xb=xb: s.run(None, {n: xb}))
         stats = _timed(fns, cfg)
         for label, st in stats.items():
             results[label]["latency_ms"][str(b)] = st.to_dict()

@@ -135,4 +135,4 @@ def check_parity(onnx_path: Path, model, x: np.ndarray, cfg: ExportConfig) -> di
             "inspect unsupported ops, or raise [export] parity_atol if the difference is expected",
             max_abs_diff=diff,
         )
-    return {"max_abs_diff": diff, "samples": int(len(x))}
+    return {"max_abs_diff": diff, "samples": len(x)}

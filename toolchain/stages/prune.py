@@ -9,7 +9,8 @@ its plan must be replayed on a freshly built model before its weights load (prun
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import Field
 
