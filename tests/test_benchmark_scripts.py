@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import compare_baselines
 import int8_ablation
 import int8_ceiling
+import ship_stability
 
 FP32 = [("Conv", 10.0), ("Conv", 20.0), ("Conv", 70.0), ("Gemm", 5.0), ("ReorderOutput", 5.0)]
 INT8 = [("Conv", 10.0), ("QLinearConv", 25.0), ("QLinearConv", 25.0), ("QGemm", 5.0),
@@ -139,3 +140,21 @@ def test_ablation_ceilings_from_wall_times():
     assert m["ceiling_free_depthwise_and_adds"] == pytest.approx(400 / 160)
     assert m["fp32_depthwise_us"] == 100 and m["int8_depthwise_us"] == 70
     assert m["ceiling_best_depthwise"] == pytest.approx(400 / (160 + 70))
+
+
+def test_ship_stability_counts_choices_and_ratios():
+    def run(int8_p50, w8_p50, shipped, lowest):
+        return {"shipped": shipped, "lowest_p50": lowest, "candidates": {
+            "int8": {"selection_p50_ms": int8_p50, "selection_threads": 1, "bytes": 155_738, "failed_budgets": []},
+            "int8_weights": {"selection_p50_ms": w8_p50, "selection_threads": 1, "bytes": 154_933, "failed_budgets": []}}}
+
+    runs = [run(0.020, 0.025, "int8", "int8"), run(0.022, 0.021, "int8", "int8_weights"), run(0.020, 0.030, "int8", "int8")]
+    s = ship_stability.summarize(runs)
+    assert s["shipped"] == {"counts": {"int8": 3}, "differs_from_majority": 0}
+    assert s["lowest_p50"] == {"counts": {"int8": 2, "int8_weights": 1}, "differs_from_majority": 1}
+    assert s["p50_vs_int8"]["int8_weights"] == {"median": pytest.approx(1.25), "min": pytest.approx(0.021 / 0.022),
+                                                "max": pytest.approx(1.5)}
+    assert s["bytes"] == {"int8": 155_738, "int8_weights": 154_933}
+    doc = {"host": {"cpu": "x", "cores": 2, "isa": []}, "versions": {}, "date": "d", "recipe": "r", "repeats": 3,
+           "spec": {"short": "runs 20"}, "settings": {"short": s}}
+    assert "| short (runs 20) | 3 | int8 3 | 0 | int8 2, int8_weights 1 | 1 | int8_weights 1.25 (0.95-1.50) |" in ship_stability.render(doc)

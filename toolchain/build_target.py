@@ -173,16 +173,21 @@ def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Bu
         p50, threads = _fastest_p50(results[label], batch)
         weighed[label] = {"p50_ms": m["p50_ms"], "selection_p50_ms": p50, "selection_threads": threads,
                           "bytes": m["bytes"], "accuracy": m.get("accuracy"), "failed_budgets": failed}
-    shipped = "int8"
     tie = profile.artifact.ship_tie
-    if profile.artifact.ship == "fastest":
-        fewest = min(len(weighed[label]["failed_budgets"]) for label in options)
-        pool = [label for label in options if len(weighed[label]["failed_budgets"]) == fewest]
-        fast = min(weighed[label]["selection_p50_ms"] for label in pool)
-        fast_enough = [label for label in pool if weighed[label]["selection_p50_ms"] <= fast * (1 + tie)]
-        small = min(weighed[label]["bytes"] for label in fast_enough)
-        shipped = next(label for label in fast_enough if weighed[label]["bytes"] <= small * (1 + tie))
+    shipped = pick_fastest(weighed, tie) if profile.artifact.ship == "fastest" else "int8"
     return shipped, {"rule": profile.artifact.ship, "tie": tie, "candidates": weighed}
+
+
+def pick_fastest(weighed: dict[str, dict[str, Any]], tie: float) -> str:
+    """The `ship = "fastest"` choice among weighed candidates (choose_artifact's "candidates"):
+    of those failing the fewest budgets, the ones within `tie` of the lowest selection p50, of
+    those the ones within `tie` of the smallest bytes, and of those the first in PREFERENCE."""
+    fewest = min(len(c["failed_budgets"]) for c in weighed.values())
+    pool = [label for label in PREFERENCE if label in weighed and len(weighed[label]["failed_budgets"]) == fewest]
+    fast = min(weighed[label]["selection_p50_ms"] for label in pool)
+    fast_enough = [label for label in pool if weighed[label]["selection_p50_ms"] <= fast * (1 + tie)]
+    small = min(weighed[label]["bytes"] for label in fast_enough)
+    return next(label for label in fast_enough if weighed[label]["bytes"] <= small * (1 + tie))
 
 
 def _fastest_p50(result: dict[str, Any], batch: str) -> tuple[float, int | None]:
