@@ -149,7 +149,7 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
         return f"{p50(c):.4f} ms{at} {c['bytes']:,} B" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
 
     weighed = ", ".join(f"{label} {timed(c)}" for label, c in selection["candidates"].items())
-    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties ship int8, then pruned fp32)"
+    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to int8, pruned fp32, int8-weights in that order)"
            if selection["rule"] == "fastest" and "tie" in selection else "")
     lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped, shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
