@@ -73,7 +73,8 @@ def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: 
 
 
 def convert_config(profile: TargetProfile) -> ConvertConfig:
-    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(exclude={"ship", "ship_tie"}))
+    """The [artifact] keys the converter takes; the others (ship, ship_tie) choose among candidates."""
+    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(include=set(ConvertConfig.model_fields)))
 
 
 def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
