@@ -91,8 +91,9 @@ def _fp32_compute_artifacts(model_onnx: Path, targets, work: Path, pruned: bool)
     """The run's fp32-compute candidates rebuilt from `model_onnx` for each .onnx target: the
     pruned network converted like its int8 (when `pruned`), and the same with int8-stored weights
     (for profiles that weigh that candidate)."""
-    from toolchain.build_target import convert_config, int8_weights_apply
     from toolchain.config.target import load_target
+    from toolchain.pipeline.build_target import convert_config
+    from toolchain.pipeline.ship import int8_weights_apply
     from toolchain.stages.convert import convert
     from toolchain.stages.int8_weights import Int8WeightsConfig, int8_weights
 
@@ -163,11 +164,11 @@ def _time_rows(rows: dict, files: dict[str, Path], input_name: str, x1: np.ndarr
 def measure_model(recipe_path: Path, out: Path, rounds: int, runs: int, repeats: int) -> dict:
     import torch
 
-    from toolchain import steps
     from toolchain.bench.memory import memory_breakdown
-    from toolchain.cache import StageCache
     from toolchain.config.recipe import load_recipe
-    from toolchain.pipeline import RunOptions, run_pipeline
+    from toolchain.pipeline import steps
+    from toolchain.pipeline.cache import StageCache
+    from toolchain.pipeline.run import RunOptions, run_pipeline
     from toolchain.search.measure import onnx_accuracy
 
     recipe = load_recipe(recipe_path)
@@ -229,7 +230,7 @@ def _sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 def edgeopt_int8(fp32: Path, calib_x: np.ndarray, recipe, profile, tdir: Path) -> Path:
     """`fp32` quantized and converted the way `edgeopt run` builds `profile`'s artifact (the
     profile's scheme, the recipe's overrides), outside the run's cache: for exports the run never makes."""
-    from toolchain.build_target import convert_config, quantize_config
+    from toolchain.pipeline.build_target import convert_config, quantize_config
     from toolchain.stages.convert import convert
     from toolchain.stages.quantize import quantize
 
@@ -246,9 +247,9 @@ def measure_high_res(recipe, base_model, pruned_model, out: Path, rounds: int, r
     scheme), calibrated on 224 px data."""
     import torch
 
-    from toolchain import steps
     from toolchain.bench.memory import memory_breakdown
     from toolchain.config.target import load_target
+    from toolchain.pipeline import steps
     from toolchain.search.measure import export_onnx
 
     kwargs = {**recipe.data.kwargs, "size": HIGH_RES, "samples": 400}
@@ -381,8 +382,8 @@ def render_markdown(doc: dict) -> str:
 
 def main() -> int:
     from toolchain.bench.results import publish
-    from toolchain.cache import library_versions
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="*", help="recipe names (file stems in models/); default all")

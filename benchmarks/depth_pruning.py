@@ -31,7 +31,7 @@ CANDIDATES = {"pruned fp32": "pruned_fp32", "int8": "int8"}  # table name -> the
 def build(drops: int, out: Path):
     """The recipe with `drop_blocks = drops`, run for cpu-server in a shared cache (same training)."""
     from toolchain.config.recipe import load_recipe
-    from toolchain.pipeline import RunOptions, run_pipeline
+    from toolchain.pipeline.run import RunOptions, run_pipeline
 
     base = load_recipe(RECIPE)
     recipe = base.model_copy(update={"name": f"{base.name}-drop{drops}", "targets": ["cpu-server"],
@@ -43,8 +43,8 @@ def build(drops: int, out: Path):
 def main() -> int:
     from toolchain.bench.latency import interleaved
     from toolchain.bench.results import publish
-    from toolchain.cache import library_versions
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
     from toolchain.search.measure import session  # ORT defaults at the given thread count
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -100,7 +100,7 @@ def main() -> int:
 
 
 def _first_test_sample(run) -> np.ndarray:
-    from toolchain import steps
+    from toolchain.pipeline import steps
 
     return steps.dataset(run.recipe).x_test[:1]
 

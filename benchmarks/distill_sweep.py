@@ -25,7 +25,7 @@ TARGET = "cpu-server"
 
 def build(drops: int, distill: float, out: Path) -> dict:
     from toolchain.config.recipe import load_recipe
-    from toolchain.pipeline import RunOptions, run_pipeline
+    from toolchain.pipeline.run import RunOptions, run_pipeline
 
     base = load_recipe(RECIPE)
     recipe = base.model_copy(update={
@@ -61,8 +61,8 @@ def render(doc: dict) -> str:
 
 def main() -> int:
     from toolchain.bench.results import publish
-    from toolchain.cache import library_versions
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", nargs="+", default=["10:0", "10:0.7", "11:0", "11:0.5", "11:0.7", "11:0.9", "12:0.7"],

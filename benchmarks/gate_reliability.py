@@ -77,7 +77,7 @@ def measured_ratio(base: Path, slow: Path, target: str) -> dict:
 def run_gate(artifact: Path, budgets: Path, baseline: Path, target: str, extra: list[str]) -> tuple[int, dict, float]:
     import click
 
-    from toolchain.cli_gate import COMMANDS
+    from toolchain.cli.gate import COMMANDS
 
     out = artifact.parent / "gate.json"
     t0 = time.perf_counter()
@@ -176,10 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render-only", action="store_true", help="Rewrite the .md from the existing .json.")
     args = ap.parse_args(argv)
 
-    from toolchain.cache import library_versions
     from toolchain.config.target import load_target
     from toolchain.gating.baseline_save import save_baseline
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     if args.render_only:
         from toolchain.fsio import write_text_atomic

@@ -280,8 +280,8 @@ def render_markdown(doc: dict) -> str:
 
 def main() -> int:
     from toolchain.bench.results import publish
-    from toolchain.cache import library_versions
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=600, help="timed runs per graph per block")

@@ -187,13 +187,13 @@ def measure_pair(name: str, fp32: Path, int8: Path, x: np.ndarray, args) -> dict
 
 def build_pairs(out: Path) -> list[tuple[str, Path, Path, np.ndarray]]:
     """(name, fp32, int8, one input) for the three models, built through edgeopt's own stages."""
-    from toolchain import steps
-    from toolchain.cache import StageCache
     from toolchain.config.recipe import load_recipe
     from toolchain.config.target import load_target
-    from toolchain.pipeline import RunOptions, run_pipeline
+    from toolchain.config.zoo import build_model
+    from toolchain.pipeline import steps
+    from toolchain.pipeline.cache import StageCache
+    from toolchain.pipeline.run import RunOptions, run_pipeline
     from toolchain.search.measure import export_onnx
-    from toolchain.zoo import build_model
 
     recipe = load_recipe(RECIPE).model_copy(update={"targets": [TARGET]})
     run_dir = out / "shapes-mobilenet"
@@ -266,9 +266,9 @@ def render_markdown(doc: dict) -> str:
 
 def main() -> int:
     from toolchain.bench.results import publish
-    from toolchain.cache import library_versions
     from toolchain.config.target import load_target
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=500, help="timed and profiled runs per model, alternating")

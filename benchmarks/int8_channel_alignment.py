@@ -70,8 +70,8 @@ def main() -> int:
 
     from toolchain.bench.latency import interleaved
     from toolchain.bench.results import publish
-    from toolchain.cache import library_versions
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=8)

@@ -54,8 +54,8 @@ def write_profiles(tmp: Path) -> dict[str, Path]:
 
 def measure(recipe, out_dir: Path, targets_dir: Path) -> dict[str, Any]:
     """One fresh benchmark of the (cached) candidates and what each rule ships from it."""
-    from toolchain.build_target import pick_fastest
-    from toolchain.pipeline import RunOptions, run_pipeline
+    from toolchain.pipeline.run import RunOptions, run_pipeline
+    from toolchain.pipeline.ship import pick_fastest
 
     result = run_pipeline(recipe, RunOptions(out_dir=out_dir, targets=(TARGET,), targets_dir=targets_dir, rebench=True))
     m = result.targets[TARGET].metrics
@@ -91,7 +91,7 @@ def render(doc: dict[str, Any]) -> str:
         "cached candidates per setting, the two settings alternating. Rerun: `python benchmarks/ship_stability.py`."), "",
         ("`ship_tie` rule: candidates within 5% of the lowest p50 count as equally fast, those within 5% of the smallest "
         "of them in bytes as equally small, and of these int8 ships first, then pruned fp32, then int8-weights "
-        "(build_target.pick_fastest). Lowest p50: the same with `ship_tie = 0`, i.e. the fastest measured ships."), "",
+        "(pipeline/ship.py pick_fastest). Lowest p50: the same with `ship_tie = 0`, i.e. the fastest measured ships."), "",
         ("| benchmark setting | runs | ships (`ship_tie` rule) | runs unlike the majority | ships (lowest p50) "
         "| runs unlike the majority | p50 / int8 p50: median (min-max) |"),
         "|---|---|---|---|---|---|---|",
@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
-    from toolchain.cache import library_versions
     from toolchain.config.recipe import load_recipe
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     recipe = load_recipe(args.recipe)
     started = time.perf_counter()

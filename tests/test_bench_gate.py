@@ -9,9 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.bench.latency import interleaved, summarize
 from toolchain.bench.memory import peak_memory_mb
-from toolchain.config.budgets import Budgets
+from toolchain.config.budgets import Budgets, evaluate
 from toolchain.config.target import RuntimeOptions
-from toolchain.gate import evaluate
 
 
 def test_summarize_percentiles_on_known_samples():

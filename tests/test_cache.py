@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolchain.cache import StageCache
 from toolchain.fsio import canonical_json, sha256_json
+from toolchain.pipeline.cache import StageCache
 
 
 def test_canonical_json_hash_is_pinned():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import toolchain
-from toolchain import cache as cache_mod
-from toolchain import codehash
-from toolchain.cache import StageCache
+from toolchain.pipeline import cache as cache_mod
+from toolchain.pipeline import codehash, steps
+from toolchain.pipeline.cache import StageCache
 
 
 @pytest.fixture()
@@ -24,6 +24,10 @@ def package_copy(tmp_path, monkeypatch):
     _refresh()
 
 
+def _fingerprint(stage: str) -> str:
+    return codehash.code_fingerprint(next(s for s in steps.STAGES if s.name == stage).modules)
+
+
 def _refresh():
     """Forget memoized sources: the tests edit files that codehash has already read."""
     codehash._direct_imports.cache_clear()
@@ -31,11 +35,11 @@ def _refresh():
 
 
 def test_closure_follows_lazy_imports_and_stops_at_the_stage():
-    quantize = codehash.import_closure(codehash.STAGE_MODULES["quantize"])
+    quantize = codehash.import_closure(steps.QUANTIZE.modules)
     assert "toolchain.stages.quantize" in quantize
     assert "toolchain.fsio" in quantize  # imported inside a function: still part of what runs
     assert "toolchain.stages.train" not in quantize and "toolchain.cli" not in quantize
-    train = codehash.import_closure(codehash.STAGE_MODULES["train"])
+    train = codehash.import_closure(steps.TRAIN.modules)
     assert "toolchain.stages.quantize" not in train
     with pytest.raises(ValueError, match="not toolchain modules"):
         codehash.import_closure(("toolchain.no_such_module",))
@@ -43,12 +47,12 @@ def test_closure_follows_lazy_imports_and_stops_at_the_stage():
 
 def test_editing_a_module_changes_only_the_stages_that_run_it(package_copy):
     stages = ("train", "export", "quantize", "convert", "benchmark")
-    before = {s: codehash.code_fingerprint(s) for s in stages}
+    before = {s: _fingerprint(s) for s in stages}
     assert len(set(before.values())) == len(stages)
     with open(package_copy / "stages" / "quantize.py", "a") as f:
         f.write("\n# a behaviour change\n")
     _refresh()
-    after = {s: codehash.code_fingerprint(s) for s in stages}
+    after = {s: _fingerprint(s) for s in stages}
     assert after["quantize"] != before["quantize"]
     # convert runs its own module only; quantize's edit must not throw away trained weights
     assert {s: after[s] for s in ("train", "export", "benchmark")} == {s: before[s] for s in ("train", "export", "benchmark")}
@@ -56,7 +60,7 @@ def test_editing_a_module_changes_only_the_stages_that_run_it(package_copy):
     with open(package_copy / "errors.py", "a") as f:
         f.write("\n# shared\n")
     _refresh()
-    assert all(codehash.code_fingerprint(s) != after[s] for s in ("train", "export", "quantize"))
+    assert all(_fingerprint(s) != after[s] for s in ("train", "export", "quantize"))
 
 
 def test_cache_reruns_a_stage_whose_code_changed(tmp_path, monkeypatch):
@@ -72,7 +76,7 @@ def test_cache_reruns_a_stage_whose_code_changed(tmp_path, monkeypatch):
 
 
 def test_model_source_hash_follows_the_factory_file(tmp_path, monkeypatch):
-    from toolchain.zoo import model_source_sha256
+    from toolchain.config.zoo import model_source_sha256
 
     mod = tmp_path / "my_models_codehash.py"
     mod.write_text("import torch\ndef build():\n    return torch.nn.Linear(2, 2)\n")

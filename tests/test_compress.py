@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.cli import cli, main
-from toolchain.cli_compress import COMMANDS
+from toolchain.cli.compress import COMMANDS
 from toolchain.compress import data_input, evaluators
 from toolchain.compress.model_input import normalize_onnx, parse_input_shapes
 from toolchain.config.base import to_toml

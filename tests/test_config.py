@@ -99,9 +99,21 @@ def test_budgets_merge_target_then_all_then_specific():
 
 
 def test_cost_per_million_from_measured_throughput():
-    from toolchain.build_target import cost_estimate
+    from toolchain.pipeline.metrics import cost_estimate
 
     # batch 8 at 4 ms beats batch 1 at 1 ms: 2000/s; $0.36/h = $0.0001/s -> $0.05 per 1M
     cost = cost_estimate({"1": {"p50": 1.0}, "8": {"p50": 4.0}}, price_per_hour=0.36, threads=2)
     assert cost["throughput_per_s"] == pytest.approx(2000.0)
     assert cost["cost_per_million"] == pytest.approx(0.05)
+
+
+def test_cpuinfo_reads_x86_flags_and_aarch64_features():
+    from toolchain.hostinfo import INT8_ISA, parse_cpuinfo
+
+    x86 = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R)\nflags\t\t: fpu avx2 avx512f avx512_vnni amx_int8\n"
+    model, flags = parse_cpuinfo(x86)
+    assert model == "Intel(R) Xeon(R)" and sorted(flags & INT8_ISA) == ["amx_int8", "avx2", "avx512_vnni", "avx512f"]
+    arm = ("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes asimddp i8mm\n"
+           "CPU implementer\t: 0x41\nCPU part\t: 0xd0c\n")
+    model, flags = parse_cpuinfo(arm)
+    assert model == "ARM CPU part 0xd0c" and sorted(flags & INT8_ISA) == ["asimddp", "i8mm"]

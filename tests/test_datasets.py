@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from toolchain.data import DATASETS, DataConfig, _split, load_dataset
+from toolchain.data import DATASETS, DataConfig, load_dataset, stratified_split
 from toolchain.errors import BadInput
 
 # Small generated sets keep this file fast; the recipes use the full sizes.
@@ -89,7 +89,7 @@ def test_tabular_standardized_with_training_statistics_only(name, features, clas
 
     raw = getattr(sklearn.datasets, f"load_{name}")()
     cfg = DataConfig(name=name)
-    x_tr, x_te, _, _ = _split(raw.data, raw.target, cfg)
+    x_tr, x_te, _, _ = stratified_split(raw.data, raw.target, cfg)
     mean, std = np.array(d.preprocessing["mean"]), np.array(d.preprocessing["std"])
     np.testing.assert_allclose(mean, x_tr.mean(0), rtol=1e-12)
     assert not np.allclose(mean, raw.data.mean(0), rtol=1e-6)  # all-rows statistics would leak

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from toolchain.errors import BadInput
-from toolchain.stages.prune import PruneConfig, distillation, prune
-from toolchain.stages.train import Distillation, TrainConfig, _distill_loss, fit, teacher_logits
+from toolchain.stages.prune import PruneConfig, prune
+from toolchain.stages.train import Distillation, TrainConfig, _distill_loss, distillation, fit, teacher_logits
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -69,7 +69,7 @@ def test_distill_zero_trains_exactly_as_before():
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
     data = SimpleNamespace(x_train=x, y_train=y)
-    assert distillation(a, data, PruneConfig(distill=0.0)) is None
+    assert distillation(a, data, 0.0, 4.0) is None
 
 
 def test_magnitude_prune_with_distillation_leaves_the_teacher_untouched():
@@ -93,7 +93,7 @@ def test_distillation_of_a_regressor_is_bad_input():
     x = np.zeros((10, 8), np.float32)
     data = SimpleNamespace(x_train=x, y_train=np.zeros(10, np.float32))
     with pytest.raises(BadInput, match="distill needs a classifier"):
-        distillation(_mlp(4, 0), data, PruneConfig(distill=0.5))
+        distillation(_mlp(4, 0), data, 0.5, 4.0)
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.5])

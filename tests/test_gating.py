@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from toolchain.cli_gate import COMMANDS
+from toolchain.cli.gate import COMMANDS
 from toolchain.errors import ConfigError
 from toolchain.gating import gate_run
 from toolchain.gating.baseline import Baseline
@@ -277,7 +277,7 @@ def test_run_directory_uses_fp32_reference_when_the_baseline_artifact_is_gone(tm
 
 
 def test_gate_a_package_names_the_zip_and_takes_its_target_from_the_manifest(tmp_path, fast):
-    from toolchain.cli_package import package_cmd
+    from toolchain.cli.package import package_cmd
 
     built = CliRunner().invoke(package_cmd, [str(_mlp(tmp_path / "m.onnx")), "--target", "cpu-server",
                                              "--out", str(tmp_path / "pkg")])

@@ -11,9 +11,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.bench import memory
-from toolchain.build_target import TargetResult, bench_config, summarize_metrics
 from toolchain.config.target import BenchmarkSpec, RuntimeOptions, load_target
-from toolchain.report import render_target, target_document
+from toolchain.pipeline.build_target import TargetResult, bench_config
+from toolchain.pipeline.metrics import summarize_metrics
+from toolchain.pipeline.report import render_target, target_document
 from toolchain.stages.benchmark import benchmark
 
 ARENA_OFF = RuntimeOptions(enable_cpu_mem_arena=False, enable_mem_pattern=False)
@@ -96,7 +97,7 @@ def _bench_entry(peak: float, floor: float) -> dict:
 def test_metrics_and_report_show_both_memory_ratios():
     profile = load_target("arm-mobile")
     # the lead's MobileNetV2-0.5 224 px figures: int8 23.6 MB, fp32 31.6 MB, floor 16.4 MB
-    metrics = summarize_metrics({"fp32": _bench_entry(31.6, 16.4), "int8": _bench_entry(23.6, 16.4)}, profile)
+    metrics = summarize_metrics({"fp32": _bench_entry(31.6, 16.4), "int8": _bench_entry(23.6, 16.4)}, profile).document()
     assert metrics["memory_ratio"] == pytest.approx(0.7468, abs=1e-4)
     assert metrics["model_memory_mb"] == pytest.approx(7.2) and metrics["fp32_model_memory_mb"] == pytest.approx(15.2)
     assert metrics["model_memory_ratio"] == pytest.approx(0.4737, abs=1e-4)
@@ -112,7 +113,7 @@ def test_metrics_and_report_show_both_memory_ratios():
 
 def test_ratio_is_not_invented_when_fp32_stays_under_the_floor():
     metrics = summarize_metrics({"fp32": _bench_entry(16.0, 16.4), "int8": _bench_entry(15.0, 16.4)},
-                                load_target("arm-mobile"))
+                                load_target("arm-mobile")).document()
     assert metrics["fp32_model_memory_mb"] == 0.0 and metrics["model_memory_ratio"] is None
     t = TargetResult("arm-mobile", Path("a.ort"), Path("a.fp32.ort"), Path("a.zip"), metrics, {})
     assert next(line for line in render_target("arm-mobile", t).splitlines() if "minus ORT floor" in line).endswith("n/a")
@@ -125,7 +126,7 @@ def test_ratio_is_not_invented_when_fp32_stays_under_the_floor():
 ])
 def test_report_tells_deliberate_fp32_nodes_from_unfused_ones(by_design, fp32_compute, expected):
     metrics = summarize_metrics({"fp32": _bench_entry(31.6, 16.4), "int8": _bench_entry(23.6, 16.4)},
-                                load_target("cpu-server"))
+                                load_target("cpu-server")).document()
     metrics["optimized_ops"] = {"int8_kernels": 3, "fp32_compute": fp32_compute, "quantize_dequantize": 2}
     metrics["fp32_nodes_by_design"] = by_design
     t = TargetResult("cpu-server", Path("a.onnx"), Path("a.fp32.onnx"), Path("a.zip"), metrics, {})

@@ -192,7 +192,7 @@ def test_device_figures_are_strict():
 # ---- E: the command -------------------------------------------------------------------------
 
 def test_mobile_report_cli(tiny_paths, fast_targets_dir):
-    from toolchain.cli_mobile import mobile_report_cmd
+    from toolchain.cli.mobile import mobile_report_cmd
 
     runner = CliRunner()
     res = runner.invoke(mobile_report_cmd, [str(tiny_paths / "qdq.onnx"), "--target", "arm-mobile",
@@ -209,7 +209,7 @@ def test_mobile_report_cli(tiny_paths, fast_targets_dir):
 
 
 def test_mobile_report_rejects_ort_file(tmp_path):
-    from toolchain.cli_mobile import mobile_report_cmd
+    from toolchain.cli.mobile import mobile_report_cmd
     from toolchain.errors import BadInput
 
     bad = tmp_path / "model.ort"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain import steps
-from toolchain.cache import StageCache
 from toolchain.config.recipe import Recipe
+from toolchain.pipeline import steps
+from toolchain.pipeline.cache import StageCache
 
 
 def _params(model) -> int:
@@ -44,8 +44,8 @@ def test_structured_prune_entry_replays_into_a_smaller_model_that_exports(tmp_pa
 def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_path):
     """With structured pruning the run also times the pruned model without int8, so a user sees
     when int8 kernels lose to fp32 on narrow layers (measured: MobileNetV2 pruned 75% at 224 px)."""
-    from toolchain.pipeline import RunOptions, run_pipeline
-    from toolchain.report import render_run, render_target, run_document
+    from toolchain.pipeline.report import render_run, render_target, run_document
+    from toolchain.pipeline.run import RunOptions, run_pipeline
 
     recipe = Recipe(train={"epochs": 2}, prune={"kind": "structured", "amount": 0.5, "finetune_epochs": 1},
                     targets=["cpu-server"])
@@ -99,8 +99,9 @@ def _bench_row(p50: float, nbytes: int, accuracy: float) -> dict:
 
 
 def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
-    from toolchain.build_target import choose_artifact, summarize_metrics
     from toolchain.config.target import load_target
+    from toolchain.pipeline.metrics import summarize_metrics
+    from toolchain.pipeline.ship import choose_artifact
 
     profile = load_target("cpu-server")
     fastest = profile.model_copy(update={"artifact": profile.artifact.model_copy(update={"ship": "fastest"})})
@@ -110,7 +111,7 @@ def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
 
     shipped, selection = choose_artifact(results, fastest, profile.budgets)
     assert shipped == "pruned_fp32" and selection["candidates"]["int8"]["p50_ms"] == 0.16
-    m = summarize_metrics(results, fastest, shipped)
+    m = summarize_metrics(results, fastest, shipped).document()
     assert m["bytes"] == 110_000 and m["speedup_vs_fp32"] == 0.40 / 0.12 and abs(m["accuracy_drop"] - 0.003) < 1e-12
     assert m["int8_speedup_vs_pruned_fp32"] == 0.12 / 0.16  # still int8 vs pruned fp32, whatever ships
 
@@ -166,5 +167,5 @@ def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
 
     # torch eager is timed in its own rounds against fp32: its speedup chains the two same-round ratios
     eager = {"latency_ms": {"1": {"p50": 2.0, "p90": 2.2, "p99": 2.4}}, "fp32_p50_same_rounds": {"1": 0.5}}
-    m = summarize_metrics({**results, "torch-eager": eager}, fastest, "int8")
+    m = summarize_metrics({**results, "torch-eager": eager}, fastest, "int8").document()
     assert m["speedup_vs_torch"] == pytest.approx((2.0 / 0.5) * (0.40 / 0.16))

@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from toolchain.config.base import validate
+from toolchain.config.zoo import ModelConfig, build_model
 from toolchain.errors import BadInput, ConfigError
 from toolchain.pruning import PrunePlan, replay_plan
 from toolchain.pruning.graph import UntraceableLayer, example_input
 from toolchain.pruning.measure import params_and_macs
 from toolchain.stages.prune import PruneConfig, prune
 from toolchain.stages.train import TrainConfig, train
-from toolchain.zoo import ModelConfig, build_model
 
 FT = TrainConfig(epochs=10, batch_size=64)
 

@@ -181,7 +181,7 @@ def test_flags_int8_slower_than_fp32_only_when_every_feasible_variant_loses():
 @pytest.fixture()
 def stubbed_steps(tmp_path, monkeypatch):
     """The recipe's stages stubbed out, so a CLI test reads only the (stubbed) search's report."""
-    from toolchain import steps
+    from toolchain.pipeline import steps
 
     class _Data:
         x_train = np.zeros((4, 1, 8, 8), np.float32)

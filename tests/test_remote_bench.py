@@ -103,7 +103,7 @@ def profile(fast_targets_dir):
 
 
 def _bench(s, artifact, profile, key="client_key", known="known_hosts", **kw):
-    from toolchain.cli_bench_remote import bench_remote
+    from toolchain.cli.bench import bench_remote
 
     return bench_remote(artifact, profile, kw.pop("url", None) or _url(s), ssh_key=s["dir"] / key,
                         known_hosts=s["dir"] / known, **kw)

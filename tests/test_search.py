@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from toolchain.config.target import QuantizeScheme
+from toolchain.config.zoo import ModelConfig, build_model
 from toolchain.search import SearchBudget, search_prune_amount, search_quantization
 from toolchain.search.measure import export_onnx
 from toolchain.stages.prune import PruneConfig
 from toolchain.stages.train import TrainConfig, train
-from toolchain.zoo import ModelConfig, build_model
 
 FT = TrainConfig(epochs=10)
 

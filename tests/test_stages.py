@@ -8,17 +8,17 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from toolchain.build_target import convert_config
 from toolchain.config.target import QuantizeScheme, load_target
+from toolchain.config.zoo import ModelConfig, build_model
 from toolchain.data import DataConfig, load_dataset
 from toolchain.errors import ToleranceExceeded
 from toolchain.fsio import sha256_file
+from toolchain.pipeline.build_target import convert_config
 from toolchain.stages.convert import convert
 from toolchain.stages.export import ExportConfig, check_parity, export_onnx
 from toolchain.stages.prune import PruneConfig, prune
 from toolchain.stages.quantize import QuantizeConfig, quantize
 from toolchain.stages.train import TrainConfig, train
-from toolchain.zoo import ModelConfig, build_model
 
 FAST = TrainConfig(epochs=4)
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from toolchain.config.recipe import Recipe, load_recipe
+from toolchain.config.zoo import ModelConfig, build_model, zoo_names
 from toolchain.data import DATASETS, DataConfig, load_dataset
 from toolchain.resources import bundled_dir
-from toolchain.zoo import ModelConfig, build_model, zoo_names
 
 MODELS_DIR = bundled_dir("models")
 RECIPE_PATHS = sorted(MODELS_DIR.glob("*.toml"))

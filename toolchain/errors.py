@@ -1,12 +1,14 @@
-"""Typed errors. Each carries the process exit code the CLI maps it to (one place: cli.main).
+"""Typed errors. Each carries the process exit code the CLI maps it to (one place: toolchain/cli/main.py).
 
 Exit codes (documented in README.md):
   0  every budget met
   1  a budget failed (the artifacts and report are still written), or the check that a
      `verify` / `verify-arm` command performs failed
   2  bad input or usage: missing/corrupt file, unknown key, wrong type, unknown target or model
-  3  a pipeline-internal verification failed: the exported model disagrees with PyTorch, or a
-     package being signed was already tampered with
+  2  also an environment fault: disk full, a read-only or unwritable path (the line names it)
+  3  a pipeline-internal verification failed (the exported model disagrees with PyTorch, or a
+     package being signed was already tampered with), or an internal error: one line plus the
+     path of a log holding the traceback
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ EXIT_BUDGET_FAILED = 1
 EXIT_VERIFICATION_FAILED_CMD = 1  # `edgeopt verify` / `verify-arm`: the check itself failed
 EXIT_BAD_INPUT = 2
 EXIT_VERIFICATION_FAILED = 3
+EXIT_INTERNAL_ERROR = 3  # a bug: never 1, so CI can tell a crash from a failed budget
 
 
 class EdgeoptError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -25,6 +26,35 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinity replaced by None, recursively: bare `NaN` is not JSON,
+    and a reader must not mistake an unmeasurable number for a measured one."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(obj: Any) -> str:
+    """The one human-readable JSON rendering: sorted keys, non-finite numbers as null."""
+    return json.dumps(finite(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create 0600/0700 whatever the umask: give the file the mode a plain
+    open() or mkdir() would, so other users and later CI steps can read the outputs."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
 def canonical_json(obj: Any) -> str:
@@ -44,6 +74,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    _honour_umask(tmp_path, directory=False)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)
@@ -63,7 +94,7 @@ def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(dest: str | os.PathLike, obj: Any) -> Path:
-    return write_text_atomic(dest, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return write_text_atomic(dest, json_text(obj) + "\n")
 
 
 def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
@@ -78,6 +109,7 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    _honour_umask(tmp, directory=True)
     try:
         yield tmp
         if dest.exists():
@@ -86,3 +118,30 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold `out_dir/.edgeopt.lock` for a whole run: a second run on the same directory stops
+    at once with a clear message instead of racing the first one's cache writes. Temp folders
+    of killed runs (`.<name>.<random>.tmp`) are removed once the lock is held: nobody else
+    can be writing them."""
+    import fcntl
+
+    from toolchain.errors import BadInput
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = out_dir / ".edgeopt.lock"
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(f"another edgeopt run is using {out_dir}",
+                           "wait for it to finish, or pass another --out") from None
+        for stale in out_dir.glob("cache/*/.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            yield out_dir
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

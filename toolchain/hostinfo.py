@@ -7,24 +7,39 @@ import os
 import platform
 from functools import lru_cache
 
+# The vector extensions int8 kernels depend on: x86 `flags`, aarch64 `Features` (asimddp = SDOT,
+# i8mm = SMMLA).
+INT8_ISA = frozenset({"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+
+
+def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
+    """The CPU's name and feature flags from /proc/cpuinfo text. x86 names them `model name` and
+    `flags`; aarch64 kernels write `Features` and often no model name (then `CPU part`)."""
+    model, flags, part = "unknown", set(), None
+    for line in text.splitlines():
+        key, _, value = (s.strip() for s in line.partition(":"))
+        if key in ("model name", "Model name", "Hardware") and model == "unknown" and value:
+            model = value
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+        elif key == "CPU part" and part is None:
+            part = value
+    if model == "unknown" and part is not None:
+        model = f"ARM CPU part {part}"
+    return model, flags
+
 
 @lru_cache(maxsize=1)
 def host_info() -> dict[str, object]:
-    model, flags = "unknown", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name") and model == "unknown":
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
+            model, flags = parse_cpuinfo(f.read())
     except OSError:
-        pass
-    isa = sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+        model, flags = "unknown", set()
     return {
         "cpu": model,
         "machine": platform.machine(),
         "cores": os.cpu_count(),
-        "isa": isa,
+        "isa": sorted(flags & INT8_ISA),
         "system": platform.system(),
     }

@@ -361,7 +361,3 @@ def _prune(root: Path) -> None:
         "debootstrap",
     ):
         shutil.rmtree(root / rel, ignore_errors=True)
-
-
-def env_size_bytes(env: ArmEnv) -> int:
-    return sum(p.lstat().st_size for p in env.dir.rglob("*") if p.is_file() and not p.is_symlink())

@@ -20,15 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.build_target import ModelSource, TargetResult, build_target
-from toolchain.cache import StageCache, library_versions
 from toolchain.compress import data_input, evaluators
 from toolchain.compress.model_input import NormalizedModel, normalize_onnx, parse_input_shapes
 from toolchain.config.recipe import QuantizeOverrides
 from toolchain.config.target import load_target
 from toolchain.errors import BadInput, ModelLoadError
 from toolchain.fsio import sha256_file, sha256_json, write_json_atomic
+from toolchain.pipeline.build_target import ModelSource, TargetResult, build_target
+from toolchain.pipeline.cache import StageCache, StageSpec, library_versions
 
+# The import stage only copies the normalized model: its key follows this module alone.
+IMPORT = StageSpec("import", ("toolchain.compress.run",))
 _WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".safetensors"}
 
 
@@ -199,9 +201,7 @@ def _build(
         shutil.copyfile(model.path, out / "model.onnx")
         return {**model.facts, "file": "model.onnx", "sha256": sha}
 
-    entry = cache.run(
-        "import", {"source": model.facts.get("source")}, {"model": sha}, produce, label="import"
-    )
+    entry = cache.run(IMPORT, {"source": model.facts.get("source")}, {"model": sha}, produce, label="import")
     run_hash = sha256_json(
         {
             "model": sha,
@@ -277,7 +277,7 @@ def _name(opts: CompressOptions) -> str:
 
 def compress_document(result: CompressResult) -> dict[str, Any]:
     """The `edgeopt run --json` shape (recipe -> {name, hash}), plus `evaluation` per target."""
-    from toolchain.report import target_document
+    from toolchain.pipeline.report import target_document
 
     targets = {}
     for name, t in result.targets.items():
@@ -296,7 +296,7 @@ def compress_document(result: CompressResult) -> dict[str, Any]:
 
 
 def render_compress(result: CompressResult) -> str:
-    from toolchain.report import render_target
+    from toolchain.pipeline.report import render_target
 
     hits = sum(1 for _, s in result.stages if s == "hit")
     cached = f"{hits}/{len(result.stages)} stages from cache"

@@ -49,8 +49,8 @@ def is_pt2(path: Path) -> bool:
 
 
 def from_factory(ref: str, weights: Path | None, example: np.ndarray, workdir: Path) -> TorchExport:
+    from toolchain.config.zoo import ModelConfig, build_model
     from toolchain.torch_io import load_into
-    from toolchain.zoo import ModelConfig, build_model
 
     # seed 0: a factory that draws random initial weights gives the same model on every run
     model = build_model(ModelConfig(name=ref), seed=0).eval()

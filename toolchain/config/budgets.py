@@ -1,6 +1,13 @@
-"""Budgets: the limits a CI gate enforces. Every field is optional; unset means "not gated"."""
+"""Budgets: the limits a CI gate enforces, and the verdict of measured metrics against them.
+
+Every field is optional; unset means "not gated". Pure data in, verdicts out.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from pydantic import Field
 
@@ -21,3 +28,38 @@ class Budgets(Strict):
         """This budget's set fields win; unset ones fall back to `base`."""
         mine = self.model_dump(exclude_none=True)
         return base.model_copy(update=mine)
+
+# budget name -> metric name it limits (all budgets are upper limits)
+BUDGET_METRICS = {
+    "max_bytes": "bytes",
+    "max_size_ratio": "size_ratio",
+    "max_p50_ms": "p50_ms",
+    "max_p90_ms": "p90_ms",
+    "max_peak_memory_mb": "peak_memory_mb",
+    "max_accuracy_drop": "accuracy_drop",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    limit: float
+    value: float | None
+    passed: bool
+    metric: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pass"] = d.pop("passed")
+        return d
+
+
+def evaluate(budgets: Budgets, metrics: Mapping[str, float | None]) -> dict[str, Verdict]:
+    """One verdict per set budget. A budget whose metric was not measured fails: an unmeasured
+    number must never pass a gate silently."""
+    verdicts: dict[str, Verdict] = {}
+    for name, limit in budgets.model_dump(exclude_none=True).items():
+        metric = BUDGET_METRICS[name]
+        value = metrics.get(metric)
+        passed = value is not None and value <= limit
+        verdicts[name] = Verdict(limit=float(limit), value=None if value is None else float(value), passed=passed, metric=metric)
+    return verdicts

@@ -11,14 +11,15 @@ from pydantic import Field
 
 from toolchain.config.base import Strict, read_toml, to_toml, validate
 from toolchain.config.budgets import Budgets
+from toolchain.config.zoo import ModelConfig
 from toolchain.data import DataConfig
 from toolchain.fsio import sha256_json
 from toolchain.stages.export import ExportConfig
 from toolchain.stages.prune import PruneConfig
 from toolchain.stages.train import TrainConfig
-from toolchain.zoo import ModelConfig
 
 RECIPE_SCHEMA_VERSION = 1
+SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class QuantizeOverrides(Strict):
@@ -40,7 +41,9 @@ class QuantizeOverrides(Strict):
 
 class Recipe(Strict):
     schema_version: Literal[1] = RECIPE_SCHEMA_VERSION
-    name: str = "digits-cnn"
+    # The name becomes file names (artifact, package, run directory): no path separators or "..".
+    name: str = Field("digits-cnn", pattern=SAFE_NAME, description=(
+        "run and artifact name: letters, digits, '.', '_' and '-', starting with a letter or digit"))
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()

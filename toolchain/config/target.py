@@ -59,7 +59,7 @@ class ArtifactSpec(Strict):
     ship: Literal["quantized", "fastest"] = "quantized"
     # With ship = "fastest", candidates within this fraction of the fastest p50 count as equally
     # fast, and of those, the ones within it of the smallest as equally small; among those the
-    # first of int8, pruned fp32, int8-weights ships (build_target.PREFERENCE). A timing wobble
+    # first of int8, pruned fp32, int8-weights ships (pipeline/ship.py PREFERENCE). A timing wobble
     # between two equal forms must not decide which file an app downloads: int8 weights with fp32
     # compute run the same graph as the fp32 model at a third of its bytes, and digits' int8 and
     # int8-weights files are 0.5% apart in bytes and about as fast.

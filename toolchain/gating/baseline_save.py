@@ -40,8 +40,8 @@ def save_baseline(path: Path, target: str, out: Path, targets_dir: Path | None =
     With `copy_artifact` (implied for packages, whose artifact only exists inside the zip) the
     artifact is copied beside `out`, so later gates can time the old artifact against the new.
     """
-    from toolchain.cache import library_versions
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     spec = spec or BASELINE_SPEC
     profile = load_target(target, targets_dir)

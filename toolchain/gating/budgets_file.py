@@ -29,7 +29,7 @@ class GateBudgets(Budgets):
     )
 
     def absolute(self) -> Budgets:
-        """The part `toolchain.gate.evaluate` understands (everything but max_regression)."""
+        """The part `toolchain.config.budgets.evaluate` understands (everything but max_regression)."""
         return Budgets(**self.model_dump(exclude={"max_regression"}))
 
 

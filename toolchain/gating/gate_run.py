@@ -1,7 +1,7 @@
 """The gate: resolve PATH, measure what the budgets need, decide each budget.
 
 Exact metrics (bytes, size ratio, recorded accuracy drop, peak memory, whose spread is
-~1% here) are compared directly via `toolchain.gate.evaluate`. Latency budgets go through the
+~1% here) are compared directly via `toolchain.config.budgets.evaluate`. Latency budgets go through the
 noise-aware loop: rounds continue until every latency interval is clear of its limit or a cap
 is hit (`toolchain.gating.noise`). docs/gating.md states the rule.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.config.budgets import evaluate
 from toolchain.config.target import TargetProfile, load_target
-from toolchain.gate import evaluate
 from toolchain.gating import sources
 from toolchain.gating.baseline import Baseline, baseline_artifact
 from toolchain.gating.budgets_file import GateBudgets, budgets_for
@@ -190,8 +190,8 @@ def _select(subjects: list[sources.Subject], inputs: GateInputs) -> list[sources
 
 def gate_path(path: Path, inputs: GateInputs) -> dict[str, Any]:
     """The gate document: {"targets": {name: {...,"budgets": {...}, "passed"}}, "passed", ...}."""
-    from toolchain.cache import library_versions
     from toolchain.hostinfo import host_info
+    from toolchain.pipeline.cache import library_versions
 
     path = Path(path)
     if inputs.baseline is None:

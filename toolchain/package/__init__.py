@@ -14,10 +14,11 @@ from toolchain.package.errors import (
     UnsafeArchive,
     UnsafeModel,
 )
+from toolchain.package.keys import generate_keypair
 from toolchain.package.manifest import MANIFEST_SCHEMA_VERSION, Manifest, manifest_json_schema
 from toolchain.package.metadata import metadata_props_for, read_onnx_metadata, stamp_onnx_metadata
 from toolchain.package.safezip import DEFAULT_MAX_BYTES, check_external_data, safe_extract
-from toolchain.package.signing import generate_keypair, sign_package
+from toolchain.package.signing import sign_package
 from toolchain.package.verify import Check, VerifyReport, verify_package
 
 __all__ = [

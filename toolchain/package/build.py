@@ -229,7 +229,7 @@ def build_package(spec: PackageSpec, dest: Path, signing_key: Path | None = None
     manifest.sig. Raises PackageSpecError (BadInput, exit 2) for an inconsistent spec.
     """
     if signing_key is not None:
-        from toolchain.package.signing import load_private_key
+        from toolchain.package.keys import load_private_key
 
         key = load_private_key(Path(signing_key))  # a bad key fails before any work is done
     data = _base_manifest(spec)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -129,7 +128,7 @@ def integrity_checks(entries: dict[str, bytes]) -> list[Check]:
 
 
 def _signature_check(entries: dict[str, bytes], public_key: Path | None) -> Check:
-    from toolchain.package.signing import check_signature
+    from toolchain.package.keys import check_signature
 
     signed = SIGNATURE_NAME in entries
     if public_key is None:
@@ -253,7 +252,7 @@ def verify_package(
     if not pkg.is_file():
         raise BadInput(f"package not found: {pkg}", "check the path")
     if public_key is not None:
-        from toolchain.package.signing import load_public_key
+        from toolchain.package.keys import load_public_key
 
         load_public_key(public_key)  # a bad key file is the caller's mistake (exit 2), not the package's
     checks: list[Check] = []
@@ -300,7 +299,3 @@ def verify_package(
         else:
             checks.append(_smoke_check(manifest, entries[manifest.artifact], entries[manifest.golden.file]))
     return VerifyReport(pkg.name, tuple(checks))
-
-
-def verify_report_json(report: VerifyReport) -> str:
-    return json.dumps(report.to_dict(), indent=2, sort_keys=True)

@@ -15,8 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from toolchain.config.base import Strict
-from toolchain.errors import BadInput
-from toolchain.stages.train import Distillation, TrainConfig, accuracy, fit, teacher_logits
+from toolchain.stages.train import TrainConfig, accuracy, distillation, fit
 
 
 class PruneConfig(Strict):
@@ -49,16 +48,6 @@ def _prunable(model) -> list[tuple[Any, str]]:
     ]
 
 
-def distillation(teacher, data, cfg: PruneConfig) -> Distillation | None:
-    """The fine-tune's distillation from the unpruned `teacher`, or None when `cfg.distill` is 0."""
-    if not cfg.distill:
-        return None
-    if data.y_train.dtype.kind not in "iu":  # signed or unsigned integer class labels
-        raise BadInput("[prune] distill needs a classifier (integer labels); this data set has real-valued targets",
-                       "set distill = 0")
-    return Distillation(teacher_logits(teacher, data.x_train), cfg.distill, cfg.distill_temperature)
-
-
 def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any, dict[str, float]]:
     import torch
     from torch.nn.utils import prune as tprune
@@ -70,7 +59,7 @@ def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tu
     # The pruning reparametrization (weight = weight_orig * mask) keeps pruned weights at zero
     # through fine-tuning; prune.remove then bakes the mask into a plain weight tensor.
     tuned = fit(model, data.x_train, data.y_train, ft_cfg, desc="fine-tune", copy_model=False,
-                distill=distillation(teacher, data, cfg))
+                distill=distillation(teacher, data, cfg.distill, cfg.distill_temperature))
     for module, name in _prunable(tuned):
         tprune.remove(module, name)
     total = sum(m.weight.numel() for m, _ in _prunable(tuned))

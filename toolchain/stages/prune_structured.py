@@ -21,8 +21,7 @@ from toolchain.pruning.measure import params_and_macs
 from toolchain.pruning.plan import PrunePlan
 from toolchain.pruning.policy import apply_cuts, plan_step, score_groups
 from toolchain.pruning.scoring import NEEDS_GRADIENTS, accumulate_gradients, make_importance
-from toolchain.stages.prune import distillation
-from toolchain.stages.train import TrainConfig, accuracy, fit
+from toolchain.stages.train import TrainConfig, accuracy, distillation, fit
 
 
 def ignored_layer_names(model, example, configured: list[str] | tuple[str, ...]) -> list[str]:
@@ -34,13 +33,25 @@ def ignored_layer_names(model, example, configured: list[str] | tuple[str, ...])
     return names
 
 
+def _plan(graph, data, dropped, cfg, ignored: list[str]) -> PrunePlan:
+    """What was cut, as data: replayable on a fresh model (pruning/plan.py)."""
+    return PrunePlan(
+        input_shape=tuple(int(s) for s in data.input_shape),
+        history=tuple((n, bool(o), tuple(int(i) for i in idxs)) for n, o, idxs in graph.pruning_history()),
+        dropped_blocks=tuple(dropped),
+        meta={"criterion": cfg.criterion, "scope": cfg.scope, "amount": cfg.amount, "steps": cfg.steps,
+              "ignored_layers": ignored},
+    )
+
+
 def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
     """Return a channel-pruned, fine-tuned copy of `model` and its metrics (with the plan as data).
 
     `cfg` is a PruneConfig with kind = "structured"; `model` is not modified.
     """
     work = copy.deepcopy(model).eval()
-    distill = distillation(model, data, cfg)  # the unpruned model teaches every fine-tune step
+    # the unpruned model teaches every fine-tune step
+    distill = distillation(model, data, cfg.distill, cfg.distill_temperature)
     example = example_input(data.input_shape)
     before = params_and_macs(work, example)
     ignored = ignored_layer_names(work, example, cfg.ignored_layers)
@@ -74,13 +85,7 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
 
     work.eval()
     after = params_and_macs(work, example)
-    plan = PrunePlan(
-        input_shape=tuple(int(s) for s in data.input_shape),
-        history=tuple((n, bool(o), tuple(int(i) for i in idxs)) for n, o, idxs in graph.pruning_history()),
-        dropped_blocks=tuple(dropped),
-        meta={"criterion": cfg.criterion, "scope": cfg.scope, "amount": cfg.amount, "steps": cfg.steps,
-              "ignored_layers": ignored},
-    )
+    plan = _plan(graph, data, dropped, cfg, ignored)
     metrics = {
         "accuracy": step_acc[-1],
         "accuracy_per_step": step_acc,

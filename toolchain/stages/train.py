@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from toolchain.config.base import Strict
+from toolchain.errors import BadInput
 
 
 class TrainConfig(Strict):
@@ -71,6 +72,17 @@ def _distill_loss(student_logits, teacher_logits, temperature: float):
     # T^2 keeps the soft targets' gradient scale comparable to the hard loss's as T grows.
     return F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
                     reduction="batchmean", log_target=True) * t * t
+
+
+def distillation(teacher, data, weight: float, temperature: float) -> Distillation | None:
+    """A fine-tune's distillation from `teacher` ([prune] distill, distill_temperature), or None
+    when `weight` is 0."""
+    if not weight:
+        return None
+    if data.y_train.dtype.kind not in "iu":  # signed or unsigned integer class labels
+        raise BadInput("[prune] distill needs a classifier (integer labels); this data set has real-valued targets",
+                       "set distill = 0")
+    return Distillation(teacher_logits(teacher, data.x_train), weight, temperature)
 
 
 def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = True,

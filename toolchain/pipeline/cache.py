@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from toolchain import __version__
-from toolchain.codehash import code_fingerprint
 from toolchain.fsio import atomic_dir, sha256_json
+from toolchain.pipeline.codehash import code_fingerprint
 
 RECORD = "record.json"
 _LIBS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "scikit-learn", "torch-pruning")
@@ -41,6 +43,15 @@ def library_versions() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class StageSpec:
+    """A cached stage: its name (the cache folder) and the modules it runs, declared beside the
+    step that runs it, so its cache key follows exactly that code (codehash.py)."""
+
+    name: str
+    modules: tuple[str, ...] | None = None  # None: the whole package
+
+
+@dataclass(frozen=True)
 class Entry:
     stage: str
     key: str
@@ -52,18 +63,25 @@ class Entry:
         return self.dir / name
 
 
+def log_to_stderr(message: str) -> None:
+    """Stage starts and ends go to stderr: a run whose stdout is a file or a pipe (CI) still
+    shows what it is doing, and `--json` keeps stdout for the document."""
+    print(f"edgeopt: {message}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class StageCache:
     root: Path
     events: list[tuple[str, str]] = field(default_factory=list)  # (stage label, "hit"|"run")
+    log: Callable[[str], None] = log_to_stderr
 
-    def key(self, stage: str, config: Any, inputs: Mapping[str, str]) -> str:
-        return sha256_json({"stage": stage, "config": config, "inputs": dict(inputs), "versions": library_versions(),
-                            "code": code_fingerprint(stage)})
+    def key(self, stage: StageSpec, config: Any, inputs: Mapping[str, str]) -> str:
+        return sha256_json({"stage": stage.name, "config": config, "inputs": dict(inputs),
+                            "versions": library_versions(), "code": code_fingerprint(stage.modules)})
 
     def run(
         self,
-        stage: str,
+        stage: StageSpec | str,
         config: Any,
         inputs: Mapping[str, str],
         produce: Callable[[Path], Mapping[str, Any]],
@@ -74,15 +92,20 @@ class StageCache:
         `produce` writes its files into the directory it is given and returns a JSON-able
         record (metrics, file names) that is stored beside them.
         """
+        stage = stage if isinstance(stage, StageSpec) else StageSpec(stage)
         key = self.key(stage, config, inputs)
-        entry_dir = self.root / stage / key[:20]
+        entry_dir = self.root / stage.name / key[:20]
         record_path = entry_dir / RECORD
-        label = label or stage
+        label = label or stage.name
         if record_path.is_file():
+            self.log(f"{label}: cached")
             self.events.append((label, "hit"))
-            return Entry(stage, key, entry_dir, json.loads(record_path.read_text()), hit=True)
+            return Entry(stage.name, key, entry_dir, json.loads(record_path.read_text()), hit=True)
+        self.log(f"{label}: running")
+        started = time.perf_counter()
         with atomic_dir(entry_dir) as tmp:
             record = dict(produce(tmp))
             (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        self.log(f"{label}: done in {time.perf_counter() - started:.1f} s")
         self.events.append((label, "run"))
-        return Entry(stage, key, entry_dir, record, hit=False)
+        return Entry(stage.name, key, entry_dir, record, hit=False)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.cache import Entry, library_versions
 from toolchain.config.target import TargetProfile
+from toolchain.pipeline.cache import Entry, library_versions
 
 GOLDEN_SAMPLES = 4  # enough to catch a wrong output, small enough to keep packages tiny
 

@@ -3,15 +3,14 @@ toolchain.package; exit codes: 0 good, 1 verification failed, 2 bad input."""
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import click
 
+from toolchain.cli.options import PATH, emit_json, json_option, targets_dir_option
 from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD
 
-_path = click.Path(path_type=Path)
+_path = PATH
 
 
 @click.command("package")
@@ -20,7 +19,7 @@ _path = click.Path(path_type=Path)
 @click.option("--name", default=None, help="Package name (default: the artifact's file stem).")
 @click.option("--out", "out", type=_path, default=None, help="Zip file or directory (default: beside the artifact).")
 @click.option("--sign-key", type=_path, default=None, help="Ed25519 private key (edgeopt keygen) to sign with.")
-@click.option("--targets-dir", type=_path, default=None)
+@targets_dir_option
 def package_cmd(artifact, target, name, out, sign_key, targets_dir):
     """Package a bare .onnx/.ort file (golden inputs drawn at random, seeded; no metrics).
 
@@ -29,7 +28,7 @@ def package_cmd(artifact, target, name, out, sign_key, targets_dir):
     from toolchain.config.target import load_target
     from toolchain.errors import ModelLoadError
     from toolchain.package import build_package
-    from toolchain.package_inputs import spec_for_artifact
+    from toolchain.package.inputs import spec_for_artifact
 
     if not artifact.is_file():
         raise ModelLoadError(f"artifact not found: {artifact}", "check the path")
@@ -65,7 +64,7 @@ def sign_cmd(package, key):
 @click.command("verify")
 @click.argument("package", type=_path)
 @click.option("--public-key", type=_path, default=None, help="Require a valid signature by this key.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def verify_cmd(package, public_key, as_json):
     """Check every hash, the signature (with --public-key) and smoke-run the golden input."""
     import zipfile
@@ -77,7 +76,7 @@ def verify_cmd(package, public_key, as_json):
         raise BadInput(f"{package} is not a zip package", "pass the .zip that `edgeopt run` or `edgeopt package` wrote")
     report = verify_package(package, public_key=public_key)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        emit_json(report.to_dict())
     else:
         for check in report.checks:
             click.echo(f"{check.status.upper():<5} {check.name}: {check.reason}")

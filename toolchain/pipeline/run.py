@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolchain.build_target import ModelSource, TargetResult, build_target
-from toolchain.cache import StageCache
 from toolchain.config.recipe import Recipe
 from toolchain.config.target import TargetProfile, load_target
 from toolchain.errors import ConfigError
-from toolchain.fsio import write_json_atomic
+from toolchain.fsio import run_lock, write_json_atomic
 from toolchain.hostinfo import host_info
+from toolchain.pipeline.build_target import ModelSource, TargetResult, build_target
+from toolchain.pipeline.cache import StageCache
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,16 @@ def resolve_targets(recipe: Recipe, opts: RunOptions) -> dict[str, TargetProfile
     return profiles
 
 
-def _preflight(recipe: Recipe) -> None:
-    """Resolve the model and dataset names now, so a typo costs no training and leaves no files."""
+def _preflight(recipe: Recipe, opts: RunOptions) -> None:
+    """Resolve the model and dataset names and read the signing key now, so a typo costs no
+    training and leaves no files."""
+    from toolchain.config.zoo import resolve_factory
     from toolchain.data import DATASETS
-    from toolchain.zoo import resolve_factory
+
+    if opts.sign_key is not None:
+        from toolchain.package.keys import load_private_key
+
+        load_private_key(opts.sign_key)
 
     resolve_factory(recipe.model.name)
     if recipe.data.name not in DATASETS:
@@ -67,10 +73,15 @@ _STRUCTURE_KEYS = ("params_before", "params_after", "macs_before", "macs_after",
 
 
 def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
-    from toolchain import steps
-
     profiles = resolve_targets(recipe, opts)  # bad names fail before any work or any output
-    _preflight(recipe)
+    _preflight(recipe, opts)
+    with run_lock(opts.out_dir):
+        return _run(recipe, opts, profiles)
+
+
+def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -> RunResult:
+    from toolchain.pipeline import steps
+
     cache = StageCache(Path(opts.out_dir) / "cache")
     data = steps.dataset(recipe)
     trained = steps.train(cache, recipe, data)
@@ -99,7 +110,7 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
     if pruned.record.get("plan"):  # structured: what the network lost, before any latency is measured
         baseline["structure"] = {k: pruned.record[k] for k in _STRUCTURE_KEYS if k in pruned.record}
     result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline)
-    from toolchain.report import run_document
+    from toolchain.pipeline.report import run_document
 
     write_json_atomic(Path(opts.out_dir) / "report.json", run_document(result))
     return result

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolchain.cache import Entry, StageCache
 from toolchain.config.recipe import Recipe
 from toolchain.config.target import TargetProfile
 from toolchain.data import Dataset, load_dataset
 from toolchain.fsio import sha256_file
 from toolchain.hostinfo import host_info
+from toolchain.pipeline.cache import Entry, StageCache, StageSpec
 from toolchain.stages.benchmark import BenchConfig
 from toolchain.stages.convert import ConvertConfig
 from toolchain.stages.int8_weights import Int8WeightsConfig
@@ -36,14 +36,14 @@ def dataset(recipe: Recipe) -> Dataset:
 
 
 def _model_code(recipe: Recipe) -> dict[str, str | None]:
-    from toolchain.zoo import model_source_sha256
+    from toolchain.config.zoo import model_source_sha256
 
     return {"model_code": model_source_sha256(recipe.model.name)}
 
 
 def load_model(recipe: Recipe, entry: Entry):
+    from toolchain.config.zoo import build_model
     from toolchain.torch_io import load_into
-    from toolchain.zoo import build_model
 
     model = build_model(recipe.model, recipe.train.seed)
     if entry.record.get("plan"):  # structured pruning changed the architecture: replay it first
@@ -53,18 +53,24 @@ def load_model(recipe: Recipe, entry: Entry):
     return load_into(model, artifact_path(entry))
 
 
+TRAIN = StageSpec("train", ("toolchain.stages.train", "toolchain.config.zoo", "toolchain.torch_io"))
+
+
 def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
     def produce(out: Path) -> dict:
+        from toolchain.config.zoo import build_model
         from toolchain.stages.train import train as train_stage
         from toolchain.torch_io import save_state_dict, state_dict_sha256
-        from toolchain.zoo import build_model
 
         model, metrics = train_stage(build_model(recipe.model, recipe.train.seed), data, recipe.train)
         save_state_dict(model, out / "model.pt")
         return {"file": "model.pt", "sha256": state_dict_sha256(out / "model.pt"), **metrics}
 
     config = {"model": _dump(recipe.model), "train": _dump(recipe.train)}
-    return cache.run("train", config, {"data": data.fingerprint(), **_model_code(recipe)}, produce)
+    return cache.run(TRAIN, config, {"data": data.fingerprint(), **_model_code(recipe)}, produce)
+
+
+PRUNE = StageSpec("prune", ("toolchain.stages.prune", "toolchain.torch_io"))
 
 
 def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> Entry:
@@ -84,7 +90,10 @@ def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> E
 
     config = {"prune": _dump(recipe.prune), "train": _dump(recipe.train)}
     inputs = {"model": trained.record["sha256"], "data": data.fingerprint(), **_model_code(recipe)}
-    return cache.run("prune", config, inputs, produce)
+    return cache.run(PRUNE, config, inputs, produce)
+
+
+EXPORT = StageSpec("export", ("toolchain.stages.export",))
 
 
 def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry, label: str) -> Entry:
@@ -99,7 +108,10 @@ def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry,
 
     config = {"export": _dump(recipe.export), "model": _dump(recipe.model)}
     inputs = {"model": model_entry.record["sha256"], "data": data.fingerprint(), **_model_code(recipe)}
-    return cache.run("export", config, inputs, produce, label)
+    return cache.run(EXPORT, config, inputs, produce, label)
+
+
+QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize",))
 
 
 def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, stamp: dict, label: str) -> Entry:
@@ -111,7 +123,10 @@ def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, 
         return {"file": "model.onnx", "sha256": sha256_file(dest), **facts}
 
     config = {"quantize": _dump(cfg), "stamp": stamp}
-    return cache.run("quantize", config, {"model": src.record["sha256"], "data": data.fingerprint()}, produce, label)
+    return cache.run(QUANTIZE, config, {"model": src.record["sha256"], "data": data.fingerprint()}, produce, label)
+
+
+CONVERT = StageSpec("convert", ("toolchain.stages.convert",))
 
 
 def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, stamp: dict, label: str) -> Entry:
@@ -121,7 +136,10 @@ def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, stamp: dict, labe
         facts = convert_stage(artifact_path(src), cfg, out, stamp)
         return {"file": facts["artifact"], "sha256": sha256_file(out / facts["artifact"]), **facts}
 
-    return cache.run("convert", {"convert": _dump(cfg), "stamp": stamp}, {"model": src.record["sha256"]}, produce, label)
+    return cache.run(CONVERT, {"convert": _dump(cfg), "stamp": stamp}, {"model": src.record["sha256"]}, produce, label)
+
+
+INT8_WEIGHTS = StageSpec("int8_weights", ("toolchain.stages.int8_weights",))
 
 
 def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: str) -> Entry:
@@ -131,7 +149,10 @@ def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: s
         facts = int8_weights_stage(artifact_path(src), cfg, out / "model.onnx")
         return {"file": "model.onnx", "sha256": sha256_file(out / "model.onnx"), **facts}
 
-    return cache.run("int8_weights", {"int8_weights": _dump(cfg)}, {"model": src.record["sha256"]}, produce, label)
+    return cache.run(INT8_WEIGHTS, {"int8_weights": _dump(cfg)}, {"model": src.record["sha256"]}, produce, label)
+
+
+BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark",))
 
 
 def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:
@@ -151,14 +172,17 @@ def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, En
     inputs = {k: e.record["sha256"] for k, e in candidates.items()}
     inputs.update(torch=src.torch_sha, data=src.data.fingerprint())
     config = {"bench": _dump(cfg), "host": host_info(), "nonce": time.time_ns() if rebench else None}
-    return cache.run("benchmark", config, inputs, produce, label)
+    return cache.run(BENCHMARK, config, inputs, produce, label)
+
+
+PACKAGE = StageSpec("package", ("toolchain.package", "toolchain.package.inputs"))
 
 
 def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, metrics: dict, verdicts: dict,
             extra_files: dict[str, Path], label: str) -> Entry:
     def produce(out: Path) -> dict:
         from toolchain.package import build_package
-        from toolchain.package_inputs import package_spec
+        from toolchain.package.inputs import package_spec
 
         spec = package_spec(src, profile, artifact, metrics, verdicts, extra_files)
         dest = out / f"{src.name}-{profile.name}.zip"
@@ -168,4 +192,8 @@ def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, met
     config = {"recipe": src.recipe_hash, "profile": _dump(profile), "metrics": metrics, "verdicts": verdicts}
     inputs = {"artifact": artifact.record["sha256"], "data": src.data.fingerprint(),
               **{name: sha256_file(path) for name, path in extra_files.items()}}
-    return cache.run("package", config, inputs, produce, label)
+    return cache.run(PACKAGE, config, inputs, produce, label)
+
+
+# Every cached stage `edgeopt run` can run, for the conformance tests and `edgeopt` docs.
+STAGES = (TRAIN, PRUNE, EXPORT, QUANTIZE, CONVERT, INT8_WEIGHTS, BENCHMARK, PACKAGE)

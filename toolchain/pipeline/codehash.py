@@ -19,21 +19,7 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "toolchain"
-_ROOT = Path(__file__).resolve().parent
-
-# The module each cached stage runs (see steps.py). A stage missing here hashes the whole
-# package: always correct, only less cache-friendly.
-STAGE_MODULES: dict[str, tuple[str, ...]] = {
-    "train": ("toolchain.stages.train", "toolchain.zoo", "toolchain.torch_io"),
-    "prune": ("toolchain.stages.prune", "toolchain.torch_io"),
-    "export": ("toolchain.stages.export",),
-    "quantize": ("toolchain.stages.quantize",),
-    "convert": ("toolchain.stages.convert",),
-    "int8_weights": ("toolchain.stages.int8_weights",),
-    "benchmark": ("toolchain.stages.benchmark",),
-    "package": ("toolchain.package", "toolchain.package_inputs"),
-}
-
+_ROOT = Path(__file__).resolve().parent.parent  # the toolchain package
 
 def module_path(name: str) -> Path | None:
     """The source file of a `toolchain...` module, or None when the name is not one
@@ -93,9 +79,11 @@ def _all_modules() -> tuple[str, ...]:
 
 
 @cache
-def code_fingerprint(stage: str) -> str:
-    """sha256 over the names and source bytes of the modules `stage` runs."""
-    modules = import_closure(STAGE_MODULES.get(stage, _all_modules()))
+def code_fingerprint(roots: tuple[str, ...] | None) -> str:
+    """sha256 over the names and source bytes of the modules a stage runs: `roots` and every
+    toolchain module they import. None (a stage that declared nothing) hashes the whole package:
+    always correct, only less cache-friendly."""
+    modules = import_closure(roots if roots is not None else _all_modules())
     digest = hashlib.sha256()
     for name in modules:
         digest.update(name.encode() + b"\0" + module_path(name).read_bytes() + b"\0")

@@ -3,13 +3,13 @@ qemu-user and compare with the x86 run. Exit 0 parity holds, 1 it does not, 2 ba
 
 from __future__ import annotations
 
-import json
 import sys
 import zipfile
 from pathlib import Path
 
 import click
 
+from toolchain.cli.options import PATH, emit_json, json_option
 from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD, BadInput
 
 
@@ -51,8 +51,8 @@ def _render(report) -> str:
 
 
 @click.command("verify-arm")
-@click.argument("package_or_artifact", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("package_or_artifact", type=PATH)
+@json_option
 def verify_arm_cmd(package_or_artifact, as_json):
     """Check an ARM package/artifact on a real aarch64 ONNX Runtime (emulated; never timed).
 
@@ -74,7 +74,10 @@ def verify_arm_cmd(package_or_artifact, as_json):
             artifact, inputs = path, _random_inputs(path)
         report = check_arm_parity(artifact, inputs, reference_outputs=None)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, default=str))
+        emit_json(report.to_dict())
     else:
         click.echo(_render(report))
     sys.exit(EXIT_OK if report.passed else EXIT_VERIFICATION_FAILED_CMD)
+
+
+COMMANDS = [verify_arm_cmd]

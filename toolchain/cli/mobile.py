@@ -6,15 +6,12 @@ memory and latency are estimates and are printed as such. Exit 0, or 2 on bad in
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import click
 
+from toolchain.cli.options import PATH, emit_json, json_option, targets_dir_option
 from toolchain.mobile.report import mobile_report
-
-_path = click.Path(path_type=Path)
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -39,12 +36,12 @@ def render(doc: dict[str, Any]) -> str:
 
 
 @click.command("mobile-report")
-@click.argument("model", type=_path)
+@click.argument("model", type=PATH)
 @click.option("--target", required=True, help="Target profile (fixed batch, device figures).")
 @click.option("--device", "device_name", default=None,
               help="Reference device figures to use instead of the target's (cortex-a76, raspberry-pi-4).")
-@click.option("--targets-dir", type=_path, default=None)
-@click.option("--json", "as_json", is_flag=True)
+@targets_dir_option
+@json_option
 def mobile_report_cmd(model, target, device_name, targets_dir, as_json):
     """EP coverage (NNAPI, CoreML, XNNPACK), static memory and latency estimates of an .onnx.
 
@@ -53,7 +50,10 @@ def mobile_report_cmd(model, target, device_name, targets_dir, as_json):
     from toolchain.config.target import load_target
 
     doc = mobile_report(model, load_target(target, targets_dir), device_name)
-    click.echo(json.dumps(doc, indent=2, sort_keys=True) if as_json else render(doc))
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(render(doc))
 
 
 COMMANDS = [mobile_report_cmd]

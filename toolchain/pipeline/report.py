@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolchain.cache import library_versions
+from toolchain.pipeline.cache import library_versions
 
 
 def target_document(t) -> dict[str, Any]:

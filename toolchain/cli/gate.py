@@ -5,17 +5,14 @@ Exit codes: 0 every budget met, 1 a budget failed (reports are still written), 2
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 import click
 
+from toolchain.cli.options import PATH, emit_json, json_option, targets_dir_option
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
-_path = click.Path(path_type=Path)
-_targets_dir = click.option("--targets-dir", type=_path, default=None,
-                            help="Extra directory of target profiles (*.toml).")
+_path = PATH
 
 
 @click.command("gate")
@@ -26,13 +23,13 @@ _targets_dir = click.option("--targets-dir", type=_path, default=None,
 @click.option("--baseline", "baseline_file", type=_path, default=None, help="JSON from `edgeopt baseline save`.")
 @click.option("--junit", type=_path, default=None, help="Write JUnit XML here.")
 @click.option("--markdown", "markdown_file", type=_path, default=None, help="Write a Markdown summary here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON document instead of a table.")
+@json_option
 @click.option("--max-seconds", type=click.FloatRange(min=1.0), default=None,
               help="Cap on latency measurement per target, seconds (default 20).")
 @click.option("--on-straddle", type=click.Choice(["recheck", "pass", "fail", "estimate"]), default="recheck",
               show_default=True, help="Verdict when a latency interval still straddles its limit at the cap "
               "(recheck: decide on an 80% interval, pass if it still straddles; docs/gating.md).")
-@_targets_dir
+@targets_dir_option
 def gate_cmd(path, targets, budgets_file, baseline_file, junit, markdown_file, as_json, max_seconds, on_straddle,
              targets_dir):
     """Gate PATH (a run directory, a .onnx/.ort artifact or a package .zip) on budgets.
@@ -60,7 +57,10 @@ def gate_cmd(path, targets, budgets_file, baseline_file, junit, markdown_file, a
         write_text_atomic(junit, junit_xml(doc))
     if markdown_file:
         write_text_atomic(markdown_file, markdown(doc))
-    click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str) if as_json else render_text(doc))
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(render_text(doc))
     sys.exit(EXIT_OK if doc["passed"] else EXIT_BUDGET_FAILED)
 
 
@@ -75,7 +75,7 @@ def baseline_group():
 @click.option("--out", "out", type=_path, required=True, help="Baseline JSON file to write.")
 @click.option("--copy-artifact", is_flag=True,
               help="Copy the artifact beside OUT so later gates can time old against new.")
-@_targets_dir
+@targets_dir_option
 def baseline_save_cmd(path, target, out, copy_artifact, targets_dir):
     """Measure PATH (run directory, artifact or package) and write a baseline JSON."""
     from toolchain.gating.baseline_save import save_baseline

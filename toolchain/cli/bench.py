@@ -1,8 +1,5 @@
-"""CLI hook for `edgeopt bench ARTIFACT --remote ssh://user@host[:port]`.
-
-`bench_remote` is what cli.bench calls when --remote is given; `remote_options` are the click
-options to stack on the bench command. Kept here so cli.py stays a thin dispatcher.
-"""
+"""`edgeopt bench ARTIFACT`: bytes, latency percentiles and peak memory of one file, measured
+here or, with --remote ssh://[user@]host[:port], on a device with its own onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from toolchain.cli.options import PATH, emit_json, json_mode, json_option, targets_dir_option
 
 
 def remote_options(fn):
@@ -35,3 +34,33 @@ def bench_remote(artifact: Path, profile, url: str, *, python: str | None = None
     spec = parse_remote(url, python=python, identity_file=ssh_key, known_hosts_file=known_hosts,
                         strict_host_key_checking=strict_host_key_checking)
     return run_remote(Path(artifact), profile, spec)
+
+
+@click.command()
+@click.argument("artifact", type=PATH)
+@click.option("--target", required=True, help="Target profile whose runtime options and batch sizes to use.")
+@targets_dir_option
+@json_option
+@remote_options
+def bench(artifact, target, targets_dir, as_json, remote, remote_python, ssh_key, known_hosts, strict_host_key_checking):
+    """Benchmark one .onnx/.ort file: bytes, latency percentiles, peak memory (random inputs).
+
+    With --remote ssh://[user@]host[:port], measure on that device with its own onnxruntime.
+    """
+    from toolchain.bench.standalone import bench_file, render_bench
+    from toolchain.config.target import load_target
+
+    profile = load_target(target, targets_dir)
+    with json_mode(as_json):
+        if remote:
+            doc = bench_remote(artifact, profile, remote, python=remote_python, ssh_key=ssh_key,
+                               known_hosts=known_hosts, strict_host_key_checking=strict_host_key_checking)
+        else:
+            doc = bench_file(artifact, profile)
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(render_bench(doc))
+
+
+COMMANDS = [bench]

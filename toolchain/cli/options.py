@@ -1,0 +1,39 @@
+"""Options and output rules every command shares, declared once.
+
+One rule for stdout under `--json`: libraries may print progress, so while a command runs with
+`--json` its stdout is redirected to stderr, and stdout carries exactly one JSON document, with
+NaN and infinities written as null (bare `NaN` is not JSON).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toolchain.fsio import json_text
+
+PATH = click.Path(path_type=Path)
+
+targets_dir_option = click.option(
+    "--targets-dir", type=PATH, default=None,
+    help="Extra directory of target profiles (*.toml); they shadow bundled ones of the same name.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of text.")
+
+
+def emit_json(doc: Any) -> None:
+    click.echo(json_text(doc))
+
+
+@contextlib.contextmanager
+def json_mode(enabled: bool):
+    """While a `--json` command works, anything printed goes to stderr."""
+    if enabled:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    else:
+        yield

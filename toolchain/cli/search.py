@@ -1,0 +1,61 @@
+"""`edgeopt search`: the best int8 artifact within an accuracy budget, per target.
+
+Thin wrapper: the recipe's train/prune/export stages come from the run's cache (same keys as
+`edgeopt run`), then toolchain.search falls back the most harmful parts of the graph to fp32
+until the budget holds. Exit 0 budget met, 1 only a best-effort artifact was found, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from toolchain.cli.options import emit_json, json_mode, json_option, targets_dir_option
+from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
+
+
+@click.command("search")
+@click.argument("recipe", required=False, type=click.Path(path_type=Path))
+@click.option("--target", required=True, help="Target whose quantization scheme to search with.")
+@click.option("--max-drop", type=click.FloatRange(0, 1, max_open=True), default=0.01, show_default=True,
+              help="Largest accuracy drop vs fp32 (0.01 = 1 point; with --relative, a fraction of fp32 accuracy).")
+@click.option("--relative", is_flag=True, help="Read --max-drop as relative to the fp32 accuracy.")
+@click.option("--objective", type=click.Choice(["latency", "bytes"]), default="latency", show_default=True)
+@click.option("--prune-amount", "prune_amount", is_flag=True,
+              help="Search the structured-pruning amount by bisection instead (uses [prune] criterion, scope, steps, fine-tune).")
+@click.option("--drop-blocks", "drop_blocks", is_flag=True,
+              help="Search how many whole blocks structured pruning may drop, by bisection ([prune] amount and schedule fixed).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
+@targets_dir_option
+@json_option
+def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, targets_dir, as_json):
+    """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
+    amount; with --drop-blocks, the most blocks to drop) under an accuracy budget; writes candidates, a JSON report and Pareto plots
+    (accuracy vs latency / bytes) under <run dir>/search/<target>/."""
+    from toolchain.config.recipe import load_recipe
+    from toolchain.config.target import load_target
+    from toolchain.errors import BadInput
+    from toolchain.search import SearchBudget
+    from toolchain.search.session import render_search, run_search, slower_int8_warning
+
+    if prune_amount and drop_blocks:
+        raise BadInput("--prune-amount and --drop-blocks search different knobs", "pass one of them per search")
+    rec = load_recipe(recipe)
+    profile = load_target(target, targets_dir)
+    budget = SearchBudget(max_drop=max_drop, drop_kind="relative" if relative else "absolute", objective=objective)
+    knob = "drop_blocks" if drop_blocks else "prune_amount" if prune_amount else "quantization"
+    with json_mode(True):  # stage progress goes to stderr: stdout holds the result only
+        outcome = run_search(rec, profile, target, out_dir or Path("runs") / rec.name, budget, knob)
+    warning = slower_int8_warning(outcome)
+    if warning:
+        click.echo(warning, err=True)
+    if as_json:
+        emit_json(outcome.document)
+    else:
+        click.echo(render_search(outcome, rec.name))
+    sys.exit(EXIT_OK if outcome.report.met else EXIT_BUDGET_FAILED)
+
+
+COMMANDS = [search_cmd]

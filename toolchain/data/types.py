@@ -1,0 +1,80 @@
+"""The one Dataset type: arrays plus what an app needs to feed the model the same way.
+
+Also the helpers every bundled loader shares: the seeded stratified split and the checked
+`[data.kwargs]` options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from toolchain.config.data import DataConfig
+from toolchain.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Arrays plus what an app needs to feed the model the same way."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    labels: tuple[str, ...]
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    input_name: str = "x"
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample (no batch dimension)."""
+        return tuple(self.x_train.shape[1:])
+
+    @classmethod
+    def split(cls, name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig, labels: tuple[str, ...],
+              preprocessing: dict[str, Any]) -> Dataset:
+        """A data set from all samples: stratified, seeded train/test split (see _split)."""
+        x_tr, x_te, y_tr, y_te = stratified_split(x, y, cfg)
+        return cls(name=name, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, labels=labels,
+                   preprocessing=preprocessing)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for arr in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
+
+def stratified_split(x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, ...]:
+    """Stratified, seeded split so the held-out set has every class in proportion."""
+    from sklearn.model_selection import train_test_split
+
+    return tuple(train_test_split(x, y, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=y))
+
+
+def dataset_kwargs(cfg: DataConfig, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Dataset kwargs over `defaults`; unknown keys are rejected with the known ones listed."""
+    unknown = sorted(set(cfg.kwargs) - set(defaults))
+    if unknown:
+        raise BadInput(
+            f"dataset '{cfg.name}' has no option {', '.join(repr(k) for k in unknown)}",
+            f"known [data.kwargs] keys: {', '.join(sorted(defaults))}",
+        )
+    return {**defaults, **cfg.kwargs}
+
+
+def int_option(cfg: DataConfig, kw: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    value = kw[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise BadInput(f"dataset '{cfg.name}': [data.kwargs] {key} = {value!r}", f"give an integer in {lo}..{hi}")
+    return value
+
+
+def balanced_labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """Equal class counts (n % k extra go to the first classes), in a seeded random order."""
+    return rng.permutation(np.arange(n) % k).astype(np.int64)

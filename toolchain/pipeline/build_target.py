@@ -1,0 +1,137 @@
+"""Per-target stages: quantize -> convert -> benchmark -> gate -> package -> publish.
+
+They start from a `ModelSource`: an fp32 ONNX reference and the ONNX model to compress, with
+the data to calibrate and evaluate on. `edgeopt run` makes one from a recipe (train, prune,
+export); `edgeopt compress` makes one from a user's own model file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolchain.config.budgets import Budgets, evaluate
+from toolchain.config.recipe import QuantizeOverrides
+from toolchain.config.target import TargetProfile
+from toolchain.data import Dataset
+from toolchain.fsio import copy_atomic
+from toolchain.pipeline.cache import Entry, StageCache
+from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics, summarize_mobile
+from toolchain.pipeline.ship import choose_artifact, int8_weights_apply
+from toolchain.stages.benchmark import BenchConfig, ort_default_memory
+from toolchain.stages.convert import ConvertConfig
+from toolchain.stages.int8_weights import Int8WeightsConfig
+from toolchain.stages.quantize import QuantizeConfig
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str
+    recipe_hash: str
+    fp32_onnx: Entry  # the reference every ratio is measured against
+    compressed_onnx: Entry  # what gets quantized: the pruned model, or fp32_onnx itself
+    data: Dataset  # calibration (x_train) and evaluation (x_test, y_test) arrays, labels, preprocessing
+    quantize: QuantizeOverrides
+    budgets: Callable[[str, Budgets], Budgets]  # (target name, profile budgets) -> budgets in force
+    seed: int = 0
+    torch_model: Callable[[], Any] | None = None  # loads the eager reference, when there is one
+    torch_sha: str | None = None
+    # Structured pruning made compressed_onnx a smaller network: its fp32 form is benchmarked too,
+    # because on narrow layers int8 kernels can lose to fp32 (see the report's note).
+    structured: bool = False
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    name: str
+    artifact: Path
+    fp32_artifact: Path
+    package: Path
+    metrics: dict[str, Any]
+    verdicts: dict[str, Any]
+    # benchmark label -> the measured file (cache entry) it was; `artifact` is the copy of the shipped one
+    candidates: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(v["pass"] for v in self.verdicts.values())
+
+
+def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: int) -> QuantizeConfig:
+    """The profile's [quantize] scheme with the recipe's overrides and calibration settings."""
+    scheme = profile.quantize.model_copy(update=overrides.scheme_overrides())
+    return QuantizeConfig(scheme=scheme, calibration_samples=overrides.calibration_samples,
+                          nodes_to_exclude=overrides.nodes_to_exclude, seed=seed)
+
+
+def convert_config(profile: TargetProfile) -> ConvertConfig:
+    """The [artifact] keys the converter takes; the others (ship, ship_tie) choose among candidates."""
+    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(include=set(ConvertConfig.model_fields)))
+
+
+def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
+                 rebench: bool = False, sign_key: Path | None = None) -> TargetResult:
+    from toolchain.package import metadata_props_for
+    from toolchain.pipeline import steps
+
+    name = profile.name
+    qcfg = quantize_config(profile, src.quantize, src.seed)
+    stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
+    quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
+    ccfg = convert_config(profile)
+    # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
+    # the trained model (e.g. calibration) leave its conversion cached.
+    fp32_art = steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")
+    int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
+    candidates = {"fp32": fp32_art, "int8": int8_art}
+    if src.structured:  # stamped: it may be the artifact that ships (see [artifact] ship)
+        candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, stamp, label=f"convert[{name}/pruned-fp32]")
+    if int8_weights_apply(profile):  # where int8 kernels lose, fp32 compute need not cost fp32 bytes
+        fp32_compute = candidates.get(PRUNED_FP32) or steps.convert(cache, ccfg, src.compressed_onnx, stamp,
+                                                                    label=f"convert[{name}/fp32-compute]")
+        candidates[INT8_WEIGHTS] = steps.int8_weights(cache, Int8WeightsConfig(), fp32_compute, label=f"int8-weights[{name}]")
+    bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
+
+    results = bench.record["results"]
+    budgets = src.budgets(name, profile.budgets)
+    shipped, selection = choose_artifact(results, profile, budgets)
+    summary = summarize_metrics(results, profile, shipped)
+    summary.shipped, summary.selection = shipped, selection
+    if shipped == "int8":  # nodes left fp32 on purpose, so the report can tell them from unfused ones
+        summary.fp32_nodes_by_design = list(quantized.record.get("fp32_nodes", []))
+    summary.measured_on, summary.target_platform = bench.record["host"]["machine"], profile.platform
+
+    target_dir = Path(out_dir) / name
+    fmt = profile.artifact.format
+    extra: dict[str, Path] = {}
+    if fmt == "ort":  # mobile: EP coverage + static estimates of the graph the .ort was made from
+        from toolchain.fsio import write_json_atomic
+        from toolchain.mobile.report import mobile_report
+
+        analysed = quantized if shipped == "int8" else src.compressed_onnx
+        report = mobile_report(steps.artifact_path(analysed), profile)
+        # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
+        report["model"] = report["ep_coverage"]["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
+        extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
+        summary.estimated = summarize_mobile(report)
+    metrics = summary.document()
+    verdicts = {k: v.to_dict() for k, v in evaluate(budgets, metrics).items()}
+    artifact = copy_atomic(steps.artifact_path(candidates[shipped]), target_dir / f"{src.name}.{fmt}")
+    fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{src.name}.fp32.{fmt}")
+    package = steps.package(cache, src, profile, candidates[shipped], metrics, verdicts, extra, label=f"package[{name}]")
+    package_copy = copy_atomic(steps.artifact_path(package), target_dir / f"{src.name}-{name}.zip")
+    if sign_key is not None:
+        from toolchain.package import sign_package
+
+        sign_package(package_copy, sign_key)
+    measured = {label: steps.artifact_path(entry).resolve() for label, entry in candidates.items()}
+    return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts, measured)
+
+
+def bench_config(profile: TargetProfile) -> BenchConfig:
+    """The memory goal compares the artifact under the profile's session options with fp32 under
+    ORT's defaults (what a user gets without tuning); latency uses the profile's for both."""
+    return BenchConfig(runtime=profile.runtime, spec=profile.benchmark,
+                       memory_runtime={"fp32": ort_default_memory(profile.runtime)})

@@ -1,0 +1,102 @@
+"""One `edgeopt search`: the recipe's cached train/prune/export stages (same cache keys as
+`edgeopt run`), then the search the user picked, its recipe hint and its text rendering."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from toolchain.search.budget import SearchBudget, SearchReport
+
+Knob = Literal["quantization", "prune_amount", "drop_blocks"]
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    knob: Knob
+    target: str
+    out_dir: Path
+    report: SearchReport
+    document: dict[str, Any]
+
+
+def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob) -> SearchOutcome:
+    from toolchain.pipeline import steps
+    from toolchain.pipeline.cache import StageCache
+    from toolchain.pipeline.ship import int8_weights_apply
+    from toolchain.search import search_drop_blocks, search_prune_amount, search_quantization
+    from toolchain.stages.quantize import QuantizeConfig, calibration_subset
+
+    cache = StageCache(run_dir / "cache")
+    data = steps.dataset(recipe)
+    trained = steps.train(cache, recipe, data)
+    structured = recipe.prune.model_copy(update={"kind": "structured"})
+    out_dir = run_dir / "search" / ("prune" if knob != "quantization" else target)
+    if knob == "drop_blocks":
+        report = search_drop_blocks(steps.load_model(recipe, trained), data, budget, out_dir,
+                                    prune_cfg=structured, train_cfg=recipe.train)
+    elif knob == "prune_amount":
+        report = search_prune_amount(steps.load_model(recipe, trained), data, budget, out_dir,
+                                     prune_cfg=structured, train_cfg=recipe.train)
+    else:
+        pruned = steps.prune(cache, recipe, data, trained)
+        onnx_entry = steps.export(cache, recipe, data, pruned, label="export[pruned]")
+        scheme = profile.quantize.model_copy(update=recipe.quantize.scheme_overrides())
+        calib = calibration_subset(data.x_train, QuantizeConfig(calibration_samples=recipe.quantize.calibration_samples))
+        report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
+                                     out_dir, scheme=scheme, int8_weights=int8_weights_apply(profile))
+    doc = report.to_dict()
+    doc["recipe_hint"] = recipe_hint(report, knob)
+    return SearchOutcome(knob=knob, target=target, out_dir=out_dir, report=report, document=doc)
+
+
+def best_candidate(report: SearchReport):
+    return next(c for c in report.candidates if c.name == report.best)
+
+
+def recipe_hint(report: SearchReport, knob: Knob) -> dict[str, Any]:
+    """What to write into the recipe (or nothing) to get the best candidate from `edgeopt run`."""
+    best = best_candidate(report)
+    if knob == "drop_blocks":
+        return {"prune": {"kind": "structured", "drop_blocks": best.detail.get("drop_blocks", 0)}}
+    if knob == "prune_amount":
+        return {"prune": {"kind": "structured", "amount": best.detail.get("amount")}}
+    if best.detail.get("fp32_compute"):  # not a recipe setting: the target's ship rule picks this form
+        return {"target_artifact": {"ship": "fastest"}}
+    excluded = best.detail.get("excluded_nodes", [])
+    hint: dict[str, Any] = {"quantize": {"nodes_to_exclude": excluded if isinstance(excluded, list) else []}}
+    if best.detail.get("stem_flipped"):
+        hint["quantize"]["fp32_stem"] = best.detail["fp32_stem"]
+    return hint
+
+
+def slower_int8_warning(outcome: SearchOutcome) -> str | None:
+    report = outcome.report
+    if not report.int8_slower_than_fp32:
+        return None
+    return (f"warning: every int8 variant within budget is slower than fp32 on this machine (best "
+            f"{report.speedup_vs_fp32:.2f}x); consider [quantize] format = \"none\" for target '{outcome.target}'")
+
+
+def render_search(outcome: SearchOutcome, recipe_name: str) -> str:
+    report, hint = outcome.report, outcome.document["recipe_hint"]
+    best = best_candidate(report)
+    verdict = "meets" if report.met else "does NOT meet"
+    lines = [(f"search for {recipe_name} on {outcome.target}: best '{report.best}' ({verdict} the budget: "
+             f"accuracy {100 * best.accuracy:.2f}% >= {100 * report.min_accuracy:.2f}% needed; {best.bytes:,} bytes)")]
+    lines += [f"  reverted: {step}" for step in report.reverted]
+    lines.append(f"  report and plots: {outcome.out_dir}")
+    if "prune" in hint:
+        key = "drop_blocks" if outcome.knob == "drop_blocks" else "amount"
+        lines.append(f"  to use it: [prune] kind = \"structured\", {key} = {hint['prune'][key]}")
+    elif "target_artifact" in hint:
+        lines.append(f"  to use it: nothing in the recipe; target '{outcome.target}' has [artifact] ship = "
+                     "\"fastest\", so `edgeopt run` weighs this fp32-compute form with int8-stored weights too")
+    else:
+        if hint["quantize"]["nodes_to_exclude"]:
+            lines.append(f"  to use it: [quantize] nodes_to_exclude = {json.dumps(hint['quantize']['nodes_to_exclude'])}")
+        if "fp32_stem" in hint["quantize"]:
+            lines.append(f"  to use it: [quantize] fp32_stem = {json.dumps(hint['quantize']['fp32_stem'])}")
+    return "\n".join(lines)
