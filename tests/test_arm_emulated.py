@@ -2,8 +2,8 @@
 
 The slow tests build (once, cached under EDGEOPT_CACHE_DIR or ~/.cache/edgeopt/arm) an arm64
 Debian root with python + the aarch64 onnxruntime wheel, then run real models in it. They need
-qemu-user-static and debootstrap (apt), and root for the first build; without them they fail
-with the one-line install hint rather than skip, because CI is expected to have them.
+qemu-user-static and debootstrap (apt), and root for the first build; without them they skip
+with the one-line install hint, except under CI=true, where `.ci/run` installs them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import arm_env_or_skip
 
 from toolchain.arm.parity import check_arm_parity, run_on_arm
 
@@ -107,9 +108,7 @@ def golden() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def arm_env():
-    from toolchain.arm.emulator import ensure_arm_env
-
-    return ensure_arm_env()
+    return arm_env_or_skip()
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
+from conftest import arm_env_or_skip
 
 from toolchain.cli import main
 
@@ -130,6 +131,7 @@ def test_packages_verify_and_tampering_is_caught(first_run, tmp_path, capsys):
 
 
 def test_arm_package_runs_on_emulated_aarch64(first_run, capsys):
+    arm_env_or_skip()
     pkg = first_run[3]["targets"]["arm-mobile"]["package"]
     code = main(["verify-arm", pkg, "--json"])
     report = json.loads(capsys.readouterr().out)
