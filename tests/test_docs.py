@@ -131,6 +131,13 @@ def test_every_cli_command_has_a_readme_row():
     assert sorted(listed - set(commands)) == [], "README.md lists commands that do not exist"
 
 
+def test_layout_names_every_subpackage():
+    layout = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    packages = sorted(p.parent.name for p in (ROOT / "toolchain").glob("*/__init__.py"))
+    assert len(packages) >= 10
+    assert [p for p in packages if f"`{p}/`" not in layout] == [], "describe the new package in README.md's Layout"
+
+
 def test_exit_codes_section_exists():
     # toolchain/errors.py sends readers to README "Exit codes"
     assert "exit-codes" in _slugs(ROOT / "README.md")
