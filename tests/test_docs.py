@@ -51,7 +51,9 @@ def test_stale_table_is_detected_and_rewritten(tmp_path):
     doc = tmp_path / "recipes.md"
     doc.write_text(doc.read_text(encoding="utf-8").replace("| `opset` |", "| `opset_renamed` |"), encoding="utf-8")
     assert reference.stale(tmp_path) == [str(doc)]
+    assert reference.main(["--check", "--docs-dir", str(tmp_path)]) == 1
     assert reference.write(tmp_path) == [str(doc)]
+    assert reference.main(["--check", "--docs-dir", str(tmp_path)]) == 0
     assert reference.stale(tmp_path) == []
     assert doc.read_text(encoding="utf-8") == (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
 
