@@ -22,37 +22,45 @@ RECIPE_SCHEMA_VERSION = 1
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
+# One statement per key lives in QuantizeScheme; here each key only says that it overrides it.
+_OVERRIDE = "overrides the target profile's `[quantize] {}` for this recipe; unset keeps the profile's"
+
+
 class QuantizeOverrides(Strict):
     """Calibration settings, plus optional overrides of the target profile's [quantize] scheme."""
 
     calibration_samples: int = Field(256, ge=1, description="training samples used to calibrate activations")
     nodes_to_exclude: list[str] = Field(default_factory=list, description="nodes kept in fp32 (see `edgeopt search`)")
-    format: Literal["qdq", "qoperator", "dynamic", "none"] | None = None
-    activation_type: Literal["int8", "uint8"] | None = None
-    weight_type: Literal["int8", "uint8"] | None = None
-    per_channel: bool | None = None
-    reduce_range: bool | None = None
-    calibration_method: Literal["minmax", "entropy", "percentile"] | None = None
-    fp32_stem: bool | None = None
+    format: Literal["qdq", "qoperator", "dynamic", "none"] | None = Field(None, description=_OVERRIDE.format("format"))
+    activation_type: Literal["int8", "uint8"] | None = Field(None, description=_OVERRIDE.format("activation_type"))
+    weight_type: Literal["int8", "uint8"] | None = Field(None, description=_OVERRIDE.format("weight_type"))
+    per_channel: bool | None = Field(None, description=_OVERRIDE.format("per_channel"))
+    reduce_range: bool | None = Field(None, description=_OVERRIDE.format("reduce_range"))
+    calibration_method: Literal["minmax", "entropy", "percentile"] | None = Field(None, description=_OVERRIDE.format("calibration_method"))
+    fp32_stem: bool | None = Field(None, description=_OVERRIDE.format("fp32_stem"))
 
     def scheme_overrides(self) -> dict:
         return self.model_dump(exclude_none=True, exclude={"calibration_samples", "nodes_to_exclude"})
 
 
 class Recipe(Strict):
-    schema_version: Literal[1] = RECIPE_SCHEMA_VERSION
+    schema_version: Literal[1] = Field(RECIPE_SCHEMA_VERSION, description="recipe format version; required in a file")
     # The name becomes file names (artifact, package, run directory): no path separators or "..".
     name: str = Field("digits-cnn", pattern=SAFE_NAME, description=(
-        "run and artifact name: letters, digits, '.', '_' and '-', starting with a letter or digit"))
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
-    prune: PruneConfig = PruneConfig()
-    export: ExportConfig = ExportConfig()
-    quantize: QuantizeOverrides = QuantizeOverrides()
-    targets: list[str] = Field(default_factory=lambda: ["cpu-server", "arm-mobile"], min_length=1)
+        "the run's name: run directory `runs/<name>/`, artifact and package names; letters, digits, "
+        "'.', '_' and '-', starting with a letter or digit"))
+    model: ModelConfig = Field(ModelConfig(), description="the model to build")
+    data: DataConfig = Field(DataConfig(), description="the bundled dataset and its held-out split")
+    train: TrainConfig = Field(TrainConfig(), description="seeded training (initial weights included)")
+    prune: PruneConfig = Field(PruneConfig(), description="pruning and its fine-tune schedule")
+    export: ExportConfig = Field(ExportConfig(), description="ONNX export and its parity check against PyTorch")
+    quantize: QuantizeOverrides = Field(
+        QuantizeOverrides(), description="calibration, fp32 fallbacks, and per-recipe overrides of the profile's scheme")
+    targets: list[str] = Field(default_factory=lambda: ["cpu-server", "arm-mobile"], min_length=1,
+                               description="target profile names to build for")
     # One table per target name, or "all" for every target; merged over the profile's budgets.
-    budgets: dict[str, Budgets] = Field(default_factory=dict)
+    budgets: dict[str, Budgets] = Field(default_factory=dict, description=(
+        "limits per target name (`all`: every target), merged over the profile's `[budgets]`: a key set here wins"))
 
     def content_hash(self) -> str:
         return sha256_json(self.model_dump(mode="json"))

@@ -23,22 +23,25 @@ TARGET_SCHEMA_VERSION = 1
 class RuntimeOptions(Strict):
     """ONNX Runtime session options; they decide both speed and memory on the device."""
 
-    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
-    intra_op_threads: int = Field(1, ge=0)
-    inter_op_threads: int = Field(1, ge=0)
-    enable_cpu_mem_arena: bool = True
-    enable_mem_pattern: bool = True
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="graph optimizations ORT applies when it creates the session")
+    intra_op_threads: int = Field(1, ge=0, description="threads inside one op (0: ORT's choice) for benchmarks and the package")
+    inter_op_threads: int = Field(1, ge=0, description="threads running independent ops in parallel (0: ORT's choice)")
+    enable_cpu_mem_arena: bool = Field(True, description="ORT's memory arena: fewer allocations, more resident memory")
+    enable_mem_pattern: bool = Field(True, description="plan buffers from the first run's allocation pattern")
 
 
 class QuantizeScheme(Strict):
     """How to quantize for this device. `format = "none"` keeps fp32."""
 
-    format: Literal["qdq", "qoperator", "dynamic", "none"] = "qdq"
-    activation_type: Literal["int8", "uint8"] = "int8"
-    weight_type: Literal["int8", "uint8"] = "int8"
-    per_channel: bool = True
-    reduce_range: bool = False
-    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    format: Literal["qdq", "qoperator", "dynamic", "none"] = Field(
+        "qdq", description="static QDQ, static QOperator, dynamic (weights only, activations at run time) or none (fp32)")
+    activation_type: Literal["int8", "uint8"] = Field("int8", description="integer type of quantized activations")
+    weight_type: Literal["int8", "uint8"] = Field("int8", description="integer type of quantized weights")
+    per_channel: bool = Field(True, description="one weight scale per output channel instead of one per tensor")
+    reduce_range: bool = Field(False, description="7-bit weights, for x86 CPUs without VNNI whose int8 GEMM can saturate")
+    calibration_method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="how activation ranges are chosen from the calibration samples")
     # An image stem (e.g. 3x3x3 over RGB) has K = 27: int8 GEMM pads it and gains nothing, while
     # fp32 has a dedicated stem kernel (measured, x86 U8S8, MobileNetV2 224 px: 1.46x vs 1.28x over fp32).
     fp32_stem: bool = Field(
@@ -47,16 +50,23 @@ class QuantizeScheme(Strict):
 
 
 class ArtifactSpec(Strict):
-    format: Literal["onnx", "ort"] = "onnx"
-    shapes: Literal["dynamic-batch", "fixed"] = "dynamic-batch"
+    """What file the target gets and which measured candidate ships."""
+
+    format: Literal["onnx", "ort"] = Field(
+        "onnx", description="`onnx` (offline-optimized, full ORT) or `ort` (ORT Mobile; needs shapes = fixed)")
+    shapes: Literal["dynamic-batch", "fixed"] = Field(
+        "dynamic-batch", description="keep the batch dimension symbolic, or fix it to `fixed_batch`")
     fixed_batch: int = Field(1, ge=1, description="batch size baked in when shapes = fixed")
-    offline_optimization_level: Literal["disable", "basic", "extended", "all"] = "extended"
+    offline_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
+        "extended", description="optimization baked into an .onnx artifact (`all` adds layouts tuned to the build CPU)")
     compact: bool = Field(True, description="short names, no value_info, shared zero points; outputs bit-identical")
     # Which measured candidate becomes the shipped artifact. "quantized": always the [quantize]
     # result. "fastest": the lowest batch-1 p50 among the compressed candidates that pass every
     # budget -- after heavy structured pruning the narrow network can be faster in fp32 than in
     # int8 (measured: 0.121 vs 0.163 ms, shapes-mobilenet-structured, 64 px, 1 thread).
-    ship: Literal["quantized", "fastest"] = "quantized"
+    ship: Literal["quantized", "fastest"] = Field("quantized", description=(
+        "`quantized`: the [quantize] result ships; `fastest`: the fastest compressed candidate that passes every budget"
+        " (docs/shipping.md)"))
     # With ship = "fastest", candidates within this fraction of the fastest p50 count as equally
     # fast, and of those, the ones within it of the smallest as equally small; among those the
     # first of int8, pruned fp32, int8-weights ships (pipeline/ship.py PREFERENCE). A timing wobble
@@ -67,8 +77,10 @@ class ArtifactSpec(Strict):
 
 
 class BenchmarkSpec(Strict):
-    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
-    warmup_runs: int = Field(10, ge=0)
+    """The latency protocol: warm-up, then interleaved rounds of timed runs."""
+
+    batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1, description="batch sizes timed; 1 is gated")
+    warmup_runs: int = Field(10, ge=0, description="untimed runs before timing (allocation, lazy kernel setup)")
     runs: int = Field(200, ge=5, description="timed runs per batch size, split over interleaved rounds")
     rounds: int = Field(5, ge=1, description="interleaved rounds: candidates alternate so drift hits all")
     max_seconds: float = Field(20.0, gt=0, description="stop timing a candidate after this long")
@@ -86,16 +98,17 @@ class BenchmarkSpec(Strict):
 
 
 class TargetProfile(Strict):
-    schema_version: Literal[1]
-    name: str
-    description: str = ""
-    platform: Literal["amd64", "arm"]
-    runtime: RuntimeOptions = RuntimeOptions()
-    quantize: QuantizeScheme = QuantizeScheme()
-    artifact: ArtifactSpec = ArtifactSpec()
-    benchmark: BenchmarkSpec = BenchmarkSpec()
-    budgets: Budgets = Budgets()
-    device: DeviceFigures | None = None  # for estimates only; never reported as measurements
+    schema_version: Literal[1] = Field(description="profile format version")
+    name: str = Field(description="the target's name; must equal the file stem")
+    description: str = Field("", description="one line shown by `edgeopt targets`")
+    platform: Literal["amd64", "arm"] = Field(description="CPU family, passed to the .ort converter (`--target_platform`)")
+    runtime: RuntimeOptions = Field(RuntimeOptions(), description="ONNX Runtime session options on the device")
+    quantize: QuantizeScheme = Field(QuantizeScheme(), description="how to quantize for this device")
+    artifact: ArtifactSpec = Field(ArtifactSpec(), description="the artifact file and the ship rule")
+    benchmark: BenchmarkSpec = Field(BenchmarkSpec(), description="the latency protocol")
+    budgets: Budgets = Field(Budgets(), description="default budgets for this device; a recipe's `[budgets]` override them")
+    device: DeviceFigures | None = Field(None, description=(  # for estimates only; never reported as measurements
+        "peak compute and bandwidth for `edgeopt mobile-report`'s latency estimate (never used as a measurement)"))
     price_per_hour: float | None = Field(
         None, gt=0, description="cost of one device/instance hour (any currency); reports then show cost per million inferences"
     )

@@ -19,8 +19,8 @@ from toolchain.resources import bundled_dir
 
 
 class ModelConfig(Strict):
-    name: str = Field("digits_cnn", description="zoo name (models/<name>.py) or 'package.module:factory'")
-    kwargs: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    name: str = Field("digits_cnn", description="zoo name (`models/<name>.py`) or `package.module:factory`")
+    kwargs: dict[str, int | float | str | bool] = Field(default_factory=dict, description="keyword arguments of its `build()`")
 
 
 def zoo_names() -> list[str]:

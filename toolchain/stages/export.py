@@ -24,8 +24,8 @@ class ExportConfig(Strict):
     # 18 is what torch 2.13's dynamo exporter writes natively (asked for 17 it may still write 18);
     # other values go through onnx's version converter, then are verified.
     opset: int = Field(18, ge=7, le=23, description="ONNX default-domain opset to emit (verified after export)")
-    parity_atol: float = Field(1e-4, gt=0)
-    parity_rtol: float = Field(1e-3, ge=0)
+    parity_atol: float = Field(1e-4, gt=0, description="absolute tolerance of ORT vs PyTorch outputs")
+    parity_rtol: float = Field(1e-3, ge=0, description="relative tolerance of ORT vs PyTorch outputs")
     parity_samples: int = Field(128, ge=1, description="held-out samples compared against PyTorch")
 
 

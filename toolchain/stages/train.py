@@ -13,12 +13,12 @@ from toolchain.errors import BadInput
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(15, ge=0)
-    batch_size: int = Field(64, ge=1)
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = 0
+    epochs: int = Field(15, ge=0, description="passes over the training split")
+    batch_size: int = Field(64, ge=1, description="samples per optimizer step")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer")
+    lr: float = Field(3e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    seed: int = Field(0, description="seeds initial weights and batch order")
 
 
 def seed_everything(seed: int) -> None:
