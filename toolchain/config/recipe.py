@@ -5,18 +5,17 @@ the embedded default run (a small CNN on scikit-learn's digits, both bundled tar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, create_model
 
 from toolchain.config.base import Strict, read_toml, to_toml, validate
 from toolchain.config.budgets import Budgets
+from toolchain.config.data import DataConfig
+from toolchain.config.stages import ExportConfig, PruneConfig, TrainConfig
+from toolchain.config.target import QuantizeScheme
 from toolchain.config.zoo import ModelConfig
-from toolchain.data import DataConfig
 from toolchain.fsio import sha256_json
-from toolchain.stages.export import ExportConfig
-from toolchain.stages.prune import PruneConfig
-from toolchain.stages.train import TrainConfig
 
 RECIPE_SCHEMA_VERSION = 1
 SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -26,21 +25,25 @@ SAFE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _OVERRIDE = "overrides the target profile's `[quantize] {}` for this recipe; unset keeps the profile's"
 
 
-class QuantizeOverrides(Strict):
-    """Calibration settings, plus optional overrides of the target profile's [quantize] scheme."""
+class _Calibration(Strict):
+    """Calibration settings of a recipe; the scheme overrides are added from QuantizeScheme below."""
 
     calibration_samples: int = Field(256, ge=1, description="training samples used to calibrate activations")
     nodes_to_exclude: list[str] = Field(default_factory=list, description="nodes kept in fp32 (see `edgeopt search`)")
-    format: Literal["qdq", "qoperator", "dynamic", "none"] | None = Field(None, description=_OVERRIDE.format("format"))
-    activation_type: Literal["int8", "uint8"] | None = Field(None, description=_OVERRIDE.format("activation_type"))
-    weight_type: Literal["int8", "uint8"] | None = Field(None, description=_OVERRIDE.format("weight_type"))
-    per_channel: bool | None = Field(None, description=_OVERRIDE.format("per_channel"))
-    reduce_range: bool | None = Field(None, description=_OVERRIDE.format("reduce_range"))
-    calibration_method: Literal["minmax", "entropy", "percentile"] | None = Field(None, description=_OVERRIDE.format("calibration_method"))
-    fp32_stem: bool | None = Field(None, description=_OVERRIDE.format("fp32_stem"))
 
     def scheme_overrides(self) -> dict:
-        return self.model_dump(exclude_none=True, exclude={"calibration_samples", "nodes_to_exclude"})
+        return self.model_dump(exclude_none=True, exclude=set(_Calibration.model_fields))
+
+
+def _overrides_of(schema: type[BaseModel]) -> dict[str, Any]:
+    """Every field of `schema` as an optional override: same type, default None (keep the
+    profile's). Derived, so a new scheme key is overridable without restating it here."""
+    return {name: (f.annotation | None, Field(None, description=_OVERRIDE.format(name)))
+            for name, f in schema.model_fields.items()}
+
+
+# `[quantize]` of a recipe: calibration, fp32 fallbacks, and per-recipe overrides of the profile's scheme.
+QuantizeOverrides = create_model("QuantizeOverrides", __base__=_Calibration, **_overrides_of(QuantizeScheme))
 
 
 class Recipe(Strict):

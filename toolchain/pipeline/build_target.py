@@ -14,6 +14,7 @@ from typing import Any
 
 from toolchain.config.budgets import Budgets, evaluate
 from toolchain.config.recipe import QuantizeOverrides
+from toolchain.config.stages import CONVERTER_KEYS, ConvertConfig
 from toolchain.config.target import TargetProfile
 from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
@@ -21,7 +22,6 @@ from toolchain.pipeline.cache import Entry, StageCache
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics, summarize_mobile
 from toolchain.pipeline.ship import choose_artifact, int8_weights_apply
 from toolchain.stages.benchmark import BenchConfig, ort_default_memory
-from toolchain.stages.convert import ConvertConfig
 from toolchain.stages.int8_weights import Int8WeightsConfig
 from toolchain.stages.quantize import QuantizeConfig
 
@@ -68,7 +68,7 @@ def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: 
 
 def convert_config(profile: TargetProfile) -> ConvertConfig:
     """The [artifact] keys the converter takes; the others (ship, ship_tie) choose among candidates."""
-    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(include=set(ConvertConfig.model_fields)))
+    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(include=set(CONVERTER_KEYS)))
 
 
 def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,

@@ -18,18 +18,9 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from toolchain.config.base import Strict
-
-
-class ConvertConfig(Strict):
-    platform: Literal["amd64", "arm"]
-    format: Literal["onnx", "ort"]
-    shapes: Literal["dynamic-batch", "fixed"]
-    fixed_batch: int = 1
-    offline_optimization_level: Literal["disable", "basic", "extended", "all"] = "extended"
-    compact: bool = True
+from toolchain.config.stages import ConvertConfig
 
 
 def fix_batch(proto, batch: int):

@@ -14,19 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from toolchain.config.base import Strict
+from toolchain.config.stages import ExportConfig
 from toolchain.errors import ShapeMismatch, ToleranceExceeded, VerificationError
-
-
-class ExportConfig(Strict):
-    # 18 is what torch 2.13's dynamo exporter writes natively (asked for 17 it may still write 18);
-    # other values go through onnx's version converter, then are verified.
-    opset: int = Field(18, ge=7, le=23, description="ONNX default-domain opset to emit (verified after export)")
-    parity_atol: float = Field(1e-4, gt=0, description="absolute tolerance of ORT vs PyTorch outputs")
-    parity_rtol: float = Field(1e-3, ge=0, description="relative tolerance of ORT vs PyTorch outputs")
-    parity_samples: int = Field(128, ge=1, description="held-out samples compared against PyTorch")
 
 
 def export_onnx(model, example: np.ndarray, cfg: ExportConfig, dest: Path, dynamic_batch: bool = True) -> dict[str, Any]:

@@ -26,9 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from toolchain.config.base import Strict
+from toolchain.config.stages import Int8WeightsConfig
 from toolchain.errors import VerificationError
 from toolchain.fsio import atomic_path
 
@@ -43,14 +41,6 @@ _WEIGHT_SLOTS: dict[str, dict[int, int]] = {
     "RNN": {1: 1, 2: 1},
 }
 _GEMMS = {"Gemm", "FusedGemm"}
-
-
-class Int8WeightsConfig(Strict):
-    # A weight saves 3 bytes per element and costs a 4-byte scale per output channel plus a Cast
-    # and a Mul (~40 bytes with their names): tiny weights, or ones with one input per channel,
-    # would grow the file.
-    min_saved_bytes: int = Field(64, ge=0, description="quantize a weight only if it saves at least this many bytes")
-    verify: bool = True  # two ORT session loads and one run: cheap next to a benchmark
 
 
 def _weight_axis(node, index: int) -> int | None:

@@ -10,37 +10,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from toolchain.config.base import Strict
+from toolchain.config.stages import PruneConfig
 from toolchain.stages.train import TrainConfig, accuracy, distillation, fit
-
-
-class PruneConfig(Strict):
-    kind: Literal["none", "magnitude", "structured"] = Field("magnitude", description=(
-        "`magnitude`: global unstructured (smaller zipped file, same latency); `structured`: whole channels"))
-    amount: float = Field(0.3, gt=0, lt=1, description="fraction of weights (magnitude) or channels (structured) to remove, in (0, 1)")
-    finetune_epochs: int = Field(3, ge=0, description="fine-tune epochs after each pruning step")
-    finetune_lr: float = Field(1e-3, gt=0, description="fine-tune learning rate")
-    # The fields below apply to kind = "structured" only.
-    # L2 magnitude is Torch-Pruning's default and needs no data; taylor needs a loss gradient.
-    criterion: Literal["l1", "l2", "bn_scale", "taylor", "random"] = Field(
-        "l2", description="structured: how channels are scored")
-    # per_layer: every coupled group loses `amount` of its channels (predictable shapes);
-    # global: lowest-scoring channels anywhere (can thin unimportant layers much more).
-    scope: Literal["per_layer", "global"] = Field(
-        "per_layer", description="structured: `amount` of every coupled group, or the lowest scores anywhere")
-    steps: int = Field(1, ge=1, le=20, description="iterative schedule: cut amount/steps, fine-tune, repeat")
-    round_to: int = Field(1, ge=1, description="keep channel counts multiples of this (16 keeps x86 int8 depthwise kernels on their fast path)")
-    ignored_layers: list[str] = Field(default_factory=list, description="module names never cut; the classifier always is")
-    drop_blocks: int = Field(0, ge=0, description=(
-        "also remove this many whole blocks whose output keeps the input's shape (e.g. residual blocks), "
-        "least harmful to the loss first, before cutting channels: fewer nodes, not only thinner ones"))
-    distill: float = Field(0.0, ge=0, le=1, description=(
-        "weight of knowledge distillation from the unpruned model in fine-tuning (0: off; classifiers only)"))
-    distill_temperature: float = Field(4.0, gt=0, description="softmax temperature of the distillation targets")
 
 
 def _prunable(model) -> list[tuple[Any, str]]:

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from toolchain.config.base import Strict
+from toolchain.config.stages import TrainConfig
 from toolchain.errors import BadInput
-
-
-class TrainConfig(Strict):
-    epochs: int = Field(15, ge=0, description="passes over the training split")
-    batch_size: int = Field(64, ge=1, description="samples per optimizer step")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimizer")
-    lr: float = Field(3e-3, gt=0, description="learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
-    seed: int = Field(0, description="seeds initial weights and batch order")
 
 
 def seed_everything(seed: int) -> None:
