@@ -169,3 +169,22 @@ def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
     eager = {"latency_ms": {"1": {"p50": 2.0, "p90": 2.2, "p99": 2.4}}, "fp32_p50_same_rounds": {"1": 0.5}}
     m = summarize_metrics({**results, "torch-eager": eager}, fastest, "int8").document()
     assert m["speedup_vs_torch"] == pytest.approx((2.0 / 0.5) * (0.40 / 0.16))
+
+
+@pytest.mark.parametrize(("fp32_same_round", "noted"), [(0.40, False), (0.004, True)])
+def test_eager_row_ratio_is_the_ratio_it_shows_and_a_busy_machine_is_said(fp32_same_round, noted):
+    from pathlib import Path
+
+    from toolchain.config.target import load_target
+    from toolchain.pipeline.build_target import TargetResult
+    from toolchain.pipeline.metrics import summarize_metrics
+    from toolchain.pipeline.report import render_target
+
+    profile = load_target("cpu-server")
+    results = {"fp32": _bench_row(0.40, 100_000, 0.95), "int8": _bench_row(0.16, 31_000, 0.945)}
+    eager = {"latency_ms": {"1": {"p50": 2.0, "p90": 2.2, "p99": 2.4}}, "fp32_p50_same_rounds": {"1": fp32_same_round}}
+    m = summarize_metrics({**results, "torch-eager": eager}, profile, "int8").document()
+    text = render_target("cpu-server", TargetResult("cpu-server", Path("a"), Path("b"), Path("c"), m, {}))
+    row = next(line for line in text.splitlines() if "vs torch eager" in line)
+    assert row.split()[-2] == f"{2.0 / 0.16:.2f}x"  # 12.50x: eager p50 / artifact p50, as printed
+    assert ("machine was busy" in text) is noted  # chained 0.40 -> 12.5x agrees; 0.004 -> 1250x does not

@@ -23,13 +23,21 @@ class Budgets(Strict):
     max_accuracy_drop: float | None = Field(
         None, ge=0, le=1, description="fp32 accuracy minus artifact accuracy, as a fraction"
     )
+    min_sqnr_db: float | None = Field(None, description=(
+        "lowest SQNR of the artifact's outputs vs fp32 (dB), over every output and every slice of "
+        "its feature axis; applies by default (DEFAULT_MIN_SQNR_DB) when there are no labels"))
 
     def merged_over(self, base: Budgets) -> Budgets:
         """This budget's set fields win; unset ones fall back to `base`."""
         mine = self.model_dump(exclude_none=True)
         return base.model_copy(update=mine)
 
-# budget name -> metric name it limits (all budgets are upper limits)
+# With no labels no accuracy budget can look at the artifact's outputs; without this default a
+# broken int8 model (SQNR -12 dB, every detector score zeroed) passed as "all budgets met".
+# 20 dB is 1% relative noise energy; healthy int8 models measure 25-45 dB here.
+DEFAULT_MIN_SQNR_DB = 20.0
+
+# budget name -> metric name it limits; `max_` budgets are upper limits, `min_` lower ones
 BUDGET_METRICS = {
     "max_bytes": "bytes",
     "max_size_ratio": "size_ratio",
@@ -37,7 +45,19 @@ BUDGET_METRICS = {
     "max_p90_ms": "p90_ms",
     "max_peak_memory_mb": "peak_memory_mb",
     "max_accuracy_drop": "accuracy_drop",
+    "min_sqnr_db": "min_sqnr_db",
 }
+
+
+def within(budget: str, value: float, limit: float) -> bool:
+    return value >= limit if budget.startswith("min_") else value <= limit
+
+
+def with_default_fidelity(budgets: Budgets, labelled: bool) -> Budgets:
+    """`budgets`, plus the default fidelity floor when there are no labels and none is set."""
+    if labelled or budgets.min_sqnr_db is not None:
+        return budgets
+    return budgets.model_copy(update={"min_sqnr_db": DEFAULT_MIN_SQNR_DB})
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,6 @@ def evaluate(budgets: Budgets, metrics: Mapping[str, float | None]) -> dict[str,
     for name, limit in budgets.model_dump(exclude_none=True).items():
         metric = BUDGET_METRICS[name]
         value = metrics.get(metric)
-        passed = value is not None and value <= limit
+        passed = value is not None and within(name, value, limit)
         verdicts[name] = Verdict(limit=float(limit), value=None if value is None else float(value), passed=passed, metric=metric)
     return verdicts

@@ -111,8 +111,9 @@ def _latency_verdicts(checks: dict[str, Check], rounds: Rounds, spec: MeasureSpe
     return out
 
 
-def _exact(metric: str, limit: float, value: float | None, note: str = "") -> dict[str, Any]:
-    passed = value is not None and value <= limit  # an unmeasured number never passes silently
+def _exact(metric: str, limit: float, value: float | None, note: str = "", lower: bool = False) -> dict[str, Any]:
+    # an unmeasured number never passes silently; `lower`: the limit is a floor (min_ budgets)
+    passed = value is not None and (value >= limit if lower else value <= limit)
     doc = {"metric": metric, "limit": float(limit), "value": value, "pass": passed,
            "decided_by": "exact" if value is not None else "not measured"}
     if note and value is None:
@@ -129,6 +130,7 @@ def gate_subject(subject: sources.Subject, profile: TargetProfile, inputs: GateI
     fp32_bytes = subject.fp32_artifact.stat().st_size if subject.fp32_artifact else subject.recorded.get("fp32_bytes")
     metrics["size_ratio"] = metrics["bytes"] / fp32_bytes if fp32_bytes else None
     metrics["accuracy_drop"] = subject.recorded.get("accuracy_drop")
+    metrics["min_sqnr_db"] = subject.recorded.get("min_sqnr_db")
     doc: dict[str, Any] = {"kind": subject.kind, "artifact": subject.display or str(subject.artifact), "metrics": metrics,
                            "reference": {"kind": ref.kind, "path": str(ref.path) if ref.path else None}}
     if ref.path is not None:
@@ -155,8 +157,9 @@ def gate_subject(subject: sources.Subject, profile: TargetProfile, inputs: GateI
     exact_budgets = budgets.absolute().model_copy(update={"max_p50_ms": None, "max_p90_ms": None})
     for name, v in evaluate(exact_budgets, metrics).items():
         note = "needs an fp32 reference: gate a run directory or a package" if name == "max_size_ratio" else (
-            "recorded by `edgeopt run` only: gate its run directory or package" if name == "max_accuracy_drop" else "")
-        verdicts[name] = _exact(v.metric, v.limit, v.value, note)
+            "recorded by `edgeopt run` / `compress` only: gate its run directory or package"
+            if name in ("max_accuracy_drop", "min_sqnr_db") else "")
+        verdicts[name] = _exact(v.metric, v.limit, v.value, note, lower=name.startswith("min_"))
     if budgets.max_regression is not None:
         if b is None:
             verdicts[REGRESSION] = _exact("regression", budgets.max_regression, None,

@@ -75,7 +75,7 @@ def run_subjects(run_dir: Path, targets: tuple[str, ...]) -> list[Subject]:
         if not artifact.is_file():
             raise BadInput(f"{run_dir}: artifact for '{name}' is missing ({artifact.name})", "re-run `edgeopt run`")
         fp32 = _rebase(t["fp32_artifact"], doc.get("out_dir"), run_dir) if t.get("fp32_artifact") else None
-        recorded = {k: t.get(k) for k in ("fp32_bytes", "accuracy_drop", "accuracy", "fp32_accuracy")}
+        recorded = {k: t.get(k) for k in ("fp32_bytes", "accuracy_drop", "accuracy", "fp32_accuracy", "min_sqnr_db")}
         subjects.append(Subject("run", name, artifact, fp32 if fp32 and fp32.is_file() else None, recorded))
     return subjects
 
@@ -89,7 +89,7 @@ def package_subjects(pkg: Path, targets: tuple[str, ...], workdir: Path) -> list
         raise BadInput(f"{pkg.name} was built for target '{manifest.target}'", f"pass --target {manifest.target}")
     safe_extract(pkg, workdir / "package")
     m = manifest.metrics
-    recorded = {k: m.get(k) for k in ("fp32_bytes", "accuracy_drop", "accuracy", "fp32_accuracy")}
+    recorded = {k: m.get(k) for k in ("fp32_bytes", "accuracy_drop", "accuracy", "fp32_accuracy", "min_sqnr_db")}
     return [Subject("package", manifest.target, workdir / "package" / manifest.artifact, None, recorded,
                     display=f"{pkg}!{manifest.artifact}")]
 

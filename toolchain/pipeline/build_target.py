@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolchain.config.budgets import Budgets, evaluate
+from toolchain.config.budgets import Budgets, evaluate, with_default_fidelity
 from toolchain.config.recipe import QuantizeOverrides
 from toolchain.config.stages import CONVERTER_KEYS, ConvertConfig
 from toolchain.config.target import TargetProfile
@@ -94,8 +94,11 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         candidates[INT8_WEIGHTS] = steps.int8_weights(cache, Int8WeightsConfig(), fp32_compute, label=f"int8-weights[{name}]")
     bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
 
-    results = bench.record["results"]
-    budgets = src.budgets(name, profile.budgets)
+    compressed = {label: e for label, e in candidates.items() if label != "fp32"}
+    fid = steps.fidelity(cache, profile.runtime, src, fp32_art, compressed, label=f"fidelity[{name}]")
+    results = {label: {**r, **({"fidelity": fid.record["results"][label]} if label in compressed else {})}
+               for label, r in bench.record["results"].items()}
+    budgets = with_default_fidelity(src.budgets(name, profile.budgets), labelled=src.data.y_test is not None)
     shipped, selection = choose_artifact(results, profile, budgets)
     summary = summarize_metrics(results, profile, shipped)
     summary.shipped, summary.selection = shipped, selection

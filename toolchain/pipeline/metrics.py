@@ -56,6 +56,8 @@ class Metrics(BaseModel):
     accuracy: float | None = Field(None, description="top-1 accuracy of the artifact on held-out data")
     fp32_accuracy: float | None = Field(None, description="top-1 accuracy of fp32 on the same data")
     accuracy_drop: float | None = Field(None, description="fp32_accuracy - accuracy")
+    min_sqnr_db: float | None = Field(None, description="lowest SQNR vs fp32 over outputs and their slices, dB")
+    fidelity: dict[str, Any] | None = Field(None, description="per-output SQNR, max abs diff, cosine, agreement")
     shipped: str | None = Field(None, description="benchmark label of the shipped candidate")
     selection: dict[str, Any] | None = Field(None, description="the ship rule and every candidate it weighed")
     fp32_nodes_by_design: list[str] | None = Field(None, description="nodes kept fp32 on purpose")
@@ -124,6 +126,8 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: 
         metrics["speedup_vs_torch"] = (eager_lat["p50"] / fp32_pair) * (fp32_lat["p50"] / lat["p50"])
     if profile.price_per_hour is not None:
         metrics.update(cost_estimate(art["latency_ms"], profile.price_per_hour, profile.runtime.intra_op_threads))
+    if "fidelity" in art:  # fp32 itself is the reference: it has none
+        metrics.update(min_sqnr_db=art["fidelity"]["min_sqnr_db"], fidelity=art["fidelity"])
     if "accuracy" in art and "accuracy" in fp32:
         metrics.update(accuracy=art["accuracy"], fp32_accuracy=fp32["accuracy"],
                        accuracy_drop=fp32["accuracy"] - art["accuracy"])

@@ -39,7 +39,7 @@ def target_document(t) -> dict[str, Any]:
         "candidates": {label: str(path) for label, path in t.candidates.items()},
     }
     for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
-                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "shipped", "selection", "thread_sweep", "measured_on", "target_platform", "estimated"):
+                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "min_sqnr_db", "fidelity", "shipped", "selection", "thread_sweep", "measured_on", "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -61,6 +61,14 @@ def run_document(result) -> dict[str, Any]:
     }
 
 
+def _worst_slice(fid: dict[str, Any]) -> str:
+    out = fid["outputs"].get(fid["worst_output"], {})
+    worst = out.get("worst_slice")
+    if worst and worst["sqnr_db"] <= out.get("sqnr_db", worst["sqnr_db"]):
+        return f"slice {worst['index']} of axis {worst['axis']}: {worst['sqnr_db']:.1f} dB"
+    return f"whole output: {out['sqnr_db']:.1f} dB" if "sqnr_db" in out else out.get("error", "")
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
@@ -80,12 +88,16 @@ def render_target(name: str, t) -> str:
     m = t.metrics
     rows = [("metric", "artifact", "fp32 ORT", "vs fp32")]
     rows.append(("bytes", f"{m['bytes']:,}", f"{m['fp32_bytes']:,}", f"{m['size_ratio']:.3f}x"))
+    threads = (m.get("thread_sweep") or {}).get("profile_threads")
+    at = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
     for p in ("p50", "p90"):
-        rows.append((f"{p} latency (ms, batch {m['batch']})", f"{m['latency_ms'][p]:.4f}",
+        rows.append((f"{p} latency (ms, batch {m['batch']}{at})", f"{m['latency_ms'][p]:.4f}",
                      f"{m['fp32_latency_ms'][p]:.4f}", _faster(m['fp32_latency_ms'][p] / m['latency_ms'][p])))
     if "torch_eager_latency_ms" in m:
+        eager = m["torch_eager_latency_ms"]["p50"]
+        # The ratio of the two numbers shown; speedup_vs_torch (in the JSON) chains same-round pairs.
         rows.append(("p50 vs torch eager (ms)", f"{m['latency_ms']['p50']:.4f}",
-                     f"{m['torch_eager_latency_ms']['p50']:.4f} (eager)", _faster(m['speedup_vs_torch'])))
+                     f"{eager:.4f} (eager)", _faster(eager / m["latency_ms"]["p50"])))
     # fp32's memory is measured with ORT's default session options, the artifact's with the profile's
     rows.append(("peak MB (fp32: ORT defaults)", f"{m['peak_memory_mb']:.1f}", f"{m['fp32_peak_memory_mb']:.1f}",
                  _times(m["memory_ratio"])))
@@ -94,6 +106,10 @@ def render_target(name: str, t) -> str:
     if m.get("accuracy") is not None:
         rows.append(("accuracy", _pct(m["accuracy"]), _pct(m["fp32_accuracy"]),
                      f"drop {100 * m['accuracy_drop']:.2f} pt"))
+    if m.get("min_sqnr_db") is not None:
+        fid = m["fidelity"]
+        rows.append(("fidelity vs fp32 (min SQNR)", f"{m['min_sqnr_db']:.1f} dB", f"worst: {fid['worst_output']}",
+                     _worst_slice(fid)))
     if "pruned_fp32" in m:  # same pruned network without int8, measured in the same rounds
         pf = m["pruned_fp32"]
         int8_p50 = pf["p50_ms"] / m["int8_speedup_vs_pruned_fp32"]
@@ -121,6 +137,7 @@ def render_target(name: str, t) -> str:
             note = "  <- fp32 compute left between Q/DQ: int8 not fully fused"
         lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
                      f"{ops['quantize_dequantize']} Q/DQ{note}")
+    lines += _eager_note(m)
     lines += _selection_lines(name, m)
     lines += _thread_lines(m)
     host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
@@ -129,6 +146,23 @@ def render_target(name: str, t) -> str:
                      "so its latency here says nothing about the device (check it with verify-arm / bench --remote)")
     lines.append(f"  package: {t.package}")
     return "\n".join(lines)
+
+
+# Timings of one pair taken in different rounds may disagree this much before we say so.
+_EAGER_DISAGREEMENT = 2.0
+
+
+def _eager_note(m: dict[str, Any]) -> list[str]:
+    """Torch eager is timed in its own rounds against fp32; when that same-round chain and the
+    direct ratio of the shown numbers disagree, the machine was busy during one of them."""
+    if "torch_eager_latency_ms" not in m:
+        return []
+    direct = m["torch_eager_latency_ms"]["p50"] / m["latency_ms"]["p50"]
+    chained = m["speedup_vs_torch"]
+    if max(direct, chained) / min(direct, chained) < _EAGER_DISAGREEMENT:
+        return []
+    return [(f"  note: eager vs artifact is {direct:.2f}x from the numbers shown but {chained:.2f}x from same-round "
+            "pairs: the machine was busy while one of them was timed; rerun with --rebench on an idle machine")]
 
 
 _SHIPPED_NAMES = {"int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)",
@@ -168,7 +202,7 @@ def _thread_lines(m: dict[str, Any]) -> list[str]:
                                                          if b in sweep["speedup_vs_fp32"].get(n, {}) else "")
                           for n, by_batch in sweep["p50_ms"].items() if b in by_batch)
         parts.append(f"batch {b}: {timed} -> {best}")
-    lines = ["  threads (p50 ms, one live session at a time): " + "; ".join(parts)]
+    lines = ["  threads (p50 ms, timed in their own rounds, one live session at a time): " + "; ".join(parts)]
     off = sorted({best for best in sweep["fastest"].values() if best != sweep["profile_threads"]})
     if off:
         smallest = min(sweep["fastest"], key=int)

@@ -175,6 +175,46 @@ def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, En
     return cache.run(BENCHMARK, config, inputs, produce, label)
 
 
+FIDELITY = StageSpec("fidelity", ("toolchain.bench.fidelity", "toolchain.bench.session"))
+# Held-out samples compared per candidate: enough for a stable SQNR, bounded for large models.
+FIDELITY_SAMPLES = 256
+
+
+def eval_feeds(session, x, samples: int = FIDELITY_SAMPLES) -> list[dict]:
+    """Held-out inputs in batches the model accepts (a fixed batch is filled by repeating the
+    last sample: both models see the same feeds, so the comparison stays paired)."""
+    import numpy as np
+
+    from toolchain.bench.session import fixed_batch
+
+    name, x = session.get_inputs()[0].name, x[:samples]
+    step = fixed_batch(session) or 32
+    feeds = []
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        if len(chunk) < step and fixed_batch(session):
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+        feeds.append({name: chunk})
+    return feeds
+
+
+def fidelity(cache: StageCache, runtime, src, reference: Entry, candidates: dict[str, Entry], label: str) -> Entry:
+    """Each candidate's outputs against the fp32 reference's on held-out data (bench/fidelity.py)."""
+    def produce(out: Path) -> dict:
+        from toolchain.bench.fidelity import collect_outputs, compare_outputs
+        from toolchain.bench.session import load_session
+
+        ref_session = load_session(artifact_path(reference), runtime)
+        feeds = eval_feeds(ref_session, src.data.x_test)
+        expected = collect_outputs(ref_session, feeds)
+        return {"results": {name: compare_outputs(expected, collect_outputs(load_session(artifact_path(e), runtime), feeds))
+                            for name, e in candidates.items()}}
+
+    inputs = {"reference": reference.record["sha256"], "data": src.data.fingerprint(),
+              **{name: e.record["sha256"] for name, e in candidates.items()}}
+    return cache.run(FIDELITY, {"runtime": _dump(runtime), "samples": FIDELITY_SAMPLES}, inputs, produce, label)
+
+
 PACKAGE = StageSpec("package", ("toolchain.package", "toolchain.package.inputs"))
 
 
@@ -196,4 +236,4 @@ def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, met
 
 
 # Every cached stage `edgeopt run` can run, for the conformance tests and `edgeopt` docs.
-STAGES = (TRAIN, PRUNE, EXPORT, QUANTIZE, CONVERT, INT8_WEIGHTS, BENCHMARK, PACKAGE)
+STAGES = (TRAIN, PRUNE, EXPORT, QUANTIZE, CONVERT, INT8_WEIGHTS, BENCHMARK, FIDELITY, PACKAGE)
