@@ -129,7 +129,7 @@ def test_fastest_rule_ships_the_fastest_candidate_that_passes_every_budget():
     tied = {**results, "int8_weights": _bench_row(0.1255, 40_000, 0.946)}
     shipped, selection = choose_artifact(tied, fastest, profile.budgets)
     assert shipped == "int8_weights" and selection["tie"] == 0.05 and list(selection["candidates"]) == [
-        "int8", "pruned_fp32", "int8_weights"]
+        "int8", "pruned_fp32", "int8_weights"]  # fp32 only where no compressed form pays
     assert choose_artifact({**tied, "int8_weights": _bench_row(0.1265, 40_000, 0.946)}, fastest, profile.budgets)[0] == "pruned_fp32"
     strict = fastest.model_copy(update={"artifact": fastest.artifact.model_copy(update={"ship_tie": 0.0})})
     assert choose_artifact(tied, strict, profile.budgets)[0] == "pruned_fp32"
@@ -188,3 +188,34 @@ def test_eager_row_ratio_is_the_ratio_it_shows_and_a_busy_machine_is_said(fp32_s
     row = next(line for line in text.splitlines() if "vs torch eager" in line)
     assert row.split()[-2] == f"{2.0 / 0.16:.2f}x"  # 12.50x: eager p50 / artifact p50, as printed
     assert ("machine was busy" in text) is noted  # chained 0.40 -> 12.5x agrees; 0.004 -> 1250x does not
+
+
+def test_fp32_ships_where_compression_does_not_pay_and_the_report_says_so():
+    from pathlib import Path
+
+    from toolchain.config.target import load_target
+    from toolchain.pipeline.build_target import TargetResult
+    from toolchain.pipeline.metrics import summarize_metrics
+    from toolchain.pipeline.report import render_target
+    from toolchain.pipeline.ship import choose_artifact, compression_pays
+
+    profile = load_target("cpu-server")  # ship = "fastest", max_size_ratio 0.30
+    tiny = {"fp32": _bench_row(0.010, 2_000, 0.95), "int8": _bench_row(0.030, 5_940, 0.95),
+            "int8_weights": _bench_row(0.011, 2_100, 0.95)}  # 2.97x and 1.05x fp32's bytes: both fail the size budget
+    shipped, selection = choose_artifact(tiny, profile, profile.budgets)
+    assert shipped == "fp32" and selection["candidates"]["fp32"]["failed_budgets"] == ["max_size_ratio"]
+    m = summarize_metrics(tiny, profile, shipped).document()
+    m["shipped"], m["selection"] = shipped, selection
+    assert compression_pays(m) is False
+    assert compression_pays({**summarize_metrics(tiny, profile, "int8").document(), "shipped": "int8"}) is False
+    ok = {"fp32": _bench_row(0.40, 100_000, 0.95), "int8": _bench_row(0.16, 27_000, 0.945)}
+    assert choose_artifact(ok, profile, profile.budgets)[0] == "int8"
+    assert compression_pays({**summarize_metrics(ok, profile, "int8").document(), "shipped": "int8"}) is True
+    m["compression_pays"] = False
+    text = render_target("cpu-server", TargetResult("cpu-server", Path("a"), Path("b"), Path("c"), m, {}))
+    assert "compression does not pay" in text and "the fp32 baseline" in text
+    # ship = "quantized" never weighs fp32, nor does "fastest" while some compressed form pays
+    quantized = profile.model_copy(update={"artifact": profile.artifact.model_copy(update={"ship": "quantized"})})
+    assert "fp32" not in choose_artifact(tiny, quantized, profile.budgets)[1]["candidates"]
+    slower_but_smaller = {**tiny, "int8": _bench_row(0.030, 640, 0.95)}
+    assert "fp32" not in choose_artifact(slower_but_smaller, profile, profile.budgets)[1]["candidates"]

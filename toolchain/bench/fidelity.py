@@ -26,6 +26,11 @@ MAX_SLICES = 1024
 SQNR_CEILING_DB = 150.0
 
 
+# What the fp32 candidate is recorded with: it is the reference, so it agrees with itself.
+REFERENCE_FIDELITY = {"min_sqnr_db": SQNR_CEILING_DB, "outputs": {}, "worst_output": None,
+                      "note": "the fp32 reference itself"}
+
+
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
     """Signal-to-quantization-noise ratio in dB; SQNR_CEILING_DB when the two agree exactly."""
     ref = np.asarray(reference, dtype=np.float64)

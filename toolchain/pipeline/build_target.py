@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolchain.bench.fidelity import REFERENCE_FIDELITY
 from toolchain.config.budgets import Budgets, evaluate, with_default_fidelity
 from toolchain.config.recipe import QuantizeOverrides
 from toolchain.config.stages import CONVERTER_KEYS, ConvertConfig
@@ -20,7 +21,7 @@ from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
 from toolchain.pipeline.cache import Entry, StageCache
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics, summarize_mobile
-from toolchain.pipeline.ship import choose_artifact, int8_weights_apply
+from toolchain.pipeline.ship import choose_artifact, compression_pays, int8_weights_apply
 from toolchain.stages.benchmark import BenchConfig, ort_default_memory
 from toolchain.stages.int8_weights import Int8WeightsConfig
 from toolchain.stages.quantize import QuantizeConfig
@@ -96,7 +97,8 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
 
     compressed = {label: e for label, e in candidates.items() if label != "fp32"}
     fid = steps.fidelity(cache, profile.runtime, src, fp32_art, compressed, label=f"fidelity[{name}]")
-    results = {label: {**r, **({"fidelity": fid.record["results"][label]} if label in compressed else {})}
+    fidelity = {**fid.record["results"], "fp32": REFERENCE_FIDELITY}
+    results = {label: {**r, **({"fidelity": fidelity[label]} if label in fidelity else {})}
                for label, r in bench.record["results"].items()}
     budgets = with_default_fidelity(src.budgets(name, profile.budgets), labelled=src.data.y_test is not None)
     shipped, selection = choose_artifact(results, profile, budgets)
@@ -113,12 +115,13 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         from toolchain.fsio import write_json_atomic
         from toolchain.mobile.report import mobile_report
 
-        analysed = quantized if shipped == "int8" else src.compressed_onnx
+        analysed = {"int8": quantized, "fp32": src.fp32_onnx}.get(shipped, src.compressed_onnx)
         report = mobile_report(steps.artifact_path(analysed), profile)
         # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
         report["model"] = report["ep_coverage"]["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
         extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
         summary.estimated = summarize_mobile(report)
+    summary.compression_pays = compression_pays(summary.document())
     metrics = summary.document()
     verdicts = {k: v.to_dict() for k, v in evaluate(budgets, metrics).items()}
     artifact = copy_atomic(steps.artifact_path(candidates[shipped]), target_dir / f"{src.name}.{fmt}")

@@ -59,6 +59,8 @@ class Metrics(BaseModel):
     min_sqnr_db: float | None = Field(None, description="lowest SQNR vs fp32 over outputs and their slices, dB")
     fidelity: dict[str, Any] | None = Field(None, description="per-output SQNR, max abs diff, cosine, agreement")
     shipped: str | None = Field(None, description="benchmark label of the shipped candidate")
+    compression_pays: bool | None = Field(None, description=(
+        "false when the shipped artifact is larger than fp32, or slower and not smaller"))
     selection: dict[str, Any] | None = Field(None, description="the ship rule and every candidate it weighed")
     fp32_nodes_by_design: list[str] | None = Field(None, description="nodes kept fp32 on purpose")
     measured_on: str | None = Field(None, description="the CPU the numbers were measured on")

@@ -39,7 +39,7 @@ def target_document(t) -> dict[str, Any]:
         "candidates": {label: str(path) for label, path in t.candidates.items()},
     }
     for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
-                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "min_sqnr_db", "fidelity", "shipped", "selection", "thread_sweep", "measured_on", "target_platform", "estimated"):
+                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "min_sqnr_db", "fidelity", "compression_pays", "shipped", "selection", "thread_sweep", "measured_on", "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -106,7 +106,7 @@ def render_target(name: str, t) -> str:
     if m.get("accuracy") is not None:
         rows.append(("accuracy", _pct(m["accuracy"]), _pct(m["fp32_accuracy"]),
                      f"drop {100 * m['accuracy_drop']:.2f} pt"))
-    if m.get("min_sqnr_db") is not None:
+    if m.get("min_sqnr_db") is not None and m["fidelity"].get("worst_output"):
         fid = m["fidelity"]
         rows.append(("fidelity vs fp32 (min SQNR)", f"{m['min_sqnr_db']:.1f} dB", f"worst: {fid['worst_output']}",
                      _worst_slice(fid)))
@@ -137,6 +137,10 @@ def render_target(name: str, t) -> str:
             note = "  <- fp32 compute left between Q/DQ: int8 not fully fused"
         lines.append(f"  ORT graph here: {ops['int8_kernels']} int8 kernels, {ops['fp32_compute']} fp32 compute ops, "
                      f"{ops['quantize_dequantize']} Q/DQ{note}")
+    if m.get("compression_pays") is False:
+        why = ("no compressed form did better, so fp32 ships" if m.get("shipped") == "fp32" else
+               f"the shipped artifact is {m['size_ratio']:.2f}x fp32's bytes at {m['speedup_vs_fp32']:.2f}x its speed")
+        lines.append(f"  note: compression does not pay for this model on this target: {why}")
     lines += _eager_note(m)
     lines += _selection_lines(name, m)
     lines += _thread_lines(m)
@@ -165,7 +169,7 @@ def _eager_note(m: dict[str, Any]) -> list[str]:
             "pairs: the machine was busy while one of them was timed; rerun with --rebench on an idle machine")]
 
 
-_SHIPPED_NAMES = {"int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)",
+_SHIPPED_NAMES = {"fp32": "the fp32 baseline (compression did not pay)", "int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)",
                   "int8_weights": "int8-stored weights, fp32 compute"}
 
 
