@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,13 @@ def test_cpuinfo_reads_x86_flags_and_aarch64_features():
            "CPU implementer\t: 0x41\nCPU part\t: 0xd0c\n")
     model, flags = parse_cpuinfo(arm)
     assert model == "ARM CPU part 0xd0c" and sorted(flags & INT8_ISA) == ["asimddp", "i8mm"]
+
+
+def test_budgets_of_a_recipe_target_stay_valid_when_one_target_is_built():
+    from toolchain.config.recipe import load_recipe
+    from toolchain.pipeline.run import RunOptions, resolve_targets
+
+    recipe = load_recipe("models/resnet-small.toml")  # has [budgets.arm-mobile]
+    profiles = resolve_targets(recipe, RunOptions(out_dir=Path("unused"), targets=("cpu-server",)))
+    assert list(profiles) == ["cpu-server"]
+    assert recipe.budgets_for("arm-mobile", profiles["cpu-server"].budgets).max_size_ratio == 0.36

@@ -46,9 +46,11 @@ class RunResult:
 def resolve_targets(recipe: Recipe, opts: RunOptions) -> dict[str, TargetProfile]:
     names = opts.targets or tuple(recipe.targets)
     profiles = {name: load_target(name, opts.targets_dir) for name in names}
-    unknown = sorted(set(recipe.budgets) - set(profiles) - {"all"})
+    # budgets of the recipe's other targets stay valid when --target builds a subset of them
+    known = [*recipe.targets, *(n for n in profiles if n not in recipe.targets)]
+    unknown = sorted(set(recipe.budgets) - set(known) - {"all"})
     if unknown:
-        raise ConfigError(f"[budgets.{unknown[0]}] names no target of this run", f"use 'all' or one of: {', '.join(profiles)}")
+        raise ConfigError(f"[budgets.{unknown[0]}] names no target of this run", f"use 'all' or one of: {', '.join(known)}")
     return profiles
 
 
