@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as err:  # one line like every bad input; click's own show() prints four
+        hint = f"; see `{err.ctx.command_path} --help`" if err.ctx is not None else ""
+        message = "; ".join(line.strip() for line in err.format_message().splitlines() if line.strip())
+        click.echo(f"edgeopt: error: {message.rstrip('.')}{hint}", err=True)
+        return EXIT_BAD_INPUT
     except click.ClickException as err:
         err.show()
         return EXIT_BAD_INPUT

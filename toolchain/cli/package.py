@@ -26,12 +26,12 @@ def package_cmd(artifact, target, name, out, sign_key, targets_dir):
     `edgeopt run` packages its own artifacts with measured metrics and held-out golden samples.
     """
     from toolchain.config.target import load_target
-    from toolchain.errors import ModelLoadError
+    from toolchain.errors import ModelLoadError, missing_file
     from toolchain.package import build_package
     from toolchain.package.inputs import spec_for_artifact
 
     if not artifact.is_file():
-        raise ModelLoadError(f"artifact not found: {artifact}", "check the path")
+        raise missing_file(artifact, "artifact", "check the path", ModelLoadError)
     profile = load_target(target, targets_dir)
     spec = spec_for_artifact(artifact, profile, name=name or artifact.stem, recipe_hash="", labels=[],
                              preprocessing={}, metrics={}, verdicts={}, samples=None)

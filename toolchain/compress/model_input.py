@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.errors import BadInput, ModelLoadError, ToleranceExceeded
+from toolchain.errors import BadInput, ModelLoadError, ToleranceExceeded, missing_file
 
 MIN_OPSET = 13  # per-axis QuantizeLinear (per_channel = true in the bundled profiles) needs 13
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf's hard limit for one serialized message
@@ -83,7 +83,7 @@ def read_onnx(path: Path):
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}", "check the path")
+        raise missing_file(path, "model file", "check the path", ModelLoadError)
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # DecodeError and friends

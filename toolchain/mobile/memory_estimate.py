@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from toolchain.errors import BadInput, ModelLoadError
+from toolchain.errors import BadInput, ModelLoadError, missing_file
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def load_onnx(path: str | Path, batch: int | None = None):
         raise BadInput(f"{path.name} is an .ort file: its graph has no shape information to analyse",
                        "pass the .onnx it was converted from (the quantize stage's model.onnx)")
     if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}", "check the path")
+        raise missing_file(path, "model file", "check the path", ModelLoadError)
     try:
         proto = onnx.load(str(path))
     except Exception as err:  # noqa: BLE001 - protobuf raises DecodeError, onnx raises its own types

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolchain.errors import BadInput
+from toolchain.errors import BadInput, missing_file
 from toolchain.package.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
 from toolchain.package.model_card import _fmt
 from toolchain.package.safezip import open_zip, read_member
@@ -14,7 +14,7 @@ def read_manifest(pkg: Path) -> tuple[Manifest, bool]:
     """(manifest, signed) without extracting anything. Raises BadInput for an unreadable package."""
     pkg = Path(pkg)
     if not pkg.is_file():
-        raise BadInput(f"package not found: {pkg}", "check the path")
+        raise missing_file(pkg, "package", "check the path")
     zf, infos = open_zip(pkg)
     with zf:
         raw = read_member(zf, MANIFEST_NAME)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from toolchain.errors import BadInput
+from toolchain.errors import missing_file
 from toolchain.package.errors import PackageVerificationFailed, SignatureError, UnsafeArchive
 from toolchain.package.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
 from toolchain.package.safezip import DEFAULT_MAX_BYTES, open_zip, read_member
@@ -250,7 +250,7 @@ def verify_package(
 ) -> VerifyReport:
     pkg = Path(pkg)
     if not pkg.is_file():
-        raise BadInput(f"package not found: {pkg}", "check the path")
+        raise missing_file(pkg, "package", "check the path")
     if public_key is not None:
         from toolchain.package.keys import load_public_key
 
