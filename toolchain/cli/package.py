@@ -67,12 +67,11 @@ def sign_cmd(package, key):
 @json_option
 def verify_cmd(package, public_key, as_json):
     """Check every hash, the signature (with --public-key) and smoke-run the golden input."""
-    import zipfile
-
     from toolchain.errors import BadInput
     from toolchain.package import verify_package
+    from toolchain.package.safezip import looks_like_zip
 
-    if package.is_file() and not zipfile.is_zipfile(package):  # not a package at all: bad input, not tampering
+    if package.is_file() and not looks_like_zip(package):  # not a package at all: bad input, not tampering
         raise BadInput(f"{package} is not a zip package", "pass the .zip that `edgeopt run` or `edgeopt package` wrote")
     report = verify_package(package, public_key=public_key)
     if as_json:
