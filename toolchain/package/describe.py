@@ -25,6 +25,20 @@ def read_manifest(pkg: Path) -> tuple[Manifest, bool]:
         raise BadInput(f"{pkg.name}: {err}", "rebuild the package") from None
 
 
+_ONE_LINE = 100  # characters: a flat mapping longer than this reads better one key per line
+
+
+def _mapping_lines(key: str, value, indent: int) -> list[str]:
+    """`key: value`, with a mapping that holds mappings (or is long) as an indented block."""
+    pad = " " * indent
+    line = f"{pad}{key}: {_fmt(value)}"
+    if not isinstance(value, dict) or not value:
+        return [line]
+    if not any(isinstance(v, dict) for v in value.values()) and len(line) <= _ONE_LINE:
+        return [line]
+    return [f"{pad}{key}:", *(sub for k, v in sorted(value.items()) for sub in _mapping_lines(str(k), v, indent + 2))]
+
+
 def _tensors(tensors) -> list[str]:
     return [f"  {t.name}: {t.dtype} [{', '.join(str(d) for d in t.shape)}]" for t in tensors]
 
@@ -46,7 +60,7 @@ def inspect_package(pkg: Path) -> str:
         f"preprocess input = (raw * {p.scale!r} + {p.offset!r}).astype({p.dtype}), layout {p.layout}",
         f"labels    {', '.join(m.labels) if m.labels else '(none)'}",
         "metrics",
-        *[f"  {k}: {_fmt(v)}" for k, v in sorted(m.metrics.items())],
+        *[line for k, v in sorted(m.metrics.items()) for line in _mapping_lines(k, v, 2)],
         "budgets",
     ]
     for name, b in sorted(m.budgets.items()):

@@ -1,5 +1,6 @@
-"""`edgeopt verify` on damaged packages: a flipped byte inside a member is that member's hash
-mismatch (not "missing"), every kind of content damage exits 1, only a non-package exits 2."""
+"""`edgeopt verify` and `inspect` on real packages. verify: a flipped byte inside a member is that
+member's hash mismatch (not "missing"), every kind of content damage exits 1, only a non-package
+exits 2. inspect: nested metrics print as indented blocks."""
 
 from __future__ import annotations
 
@@ -85,3 +86,24 @@ def test_damage_anywhere_exits_1_and_a_non_package_exits_2(package, tmp_path, ca
     text.write_text("not a package\n")
     code, doc, err = _verify(text, capsys)
     assert (code, doc, err.count("\n")) == (2, {}, 1) and "is not a zip package" in err
+
+
+def test_inspect_prints_nested_mappings_indented(tmp_path, capsys):
+    from toolchain.config.target import load_target
+    from toolchain.package import build_package
+    from toolchain.package.inputs import spec_for_artifact
+
+    metrics = {"latency_ms": {"p50": 0.5, "p90": 0.75},
+               "selection": {"rule": "fastest", "candidates": {"int8": {"p50_ms": 0.25, "bytes": 1000}}}}
+    spec = spec_for_artifact(_tiny_onnx(tmp_path / "tiny.onnx"), load_target("cpu-server"), name="tiny", recipe_hash="",
+                             labels=[], preprocessing={}, metrics=metrics, verdicts={}, samples=None)
+    pkg = build_package(spec, tmp_path / "tiny.zip")
+    capsys.readouterr()
+    assert main(["inspect", str(pkg)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    block = lines[lines.index("metrics") + 1: lines.index("budgets")]
+    assert block == ["  latency_ms: p50 0.5, p90 0.75",  # flat and short: one line, at any depth
+                     "  selection:",
+                     "    candidates:",
+                     "      int8: bytes 1000, p50_ms 0.25",
+                     "    rule: fastest"]
