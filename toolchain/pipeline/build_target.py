@@ -99,6 +99,7 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     shipped, selection = choose_artifact(results, profile, budgets)
     summary = summarize_metrics(results, profile, shipped)
     summary.shipped, summary.selection = shipped, selection
+    summary.quantize_format = quantized.record.get("format")  # "none" leaves the "int8" candidate fp32
     if shipped == "int8":  # nodes left fp32 on purpose, so the report can tell them from unfused ones
         summary.fp32_nodes_by_design = list(quantized.record.get("fp32_nodes", []))
     summary.measured_on, summary.target_platform = bench.record["host"]["machine"], profile.platform

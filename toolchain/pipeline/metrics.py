@@ -57,6 +57,7 @@ class Metrics(BaseModel):
     fp32_accuracy: float | None = Field(None, description="top-1 accuracy of fp32 on the same data")
     accuracy_drop: float | None = Field(None, description="fp32_accuracy - accuracy")
     shipped: str | None = Field(None, description="benchmark label of the shipped candidate")
+    quantize_format: str | None = Field(None, description='[quantize] format of the "int8" candidate (none: it is fp32)')
     selection: dict[str, Any] | None = Field(None, description="the ship rule and every candidate it weighed")
     fp32_nodes_by_design: list[str] | None = Field(None, description="nodes kept fp32 on purpose")
     measured_on: str | None = Field(None, description="the CPU the numbers were measured on")

@@ -109,7 +109,7 @@ def render_target(name: str, t) -> str:
         value = "not measured" if v["value"] is None else f"{v['value']:.4g}"
         lines.append(f"  budget {budget}: {value} <= {v['limit']:.4g}  {'PASS' if v['pass'] else 'FAIL'}")
     ops = m.get("optimized_ops")
-    if ops and m.get("shipped", "int8") != "int8":
+    if ops and shipped_form(m) != "int8":
         lines.append(f"  ORT graph here: {ops['fp32_compute']} fp32 compute ops (the shipped candidate has no int8)")
     elif ops:
         chosen = len(m.get("fp32_nodes_by_design", []))
@@ -132,7 +132,15 @@ def render_target(name: str, t) -> str:
 
 
 _SHIPPED_NAMES = {"int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)",
-                  "int8_weights": "int8-stored weights, fp32 compute"}
+                  "int8_weights": "int8-stored weights, fp32 compute",
+                  "unquantized": 'the model unquantized, fp32 ([quantize] format = "none")'}
+
+
+def shipped_form(m: dict[str, Any]) -> str:
+    """The shipped candidate's label, except that the "int8" candidate of [quantize] format =
+    "none" is fp32 and is named "unquantized"."""
+    shipped = m.get("shipped", "int8")
+    return "unquantized" if shipped == "int8" and m.get("quantize_format") == "none" else shipped
 
 
 def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
@@ -148,10 +156,11 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
         at = f" @{c['selection_threads']}t" if c.get("selection_threads") else ""
         return f"{p50(c):.4f} ms{at} {c['bytes']:,} B" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
 
-    weighed = ", ".join(f"{label} {timed(c)}" for label, c in selection["candidates"].items())
-    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to int8, pruned fp32, int8-weights in that order)"
+    first = "unquantized" if m.get("quantize_format") == "none" else "int8"  # the "int8" label's real form
+    weighed = ", ".join(f"{first if label == 'int8' else label} {timed(c)}" for label, c in selection["candidates"].items())
+    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to {first}, pruned fp32, int8-weights in that order)"
            if selection["rule"] == "fastest" and "tie" in selection else "")
-    lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped, shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
+    lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped_form(m), shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
     if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: p50(passing[k])) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")
