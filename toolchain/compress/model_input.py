@@ -121,6 +121,17 @@ def default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def _refuse_ort_optimized(proto, name: str) -> None:
+    """An .onnx target's artifact holds ORT's fused ops, which the quantizer's shape inference
+    cannot follow: one line now instead of an internal error in the quantize stage."""
+    from toolchain.mobile.memory_estimate import ort_internal_ops
+
+    internal = ort_internal_ops(proto)
+    if internal:
+        raise BadInput(f"{name} was optimized offline by ONNX Runtime: its {', '.join(internal)} ops are "
+                       "ONNX Runtime-internal", "compress the model before optimization (the one you exported)")
+
+
 def normalize_onnx(
     src: Path, dest: Path, shapes: dict[str, tuple[int, ...]], facts: dict | None = None
 ) -> NormalizedModel:
@@ -161,8 +172,9 @@ def normalize_onnx(
     opset_before = default_opset(proto)
     if opset_before < MIN_OPSET:
         proto = _upgrade(proto, opset_before, Path(src).name)
-    proto.ir_version = max(proto.ir_version, onnx.helper.find_min_ir_version_for(list(proto.opset_import)))
+    proto.ir_version = max(proto.ir_version, onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
     del proto.graph.value_info[:]  # stale intermediate shapes after fixing input dims; ORT re-infers them
+    _refuse_ort_optimized(proto, Path(src).name)
     try:
         onnx.checker.check_model(proto)
     except Exception as err:

@@ -75,14 +75,20 @@ def _run_report_hint(path: Path) -> str:
 _ORT_INTERNAL_DOMAINS = ("com.microsoft",)
 
 
+def ort_internal_ops(proto) -> list[str]:
+    """ORT-internal ops (from its offline optimizer) whose outputs ONNX shape inference cannot
+    shape: a graph holding them is an artifact, not a model to analyse or compress."""
+    types = value_types(infer_shapes(proto))
+    return sorted({node.op_type for node in proto.graph.node
+                   if node.domain.startswith(_ORT_INTERNAL_DOMAINS)
+                   and any(o and (o not in types or types[o][1] is None) for o in node.output)})
+
+
 def check_analysable(proto, path: str | Path) -> None:
     """Refuse in one line a graph whose ORT-internal ops leave tensors without static shapes;
     every analysis here (and ORT's own usability checker) needs those shapes."""
     path = Path(path)
-    types = value_types(infer_shapes(proto))
-    blind = sorted({node.op_type for node in proto.graph.node
-                    if node.domain.startswith(_ORT_INTERNAL_DOMAINS)
-                    and any(o and (o not in types or types[o][1] is None) for o in node.output)})
+    blind = ort_internal_ops(proto)
     if blind:
         raise BadInput(f"{path.name} was optimized offline by ONNX Runtime: its {', '.join(blind)} ops have no "
                        "shapes to analyse", "pass the ONNX model before optimization (the one exported or given "
