@@ -132,6 +132,26 @@ def _refuse_ort_optimized(proto, name: str) -> None:
                        "ONNX Runtime-internal", "compress the model before optimization (the one you exported)")
 
 
+def _single_float_input(graph, name: str):
+    """The graph's one float32 input (the message inside the graph, to edit in place)."""
+    import onnx
+
+    if len(graph.input) != 1:
+        names = ", ".join(i.name for i in graph.input) or "none"
+        raise BadInput(
+            f"{name} has {len(graph.input)} inputs ({names})",
+            "compress takes single-input models; wrap the model so it takes one tensor",
+        )
+    inp = graph.input[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
+        raise BadInput(
+            f"input '{inp.name}' is {kind}",
+            "compress quantizes float32-input models; export with a float32 input",
+        )
+    return inp
+
+
 def normalize_onnx(
     src: Path, dest: Path, shapes: dict[str, tuple[int, ...]], facts: dict | None = None
 ) -> NormalizedModel:
@@ -148,19 +168,7 @@ def normalize_onnx(
     graph.input.extend(real_inputs)
     # IR < 4 requires every initializer to be an input; the version converter enforces it.
     proto.ir_version = max(proto.ir_version, 4)
-    if len(real_inputs) != 1:
-        names = ", ".join(i.name for i in real_inputs) or "none"
-        raise BadInput(
-            f"{Path(src).name} has {len(real_inputs)} inputs ({names})",
-            "compress takes single-input models; wrap the model so it takes one tensor",
-        )
-    inp = graph.input[0]  # extend() copied the messages: edit the one inside the graph
-    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
-        raise BadInput(
-            f"input '{inp.name}' is {kind}",
-            "compress quantizes float32-input models; export with a float32 input",
-        )
+    inp = _single_float_input(graph, Path(src).name)
     unknown = sorted(set(shapes) - {inp.name})
     if unknown:
         raise BadInput(
