@@ -97,3 +97,14 @@ def test_verify_on_a_non_zip_is_bad_input(tmp_path, capsys):
     not_zip.write_bytes(b"\x08\x07 not a zip")
     code, _, err = _run(["verify", str(not_zip)], capsys)
     assert code == 2 and "is not a zip package" in err and err.count("\n") == 1
+
+
+def test_an_environment_fault_names_the_fix_that_fits():
+    import errno
+
+    from toolchain.cli.main import _environment_fault
+
+    wrong_path = _environment_fault(IsADirectoryError(errno.EISDIR, "Is a directory", "/data/run"))
+    assert wrong_path == "edgeopt: error: Is a directory at /data/run; check the path"
+    assert _environment_fault(OSError(errno.ENOSPC, "No space left on device", "/data/run")).endswith(
+        "; free space or choose a writable path (--out), then run again")

@@ -163,6 +163,21 @@ def test_external_data_outside_the_folder_is_refused(tmp_path, targets, capsys):
     _assert_refused(code, err, out, "outside the model's folder")
 
 
+def test_an_ort_optimized_artifact_is_refused_in_one_line(mlp, tmp_path, targets, capsys):
+    """What `edgeopt run` writes for an .onnx target holds ORT's fused ops: refused up front, not an
+    internal error from the quantizer's shape inference."""
+    from toolchain.config.target import load_target
+    from toolchain.pipeline.build_target import convert_config
+    from toolchain.stages.convert import convert
+
+    convert(mlp["model"], convert_config(load_target("cpu-server")), tmp_path, {})
+    fused = {n.op_type for n in onnx.load(str(tmp_path / "model.onnx")).graph.node if n.domain == "com.microsoft"}
+    assert fused  # the offline optimizer fused something, or this test checks nothing
+    code, _, err = _cli([tmp_path / "model.onnx", "--target", "cpu-server", "--targets-dir", targets,
+                         "--data", mlp["data"], "--out", tmp_path / "run"], capsys)
+    _assert_refused(code, err, tmp_path / "run", "optimized offline by ONNX Runtime", min(fused))
+
+
 def test_symbolic_feature_dim_needs_input_shape(tmp_path):
     src = tmp_path / "sym.onnx"
     onnx.save(_mlp_opset9(dims=("N", "F")), str(src))

@@ -136,3 +136,25 @@ def test_report_tells_deliberate_fp32_nodes_from_unfused_ones(by_design, fp32_co
     metrics["shipped"] = "pruned_fp32"
     line = next(x for x in render_target("cpu-server", t).splitlines() if "ORT graph here" in x)
     assert "not fully fused" not in line and "has no int8" in line
+
+
+@pytest.mark.parametrize(("quantize_format", "name", "first"), [
+    ("qdq", "shipped: the quantized model", "int8 2.0000 ms"),
+    ("none", 'shipped: the model unquantized, fp32 ([quantize] format = "none")', "unquantized 2.0000 ms"),
+])
+def test_shipped_line_names_the_form_that_ships(quantize_format, name, first):
+    """With [quantize] format = "none" the "int8" candidate is the fp32 graph: never call it int8."""
+    from toolchain.pipeline.ship import choose_artifact
+
+    profile = load_target("cpu-server")  # ship = "fastest": int8 and int8-weights are weighed
+    results = {"fp32": _bench_entry(31.6, 16.4), "int8": _bench_entry(23.6, 16.4), "int8_weights": _bench_entry(23.6, 16.4)}
+    shipped, selection = choose_artifact(results, profile, profile.budgets)
+    metrics = summarize_metrics(results, profile, shipped)
+    metrics.shipped, metrics.selection, metrics.quantize_format = shipped, selection, quantize_format
+    metrics.optimized_ops = {"int8_kernels": 0, "fp32_compute": 4, "quantize_dequantize": 0}
+    t = TargetResult("cpu-server", Path("a.onnx"), Path("a.fp32.onnx"), Path("a.zip"), metrics.document(), {})
+    lines = render_target("cpu-server", t).splitlines()
+    line = next(x for x in lines if "shipped:" in x)
+    assert shipped == "int8" and line.startswith(f"  {name} [") and f"p50, bytes: {first}" in line
+    graph = next(x for x in lines if "ORT graph here" in x)
+    assert ("has no int8" in graph) == (quantize_format == "none")  # not "int8 not fully fused"

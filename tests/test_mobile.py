@@ -217,3 +217,31 @@ def test_mobile_report_rejects_ort_file(tmp_path):
     res = CliRunner().invoke(mobile_report_cmd, [str(bad), "--target", "arm-mobile"])
     assert isinstance(res.exception, BadInput) and res.exception.exit_code == 2  # cli.main maps it to exit 2
     assert "pass the .onnx it was converted from" in str(res.exception)
+
+
+def test_mobile_report_refuses_an_offline_optimized_onnx_in_one_line(tiny_paths, tmp_path, capsys):
+    """An .onnx target's artifact (what `edgeopt run` writes as <target>/<name>.fp32.onnx) holds
+    ORT's fused ops, which have no ONNX shapes: one line, exit 2, not a traceback."""
+    from toolchain.cli.main import main
+    from toolchain.config.target import load_target
+    from toolchain.pipeline.build_target import convert_config
+    from toolchain.stages.convert import convert
+
+    convert(tiny_paths / "fp32.onnx", convert_config(load_target("cpu-server")), tmp_path, {})
+    optimized = onnx.load(str(tmp_path / "model.onnx"))
+    assert {n.op_type for n in optimized.graph.node if n.domain == "com.microsoft"} == {"FusedConv"}
+    code = main(["mobile-report", str(tmp_path / "model.onnx"), "--target", "arm-mobile", "--json"])
+    out, err = capsys.readouterr()
+    assert (code, out, err.count("\n")) == (2, "", 1)
+    assert "optimized offline by ONNX Runtime: its FusedConv ops" in err
+
+
+def test_mobile_report_on_an_ort_names_the_runs_report_not_a_cache_path(tmp_path, capsys):
+    from toolchain.cli.main import main
+
+    (tmp_path / "model.ort").write_bytes(b"x")
+    (tmp_path / "mobile_report.json").write_text("{}")
+    code = main(["mobile-report", str(tmp_path / "model.ort"), "--target", "arm-mobile"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"wrote this analysis to {tmp_path / 'mobile_report.json'}" in err and "cache" not in err

@@ -13,6 +13,8 @@ Exit codes (documented in README.md):
 
 from __future__ import annotations
 
+import os
+
 EXIT_OK = 0
 EXIT_BUDGET_FAILED = 1
 EXIT_VERIFICATION_FAILED_CMD = 1  # `edgeopt verify` / `verify-arm`: the check itself failed
@@ -60,3 +62,11 @@ class ToleranceExceeded(VerificationError):
     def __init__(self, problem: str, fix: str | None = None, *, max_abs_diff: float = float("nan")):
         super().__init__(problem, fix)
         self.max_abs_diff = max_abs_diff
+
+
+def missing_file(path: str | os.PathLike, what: str, fix: str, error: type[BadInput] = BadInput) -> BadInput:
+    """The error for a `what` (a file) absent at `path`. A directory there is named as such:
+    "not found" would send the user looking for a file that exists."""
+    if os.path.isdir(path):
+        return error(f"{what} is a directory: {path}", f"give the {what} itself, not a folder")
+    return error(f"{what} not found: {path}", fix)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolchain.errors import ModelLoadError
+from toolchain.errors import ModelLoadError, missing_file
 from toolchain.fsio import atomic_path
 
 
@@ -45,7 +45,7 @@ def load_state_dict(path: Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"weights file not found: {path}", "check the path")
+        raise missing_file(path, "weights file", "check the path", ModelLoadError)
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

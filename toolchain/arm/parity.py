@@ -30,7 +30,7 @@ import numpy as np
 
 from toolchain.arm.emulator import ArmEnv, ArmEnvError, ensure_arm_env
 from toolchain.arm.qsteps import is_quantized, output_steps
-from toolchain.errors import BadInput, ModelLoadError, VerificationError
+from toolchain.errors import BadInput, ModelLoadError, VerificationError, missing_file
 
 FP32_ATOL = 1e-5  # absolute floor: outputs near zero still get a few float32 ulps of 1.0
 FP32_RTOL = 1e-4  # of the output's largest magnitude; measured fp32 diffs are ~1e-7 of it
@@ -144,7 +144,7 @@ def _max_abs_diff(ref: np.ndarray, got: np.ndarray) -> float:
 def _check_model(model_path: Path) -> Path:
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise ModelLoadError(f"model file not found: {model_path}", "check the path")
+        raise missing_file(model_path, "model file", "check the path", ModelLoadError)
     if model_path.suffix not in (".ort", ".onnx"):
         raise BadInput(f"{model_path.name}: not an .ort or .onnx file", "give the artifact edgeopt produced")
     return model_path.resolve()

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from toolchain.config.target import TargetProfile
-from toolchain.errors import BadInput, ModelLoadError
+from toolchain.errors import BadInput, ModelLoadError, missing_file
 
 _RUNNER = Path(__file__).with_name("_remote_runner.py")
 _URL_HELP = "use ssh://[user@]host[:port][?python=/path/to/python3]"
@@ -116,7 +116,7 @@ def run_remote(artifact: Path, profile: TargetProfile, spec: RemoteSpec, timeout
     """Benchmark `artifact` on the device `spec` with `profile`; same keys as bench_file + "remote"."""
     artifact = Path(artifact)
     if not artifact.is_file():
-        raise ModelLoadError(f"model file not found: {artifact}", "check the path")
+        raise missing_file(artifact, "model file", "check the path", ModelLoadError)
     made = _ssh(spec, "mktemp -d", 60)
     remote_dir = made.stdout.strip()
     if made.returncode != 0 or not remote_dir.startswith("/"):

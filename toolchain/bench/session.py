@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.config.target import RuntimeOptions
-from toolchain.errors import ModelLoadError
+from toolchain.errors import ModelLoadError, missing_file
 
 # Profile names -> onnxruntime.GraphOptimizationLevel member names (one table for every caller).
 ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -41,7 +41,7 @@ def load_session(path: str | Path, runtime: RuntimeOptions):
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}", "check the path")
+        raise missing_file(path, "model file", "check the path", ModelLoadError)
     try:
         return ort.InferenceSession(str(path), session_options(runtime), providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises several unrelated types (Fail, InvalidGraph, RuntimeException)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from toolchain.cli.options import PATH, emit_json, json_option
-from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD, BadInput
+from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD, missing_file
 
 
 def _golden_from_package(pkg: Path, workdir: Path) -> tuple[Path, dict]:
@@ -66,7 +66,7 @@ def verify_arm_cmd(package_or_artifact, as_json):
 
     path = package_or_artifact
     if not path.is_file():
-        raise BadInput(f"file not found: {path}", "give a package .zip or an .ort/.onnx artifact")
+        raise missing_file(path, "file", "give a package .zip or an .ort/.onnx artifact")
     with tempfile.TemporaryDirectory() as tmp:
         if zipfile.is_zipfile(path):
             artifact, inputs = _golden_from_package(path, Path(tmp))

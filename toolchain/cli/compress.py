@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from toolchain.cli.options import targets_dir_option
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 _path = click.Path(path_type=Path)
@@ -47,7 +48,7 @@ _path = click.Path(path_type=Path)
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--name", default=None, help="Artifact and package name (default: the model's file stem).")
 @click.option("--out", "out_dir", type=_path, default=None, help="Run directory (default runs/<name>).")
-@click.option("--targets-dir", type=_path, default=None, help="Extra directory of target profiles (*.toml).")
+@targets_dir_option
 @click.option(
     "--trust-pt2", is_flag=True, help="Allow loading a .pt2 archive (torch.export.load unpickles it)."
 )

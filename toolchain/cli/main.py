@@ -51,10 +51,14 @@ def crash_log(exc: BaseException) -> Path:
     return path
 
 
+# A path that is not there, or is a folder where a file belongs: the path is wrong, not the disk.
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR}
+
+
 def _environment_fault(err: OSError) -> str:
     where = f" at {err.filename}" if err.filename else ""
-    return (f"edgeopt: error: {err.strerror or err}{where}; "
-            "free space or choose a writable path (--out), then run again")
+    fix = "check the path" if err.errno in _PATH_ERRNOS else "free space or choose a writable path (--out), then run again"
+    return f"edgeopt: error: {err.strerror or err}{where}; {fix}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as err:  # one line like every bad input; click's own show() prints four
+        hint = f"; see `{err.ctx.command_path} --help`" if err.ctx is not None else ""
+        message = "; ".join(line.strip() for line in err.format_message().splitlines() if line.strip())
+        click.echo(f"edgeopt: error: {message.rstrip('.')}{hint}", err=True)
+        return EXIT_BAD_INPUT
     except click.ClickException as err:
         err.show()
         return EXIT_BAD_INPUT

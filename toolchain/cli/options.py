@@ -17,9 +17,10 @@ import click
 from toolchain.fsio import json_text
 
 PATH = click.Path(path_type=Path)
+DIR = click.Path(path_type=Path, file_okay=False)  # a directory only: click refuses a file here
 
 targets_dir_option = click.option(
-    "--targets-dir", type=PATH, default=None,
+    "--targets-dir", type=DIR, default=None,
     help="Extra directory of target profiles (*.toml); they shadow bundled ones of the same name.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of text.")

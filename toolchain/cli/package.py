@@ -26,12 +26,12 @@ def package_cmd(artifact, target, name, out, sign_key, targets_dir):
     `edgeopt run` packages its own artifacts with measured metrics and held-out golden samples.
     """
     from toolchain.config.target import load_target
-    from toolchain.errors import ModelLoadError
+    from toolchain.errors import ModelLoadError, missing_file
     from toolchain.package import build_package
     from toolchain.package.inputs import spec_for_artifact
 
     if not artifact.is_file():
-        raise ModelLoadError(f"artifact not found: {artifact}", "check the path")
+        raise missing_file(artifact, "artifact", "check the path", ModelLoadError)
     profile = load_target(target, targets_dir)
     spec = spec_for_artifact(artifact, profile, name=name or artifact.stem, recipe_hash="", labels=[],
                              preprocessing={}, metrics={}, verdicts={}, samples=None)
@@ -67,12 +67,11 @@ def sign_cmd(package, key):
 @json_option
 def verify_cmd(package, public_key, as_json):
     """Check every hash, the signature (with --public-key) and smoke-run the golden input."""
-    import zipfile
-
     from toolchain.errors import BadInput
     from toolchain.package import verify_package
+    from toolchain.package.safezip import looks_like_zip
 
-    if package.is_file() and not zipfile.is_zipfile(package):  # not a package at all: bad input, not tampering
+    if package.is_file() and not looks_like_zip(package):  # not a package at all: bad input, not tampering
         raise BadInput(f"{package} is not a zip package", "pass the .zip that `edgeopt run` or `edgeopt package` wrote")
     report = verify_package(package, public_key=public_key)
     if as_json:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.data import Dataset
-from toolchain.errors import BadInput
+from toolchain.errors import BadInput, missing_file
 
 RANDOM_SAMPLES = 128  # enough for minmax calibration of small models; evaluation is agreement only
 SPLIT_SEED = 0
@@ -63,9 +63,7 @@ def load_raw(spec: str, input_name: str | None, label_column: str | None) -> Raw
     if not path.exists() and _is_ref(spec):
         return _from_factory(spec)
     if not path.is_file():
-        raise BadInput(
-            f"data file not found: {spec}", "pass a .npz/.npy/.csv file, module:function, or 'random'"
-        )
+        raise missing_file(spec, "data file", "pass a .npz/.npy/.csv file, module:function, or 'random'")
     suffix = path.suffix.lower()
     if label_column is not None and suffix != ".csv":
         raise BadInput(

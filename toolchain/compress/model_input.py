@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.errors import BadInput, ModelLoadError, ToleranceExceeded
+from toolchain.errors import BadInput, ModelLoadError, ToleranceExceeded, missing_file
 
 MIN_OPSET = 13  # per-axis QuantizeLinear (per_channel = true in the bundled profiles) needs 13
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf's hard limit for one serialized message
@@ -83,7 +83,7 @@ def read_onnx(path: Path):
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}", "check the path")
+        raise missing_file(path, "model file", "check the path", ModelLoadError)
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # DecodeError and friends
@@ -121,6 +121,37 @@ def default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def _refuse_ort_optimized(proto, name: str) -> None:
+    """An .onnx target's artifact holds ORT's fused ops, which the quantizer's shape inference
+    cannot follow: one line now instead of an internal error in the quantize stage."""
+    from toolchain.mobile.memory_estimate import ort_internal_ops
+
+    internal = ort_internal_ops(proto)
+    if internal:
+        raise BadInput(f"{name} was optimized offline by ONNX Runtime: its {', '.join(internal)} ops are "
+                       "ONNX Runtime-internal", "compress the model before optimization (the one you exported)")
+
+
+def _single_float_input(graph, name: str):
+    """The graph's one float32 input (the message inside the graph, to edit in place)."""
+    import onnx
+
+    if len(graph.input) != 1:
+        names = ", ".join(i.name for i in graph.input) or "none"
+        raise BadInput(
+            f"{name} has {len(graph.input)} inputs ({names})",
+            "compress takes single-input models; wrap the model so it takes one tensor",
+        )
+    inp = graph.input[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
+        raise BadInput(
+            f"input '{inp.name}' is {kind}",
+            "compress quantizes float32-input models; export with a float32 input",
+        )
+    return inp
+
+
 def normalize_onnx(
     src: Path, dest: Path, shapes: dict[str, tuple[int, ...]], facts: dict | None = None
 ) -> NormalizedModel:
@@ -137,19 +168,7 @@ def normalize_onnx(
     graph.input.extend(real_inputs)
     # IR < 4 requires every initializer to be an input; the version converter enforces it.
     proto.ir_version = max(proto.ir_version, 4)
-    if len(real_inputs) != 1:
-        names = ", ".join(i.name for i in real_inputs) or "none"
-        raise BadInput(
-            f"{Path(src).name} has {len(real_inputs)} inputs ({names})",
-            "compress takes single-input models; wrap the model so it takes one tensor",
-        )
-    inp = graph.input[0]  # extend() copied the messages: edit the one inside the graph
-    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
-        raise BadInput(
-            f"input '{inp.name}' is {kind}",
-            "compress quantizes float32-input models; export with a float32 input",
-        )
+    inp = _single_float_input(graph, Path(src).name)
     unknown = sorted(set(shapes) - {inp.name})
     if unknown:
         raise BadInput(
@@ -161,8 +180,9 @@ def normalize_onnx(
     opset_before = default_opset(proto)
     if opset_before < MIN_OPSET:
         proto = _upgrade(proto, opset_before, Path(src).name)
-    proto.ir_version = max(proto.ir_version, onnx.helper.find_min_ir_version_for(list(proto.opset_import)))
+    proto.ir_version = max(proto.ir_version, onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
     del proto.graph.value_info[:]  # stale intermediate shapes after fixing input dims; ORT re-infers them
+    _refuse_ort_optimized(proto, Path(src).name)
     try:
         onnx.checker.check_model(proto)
     except Exception as err:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.errors import BadInput, ModelLoadError, VerificationError
+from toolchain.errors import BadInput, ModelLoadError, VerificationError, missing_file
 from toolchain.fsio import sha256_file, sha256_json
 
 
@@ -77,7 +77,7 @@ def from_pt2(path: Path, example: np.ndarray, workdir: Path, trust: bool) -> Tor
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}", "check the path")
+        raise missing_file(path, "model file", "check the path", ModelLoadError)
     refuse_untrusted_pt2(path, trust)
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from toolchain.errors import ConfigError
+from toolchain.errors import ConfigError, missing_file
 
 M = TypeVar("M", bound="Strict")
 
@@ -74,7 +74,7 @@ def validate(model: type[M], data: dict[str, Any], source: str) -> M:
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{what} file not found: {path}", "check the path")
+        raise missing_file(path, f"{what} file", "check the path", ConfigError)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:

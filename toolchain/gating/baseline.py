@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, ValidationError
 
 from toolchain.config.base import Strict, format_validation_error
-from toolchain.errors import ConfigError
+from toolchain.errors import ConfigError, missing_file
 from toolchain.fsio import sha256_file
 
 BASELINE_SCHEMA_VERSION = 1
@@ -67,7 +67,7 @@ class Baseline(Strict):
 def load_baseline(path: Path) -> Baseline:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"baseline file not found: {path}", "create one with `edgeopt baseline save`")
+        raise missing_file(path, "baseline file", "create one with `edgeopt baseline save`", ConfigError)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from toolchain.errors import BadInput, ModelLoadError
+from toolchain.errors import BadInput, ModelLoadError, missing_file
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def load_onnx(path: str | Path, batch: int | None = None):
     path = Path(path)
     if path.suffix == ".ort":
         raise BadInput(f"{path.name} is an .ort file: its graph has no shape information to analyse",
-                       "pass the .onnx it was converted from (the quantize stage's model.onnx)")
+                       f"pass the .onnx it was converted from{_run_report_hint(path)}")
     if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}", "check the path")
+        raise missing_file(path, "model file", "check the path", ModelLoadError)
     try:
         proto = onnx.load(str(path))
     except Exception as err:  # noqa: BLE001 - protobuf raises DecodeError, onnx raises its own types
@@ -62,6 +62,37 @@ def load_onnx(path: str | Path, batch: int | None = None):
 
         proto = fix_batch(proto, batch)
     return proto
+
+
+def _run_report_hint(path: Path) -> str:
+    """`edgeopt run` writes each mobile target's report beside its artifact: point there."""
+    beside = path.parent / "mobile_report.json"
+    return f"; `edgeopt run` wrote this analysis to {beside}" if beside.is_file() else ""
+
+
+# Domains of ONNX Runtime's own fused ops (FusedConv, NCHWc layouts...) that its offline
+# optimizer writes into an .onnx target's artifact: ONNX shape inference knows none of them.
+_ORT_INTERNAL_DOMAINS = ("com.microsoft",)
+
+
+def ort_internal_ops(proto) -> list[str]:
+    """ORT-internal ops (from its offline optimizer) whose outputs ONNX shape inference cannot
+    shape: a graph holding them is an artifact, not a model to analyse or compress."""
+    types = value_types(infer_shapes(proto))
+    return sorted({node.op_type for node in proto.graph.node
+                   if node.domain.startswith(_ORT_INTERNAL_DOMAINS)
+                   and any(o and (o not in types or types[o][1] is None) for o in node.output)})
+
+
+def check_analysable(proto, path: str | Path) -> None:
+    """Refuse in one line a graph whose ORT-internal ops leave tensors without static shapes;
+    every analysis here (and ORT's own usability checker) needs those shapes."""
+    path = Path(path)
+    blind = ort_internal_ops(proto)
+    if blind:
+        raise BadInput(f"{path.name} was optimized offline by ONNX Runtime: its {', '.join(blind)} ops have no "
+                       "shapes to analyse", "pass the ONNX model before optimization (the one exported or given "
+                       f"to `edgeopt compress`){_run_report_hint(path)}")
 
 
 def _has_symbolic_batch(proto) -> bool:

@@ -12,7 +12,7 @@ def mobile_report(model: Path, profile, device_name: str | None = None) -> dict[
     """The three analyses of `model` (.onnx) for `profile`, as one JSON-able document."""
     from toolchain.mobile.ep_coverage import check_model
     from toolchain.mobile.estimate import REFERENCE_DEVICES, estimate_latency
-    from toolchain.mobile.memory_estimate import estimate_memory, load_onnx
+    from toolchain.mobile.memory_estimate import check_analysable, estimate_memory, load_onnx
 
     if device_name is not None:
         if device_name not in REFERENCE_DEVICES:
@@ -22,6 +22,7 @@ def mobile_report(model: Path, profile, device_name: str | None = None) -> dict[
         device, device_from = getattr(profile, "device", None), f"target '{profile.name}' [device]"
     batch = profile.artifact.fixed_batch
     proto = load_onnx(model, batch=batch)  # the shapes the .ort conversion would bake in
+    check_analysable(proto, model)
     coverage = check_model(model, proto=proto)
     return {
         "model": str(model),

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from toolchain.config.base import format_validation_error
+from toolchain.errors import missing_file
 from toolchain.fsio import sha256_file
 from toolchain.package.errors import PackageSpecError
 from toolchain.package.manifest import (
@@ -152,7 +153,7 @@ def _check_extra_files(extra: dict[str, Path]) -> None:
                 f"use a flat name of letters, digits, '.', '_', '-' not in {sorted(RESERVED_NAMES)}",
             )
         if not Path(path).is_file():
-            raise PackageSpecError(f"extra file {name!r} not found: {path}", "check the path")
+            raise missing_file(path, f"extra file {name!r}", "check the path", PackageSpecError)
 
 
 def _base_manifest(spec: PackageSpec) -> dict[str, Any]:
@@ -160,7 +161,7 @@ def _base_manifest(spec: PackageSpec) -> dict[str, Any]:
         raise PackageSpecError(f"artifact_format {spec.artifact_format!r} unknown", "use 'onnx' or 'ort'")
     artifact = Path(spec.artifact)
     if not artifact.is_file():
-        raise PackageSpecError(f"artifact not found: {artifact}", "build the model first")
+        raise missing_file(artifact, "artifact", "build the model first", PackageSpecError)
     if artifact.suffix != f".{spec.artifact_format}":
         raise PackageSpecError(
             f"artifact {artifact.name} does not match artifact_format {spec.artifact_format!r}",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolchain.errors import BadInput
+from toolchain.errors import BadInput, missing_file
 from toolchain.package.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
 from toolchain.package.model_card import _fmt
 from toolchain.package.safezip import open_zip, read_member
@@ -14,7 +14,7 @@ def read_manifest(pkg: Path) -> tuple[Manifest, bool]:
     """(manifest, signed) without extracting anything. Raises BadInput for an unreadable package."""
     pkg = Path(pkg)
     if not pkg.is_file():
-        raise BadInput(f"package not found: {pkg}", "check the path")
+        raise missing_file(pkg, "package", "check the path")
     zf, infos = open_zip(pkg)
     with zf:
         raw = read_member(zf, MANIFEST_NAME)
@@ -23,6 +23,20 @@ def read_manifest(pkg: Path) -> tuple[Manifest, bool]:
         return parse_manifest(raw), signed
     except ValueError as err:
         raise BadInput(f"{pkg.name}: {err}", "rebuild the package") from None
+
+
+_ONE_LINE = 100  # characters: a flat mapping longer than this reads better one key per line
+
+
+def _mapping_lines(key: str, value, indent: int) -> list[str]:
+    """`key: value`, with a mapping that holds mappings (or is long) as an indented block."""
+    pad = " " * indent
+    line = f"{pad}{key}: {_fmt(value)}"
+    if not isinstance(value, dict) or not value:
+        return [line]
+    if not any(isinstance(v, dict) for v in value.values()) and len(line) <= _ONE_LINE:
+        return [line]
+    return [f"{pad}{key}:", *(sub for k, v in sorted(value.items()) for sub in _mapping_lines(str(k), v, indent + 2))]
 
 
 def _tensors(tensors) -> list[str]:
@@ -46,7 +60,7 @@ def inspect_package(pkg: Path) -> str:
         f"preprocess input = (raw * {p.scale!r} + {p.offset!r}).astype({p.dtype}), layout {p.layout}",
         f"labels    {', '.join(m.labels) if m.labels else '(none)'}",
         "metrics",
-        *[f"  {k}: {_fmt(v)}" for k, v in sorted(m.metrics.items())],
+        *[line for k, v in sorted(m.metrics.items()) for line in _mapping_lines(k, v, 2)],
         "budgets",
     ]
     for name, b in sorted(m.budgets.items()):

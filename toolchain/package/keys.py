@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from toolchain.errors import missing_file
 from toolchain.package.errors import KeyFileError, SignatureError
 
 SIGNATURE_BYTES = 64
@@ -66,9 +67,7 @@ def generate_keypair(private_path: Path, public_path: Path) -> tuple[Path, Path]
 def _read_pem(path: Path, what: str) -> bytes:
     path = Path(path)
     if not path.is_file():
-        raise KeyFileError(
-            f"{what} key file not found: {path}", "check the path (edgeopt keygen creates one)"
-        )
+        raise missing_file(path, f"{what} key file", "check the path (edgeopt keygen creates one)", KeyFileError)
     return path.read_bytes()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import toolchain
+from toolchain.errors import missing_file
 from toolchain.fsio import atomic_path
 from toolchain.package.errors import PackageSpecError
 
@@ -63,7 +64,7 @@ def stamp_onnx_metadata(src: Path, dest: Path, props: Mapping[str, str]) -> Path
 
     src, dest = Path(src), Path(dest)
     if not src.is_file():
-        raise PackageSpecError(f"ONNX model not found: {src}", "check the artifact path")
+        raise missing_file(src, "ONNX model", "check the artifact path", PackageSpecError)
     if dest.exists() and dest.resolve() == src.resolve():
         raise PackageSpecError(
             f"stamp destination is the source itself: {dest}", "pass a different dest path"

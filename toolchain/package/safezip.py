@@ -142,6 +142,15 @@ def safe_extract(archive: Path, dest: Path, max_bytes: int = DEFAULT_MAX_BYTES) 
     return [dest / i.filename for i in infos if not i.is_dir()]
 
 
+def looks_like_zip(path: Path) -> bool:
+    """A zip, or a file that starts like one. A package with a damaged directory is still a
+    package (verification fails, exit 1); a file that never was a zip is bad input (exit 2)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def read_member(zf: zipfile.ZipFile, name: str) -> bytes:
     """Read one entry of an already checked zip; corruption raises UnsafeArchive naming it."""
     try:

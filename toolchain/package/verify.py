@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from toolchain.errors import BadInput
+from toolchain.errors import missing_file
 from toolchain.package.errors import PackageVerificationFailed, SignatureError, UnsafeArchive
 from toolchain.package.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, parse_manifest
 from toolchain.package.safezip import DEFAULT_MAX_BYTES, open_zip, read_member
@@ -63,7 +63,10 @@ class VerifyReport:
             )
 
 
-def _parse(entries: dict[str, bytes], checks: list[Check]) -> Manifest | None:
+def _parse(entries: dict[str, bytes], checks: list[Check], damaged: dict[str, str]) -> Manifest | None:
+    if MANIFEST_NAME in damaged:
+        checks.append(Check("manifest", "fail", f"{MANIFEST_NAME}: its stored bytes are damaged: {damaged[MANIFEST_NAME]}"))
+        return None
     if MANIFEST_NAME not in entries:
         checks.append(Check("manifest", "fail", f"{MANIFEST_NAME} is missing"))
         return None
@@ -92,12 +95,16 @@ def _parse(entries: dict[str, bytes], checks: list[Check]) -> Manifest | None:
     return manifest
 
 
-def _integrity(entries: dict[str, bytes]) -> tuple[list[Check], Manifest | None]:
+def _integrity(entries: dict[str, bytes], damaged: dict[str, str]) -> tuple[list[Check], Manifest | None]:
     checks: list[Check] = []
-    manifest = _parse(entries, checks)
+    manifest = _parse(entries, checks, damaged)
     if manifest is None:
         return checks, None
     for name, want in sorted(manifest.files.items()):
+        if name in damaged:  # present, but its bytes cannot be what the manifest hashed
+            checks.append(Check(f"file {name}", "fail", f"{name}: content does not match its sha256 in "
+                                f"{MANIFEST_NAME} ({want.sha256[:12]}..): its stored bytes are damaged: {damaged[name]}"))
+            continue
         if name not in entries:
             checks.append(Check(f"file {name}", "fail", f"{name} is listed in {MANIFEST_NAME} but missing"))
             continue
@@ -114,7 +121,7 @@ def _integrity(entries: dict[str, bytes]) -> tuple[list[Check], Manifest | None]
             )
         else:
             checks.append(Check(f"file {name}", "pass", f"{name}: sha256 matches"))
-    extra = sorted(set(entries) - set(manifest.files) - {MANIFEST_NAME, SIGNATURE_NAME})
+    extra = sorted((set(entries) | set(damaged)) - set(manifest.files) - {MANIFEST_NAME, SIGNATURE_NAME})
     if extra:
         checks.append(Check("unlisted files", "fail", f"not listed in {MANIFEST_NAME}: {', '.join(extra)}"))
     else:
@@ -122,9 +129,10 @@ def _integrity(entries: dict[str, bytes]) -> tuple[list[Check], Manifest | None]
     return checks, manifest
 
 
-def integrity_checks(entries: dict[str, bytes]) -> list[Check]:
-    """Manifest schema, per-file sha256 and 'nothing unlisted' for zip entries held in memory."""
-    return _integrity(entries)[0]
+def integrity_checks(entries: dict[str, bytes], damaged: dict[str, str] | None = None) -> list[Check]:
+    """Manifest schema, per-file sha256 and 'nothing unlisted' for zip entries held in memory;
+    `damaged` maps the entries whose stored bytes could not be read to why."""
+    return _integrity(entries, damaged or {})[0]
 
 
 def _signature_check(entries: dict[str, bytes], public_key: Path | None) -> Check:
@@ -250,17 +258,17 @@ def verify_package(
 ) -> VerifyReport:
     pkg = Path(pkg)
     if not pkg.is_file():
-        raise BadInput(f"package not found: {pkg}", "check the path")
+        raise missing_file(pkg, "package", "check the path")
     if public_key is not None:
         from toolchain.package.keys import load_public_key
 
         load_public_key(public_key)  # a bad key file is the caller's mistake (exit 2), not the package's
-    checks: list[Check] = []
     try:
         zf, infos = open_zip(pkg, max_bytes)
     except UnsafeArchive as err:
         return VerifyReport(pkg.name, (Check("archive", "fail", str(err)),))
     entries: dict[str, bytes] = {}
+    damaged: dict[str, str] = {}  # a flipped byte inside a member: its hash check names it
     with zf:
         for info in infos:
             if info.is_dir():
@@ -268,18 +276,9 @@ def verify_package(
             try:
                 entries[info.filename] = read_member(zf, info.filename)
             except UnsafeArchive as err:
-                checks.append(Check(f"file {info.filename}", "fail", str(err)))
-    checks.insert(
-        0,
-        Check(
-            "archive",
-            "pass" if not checks else "fail",
-            f"{len(infos)} entries, no unsafe names"
-            if not checks
-            else "corrupt entries: " + ", ".join(c.name.removeprefix("file ") for c in checks),
-        ),
-    )
-    integrity, manifest = _integrity(entries)
+                damaged[info.filename] = err.problem
+    checks = [Check("archive", "pass", f"{len(infos)} entries, no unsafe names")]
+    integrity, manifest = _integrity(entries, damaged)
     checks += integrity
     checks.append(_signature_check(entries, public_key))
     if manifest is not None:

@@ -81,18 +81,8 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     qcfg = quantize_config(profile, src.quantize, src.seed)
     stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
     quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
-    ccfg = convert_config(profile)
-    # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
-    # the trained model (e.g. calibration) leave its conversion cached.
-    fp32_art = steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")
-    int8_art = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")
-    candidates = {"fp32": fp32_art, "int8": int8_art}
-    if src.structured:  # stamped: it may be the artifact that ships (see [artifact] ship)
-        candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, stamp, label=f"convert[{name}/pruned-fp32]")
-    if int8_weights_apply(profile):  # where int8 kernels lose, fp32 compute need not cost fp32 bytes
-        fp32_compute = candidates.get(PRUNED_FP32) or steps.convert(cache, ccfg, src.compressed_onnx, stamp,
-                                                                    label=f"convert[{name}/fp32-compute]")
-        candidates[INT8_WEIGHTS] = steps.int8_weights(cache, Int8WeightsConfig(), fp32_compute, label=f"int8-weights[{name}]")
+    candidates = _candidates(cache, src, profile, quantized, stamp)
+    fp32_art = candidates["fp32"]
     bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
 
     compressed = {label: e for label, e in candidates.items() if label != "fp32"}
@@ -104,6 +94,7 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     shipped, selection = choose_artifact(results, profile, budgets)
     summary = summarize_metrics(results, profile, shipped)
     summary.shipped, summary.selection = shipped, selection
+    summary.quantize_format = quantized.record.get("format")  # "none" leaves the "int8" candidate fp32
     if shipped == "int8":  # nodes left fp32 on purpose, so the report can tell them from unfused ones
         summary.fp32_nodes_by_design = list(quantized.record.get("fp32_nodes", []))
     summary.measured_on, summary.target_platform = bench.record["host"]["machine"], profile.platform
@@ -112,15 +103,9 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     fmt = profile.artifact.format
     extra: dict[str, Path] = {}
     if fmt == "ort":  # mobile: EP coverage + static estimates of the graph the .ort was made from
-        from toolchain.fsio import write_json_atomic
-        from toolchain.mobile.report import mobile_report
-
         analysed = {"int8": quantized, "fp32": src.fp32_onnx}.get(shipped, src.compressed_onnx)
-        report = mobile_report(steps.artifact_path(analysed), profile)
-        # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
-        report["model"] = report["ep_coverage"]["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
-        extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
-        summary.estimated = summarize_mobile(report)
+        extra["mobile_report.json"], summary.estimated = _mobile_report(steps.artifact_path(analysed), src.name,
+                                                                        profile, target_dir)
     summary.compression_pays = compression_pays(summary.document())
     metrics = summary.document()
     verdicts = {k: v.to_dict() for k, v in evaluate(budgets, metrics).items()}
@@ -134,6 +119,37 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         sign_package(package_copy, sign_key)
     measured = {label: steps.artifact_path(entry).resolve() for label, entry in candidates.items()}
     return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts, measured)
+
+
+def _candidates(cache: StageCache, src: ModelSource, profile: TargetProfile, quantized: Entry,
+                stamp: dict) -> dict[str, Entry]:
+    """Every form of the model this target measures: label -> converted artifact entry."""
+    from toolchain.pipeline import steps
+
+    name, ccfg = profile.name, convert_config(profile)
+    # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
+    # the trained model (e.g. calibration) leave its conversion cached.
+    candidates = {"fp32": steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]"),
+                  "int8": steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")}
+    if src.structured:  # stamped: it may be the artifact that ships (see [artifact] ship)
+        candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, stamp, label=f"convert[{name}/pruned-fp32]")
+    if int8_weights_apply(profile):  # where int8 kernels lose, fp32 compute need not cost fp32 bytes
+        fp32_compute = candidates.get(PRUNED_FP32) or steps.convert(cache, ccfg, src.compressed_onnx, stamp,
+                                                                    label=f"convert[{name}/fp32-compute]")
+        candidates[INT8_WEIGHTS] = steps.int8_weights(cache, Int8WeightsConfig(), fp32_compute, label=f"int8-weights[{name}]")
+    return candidates
+
+
+def _mobile_report(analysed: Path, model_name: str, profile: TargetProfile, target_dir: Path) -> tuple[Path, dict]:
+    """EP coverage and static estimates, written beside the artifact; and their headline."""
+    from toolchain.fsio import write_json_atomic
+    from toolchain.mobile.report import mobile_report
+
+    report = mobile_report(analysed, profile)
+    fmt = profile.artifact.format
+    # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
+    report["model"] = report["ep_coverage"]["model"] = f"{model_name}.{fmt} (analysed from its fixed-shape ONNX)"
+    return write_json_atomic(target_dir / "mobile_report.json", report), summarize_mobile(report)
 
 
 def bench_config(profile: TargetProfile) -> BenchConfig:

@@ -44,11 +44,13 @@ def library_versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """A cached stage: its name (the cache folder) and the modules it runs, declared beside the
-    step that runs it, so its cache key follows exactly that code (codehash.py)."""
+    """A cached stage: its name (the cache folder), the modules it runs, declared beside the
+    step that runs it, so its cache key follows exactly that code (codehash.py), and the config
+    class that parametrizes it (the conformance tests round-trip it and vary it)."""
 
     name: str
     modules: tuple[str, ...] | None = None  # None: the whole package
+    config: type | None = None  # None: the stage takes no config model (e.g. compress's import)
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ class Metrics(BaseModel):
     shipped: str | None = Field(None, description="benchmark label of the shipped candidate")
     compression_pays: bool | None = Field(None, description=(
         "false when the shipped artifact is larger than fp32, or slower and not smaller"))
+    quantize_format: str | None = Field(None, description='[quantize] format of the "int8" candidate (none: it is fp32)')
     selection: dict[str, Any] | None = Field(None, description="the ship rule and every candidate it weighed")
     fp32_nodes_by_design: list[str] | None = Field(None, description="nodes kept fp32 on purpose")
     measured_on: str | None = Field(None, description="the CPU the numbers were measured on")
@@ -108,17 +109,7 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: 
                                   "speedup_vs_fp32": fp32_lat["p50"] / p_lat["p50"]}
         metrics["int8_speedup_vs_pruned_fp32"] = p_lat["p50"] / results["int8"]["latency_ms"][b]["p50"]
     if art.get("threads"):  # the thread count this artifact runs fastest at, per batch size
-        from toolchain.bench.threads import fastest_threads
-
-        def p50s(r):
-            return {n: {bb: st["p50"] for bb, st in by_batch.items()} for n, by_batch in r.get("threads", {}).items()}
-
-        p50, fp32_p50 = p50s(art), p50s(fp32)
-        metrics["thread_sweep"] = {"p50_ms": p50, "fastest": fastest_threads(p50), "fp32_p50_ms": fp32_p50,
-                                   "speedup_vs_fp32": {n: {bb: fp32_p50[n][bb] / v for bb, v in by_batch.items()
-                                                           if bb in fp32_p50.get(n, {})}
-                                                       for n, by_batch in p50.items()},
-                                   "profile_threads": profile.runtime.intra_op_threads}
+        metrics["thread_sweep"] = _thread_summary(art, fp32, profile.runtime.intra_op_threads)
     if art.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8
         metrics["optimized_ops"] = art["optimized_ops"]
     if eager_lat:
@@ -134,6 +125,19 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: 
         metrics.update(accuracy=art["accuracy"], fp32_accuracy=fp32["accuracy"],
                        accuracy_drop=fp32["accuracy"] - art["accuracy"])
     return Metrics(**metrics)
+
+
+def _thread_summary(art: dict[str, Any], fp32: dict[str, Any], profile_threads: int) -> dict[str, Any]:
+    from toolchain.bench.threads import fastest_threads
+
+    def p50s(r):
+        return {n: {bb: st["p50"] for bb, st in by_batch.items()} for n, by_batch in r.get("threads", {}).items()}
+
+    p50, fp32_p50 = p50s(art), p50s(fp32)
+    return {"p50_ms": p50, "fastest": fastest_threads(p50), "fp32_p50_ms": fp32_p50,
+            "speedup_vs_fp32": {n: {bb: fp32_p50[n][bb] / v for bb, v in by_batch.items() if bb in fp32_p50.get(n, {})}
+                                for n, by_batch in p50.items()},
+            "profile_threads": profile_threads}
 
 
 def _ratio(value: float, reference: float) -> float | None:

@@ -86,6 +86,28 @@ _HOST_PLATFORM = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm", "arm64"
 
 def render_target(name: str, t) -> str:
     m = t.metrics
+    rows = _rows(m)
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"{name}: {t.artifact}"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    for budget, v in t.verdicts.items():
+        value = "not measured" if v["value"] is None else f"{v['value']:.4g}"
+        sign = ">=" if budget.startswith("min_") else "<="
+        lines.append(f"  budget {budget}: {value} {sign} {v['limit']:.4g}  {'PASS' if v['pass'] else 'FAIL'}")
+    lines += _graph_notes(m)
+    lines += _eager_note(m)
+    lines += _selection_lines(name, m)
+    lines += _thread_lines(m)
+    host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
+    if host and m.get("target_platform") and host != m["target_platform"]:
+        lines.append(f"  note: timed on this {m['measured_on']} host; the artifact is built for {m['target_platform']}, "
+                     "so its latency here says nothing about the device (check it with verify-arm / bench --remote)")
+    lines.append(f"  package: {t.package}")
+    return "\n".join(lines)
+
+
+def _rows(m: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The table: each measured number of the artifact beside fp32's and their ratio."""
     rows = [("metric", "artifact", "fp32 ORT", "vs fp32")]
     rows.append(("bytes", f"{m['bytes']:,}", f"{m['fp32_bytes']:,}", f"{m['size_ratio']:.3f}x"))
     threads = (m.get("thread_sweep") or {}).get("profile_threads")
@@ -118,14 +140,14 @@ def render_target(name: str, t) -> str:
     if "cost_per_million" in m:
         rows.append(("cost per 1M inferences", f"{m['cost_per_million']:.4f}",
                      f"at {m['price_per_hour']}/h", f"{m['throughput_per_s']:,.0f}/s"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [f"{name}: {t.artifact}"]
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    for budget, v in t.verdicts.items():
-        value = "not measured" if v["value"] is None else f"{v['value']:.4g}"
-        lines.append(f"  budget {budget}: {value} <= {v['limit']:.4g}  {'PASS' if v['pass'] else 'FAIL'}")
+    return rows
+
+
+def _graph_notes(m: dict[str, Any]) -> list[str]:
+    """What ORT runs here, and whether compression paid at all."""
+    lines: list[str] = []
     ops = m.get("optimized_ops")
-    if ops and m.get("shipped", "int8") != "int8":
+    if ops and shipped_form(m) != "int8":
         lines.append(f"  ORT graph here: {ops['fp32_compute']} fp32 compute ops (the shipped candidate has no int8)")
     elif ops:
         chosen = len(m.get("fp32_nodes_by_design", []))
@@ -141,15 +163,7 @@ def render_target(name: str, t) -> str:
         why = ("no compressed form did better, so fp32 ships" if m.get("shipped") == "fp32" else
                f"the shipped artifact is {m['size_ratio']:.2f}x fp32's bytes at {m['speedup_vs_fp32']:.2f}x its speed")
         lines.append(f"  note: compression does not pay for this model on this target: {why}")
-    lines += _eager_note(m)
-    lines += _selection_lines(name, m)
-    lines += _thread_lines(m)
-    host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
-    if host and m.get("target_platform") and host != m["target_platform"]:
-        lines.append(f"  note: timed on this {m['measured_on']} host; the artifact is built for {m['target_platform']}, "
-                     "so its latency here says nothing about the device (check it with verify-arm / bench --remote)")
-    lines.append(f"  package: {t.package}")
-    return "\n".join(lines)
+    return lines
 
 
 # Timings of one pair taken in different rounds may disagree this much before we say so.
@@ -169,8 +183,18 @@ def _eager_note(m: dict[str, Any]) -> list[str]:
             "pairs: the machine was busy while one of them was timed; rerun with --rebench on an idle machine")]
 
 
+
+
 _SHIPPED_NAMES = {"fp32": "the fp32 baseline (compression did not pay)", "int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)",
-                  "int8_weights": "int8-stored weights, fp32 compute"}
+                  "int8_weights": "int8-stored weights, fp32 compute",
+                  "unquantized": 'the model unquantized, fp32 ([quantize] format = "none")'}
+
+
+def shipped_form(m: dict[str, Any]) -> str:
+    """The shipped candidate's label, except that the "int8" candidate of [quantize] format =
+    "none" is fp32 and is named "unquantized"."""
+    shipped = m.get("shipped", "int8")
+    return "unquantized" if shipped == "int8" and m.get("quantize_format") == "none" else shipped
 
 
 def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
@@ -186,10 +210,11 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
         at = f" @{c['selection_threads']}t" if c.get("selection_threads") else ""
         return f"{p50(c):.4f} ms{at} {c['bytes']:,} B" + (f" (fails {', '.join(c['failed_budgets'])})" if c["failed_budgets"] else "")
 
-    weighed = ", ".join(f"{label} {timed(c)}" for label, c in selection["candidates"].items())
-    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to int8, pruned fp32, int8-weights in that order)"
+    first = "unquantized" if m.get("quantize_format") == "none" else "int8"  # the "int8" label's real form
+    weighed = ", ".join(f"{first if label == 'int8' else label} {timed(c)}" for label, c in selection["candidates"].items())
+    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to {first}, pruned fp32, int8-weights in that order)"
            if selection["rule"] == "fastest" and "tie" in selection else "")
-    lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped, shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
+    lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped_form(m), shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
     if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: p50(passing[k])) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")

@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.config.recipe import Recipe
-from toolchain.config.target import TargetProfile
+from toolchain.config.target import RuntimeOptions, TargetProfile
 from toolchain.data import Dataset, load_dataset
 from toolchain.fsio import sha256_file
 from toolchain.hostinfo import host_info
 from toolchain.pipeline.cache import Entry, StageCache, StageSpec
 from toolchain.stages.benchmark import BenchConfig
 from toolchain.stages.convert import ConvertConfig
+from toolchain.stages.export import ExportConfig
 from toolchain.stages.int8_weights import Int8WeightsConfig
+from toolchain.stages.prune import PruneConfig
 from toolchain.stages.quantize import QuantizeConfig
+from toolchain.stages.train import TrainConfig
 
 
 def _dump(cfg) -> Any:
@@ -53,7 +56,7 @@ def load_model(recipe: Recipe, entry: Entry):
     return load_into(model, artifact_path(entry))
 
 
-TRAIN = StageSpec("train", ("toolchain.stages.train", "toolchain.config.zoo", "toolchain.torch_io"))
+TRAIN = StageSpec("train", ("toolchain.stages.train", "toolchain.config.zoo", "toolchain.torch_io"), TrainConfig)
 
 
 def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
@@ -70,7 +73,7 @@ def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
     return cache.run(TRAIN, config, {"data": data.fingerprint(), **_model_code(recipe)}, produce)
 
 
-PRUNE = StageSpec("prune", ("toolchain.stages.prune", "toolchain.torch_io"))
+PRUNE = StageSpec("prune", ("toolchain.stages.prune", "toolchain.torch_io"), PruneConfig)
 
 
 def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> Entry:
@@ -93,7 +96,7 @@ def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> E
     return cache.run(PRUNE, config, inputs, produce)
 
 
-EXPORT = StageSpec("export", ("toolchain.stages.export",))
+EXPORT = StageSpec("export", ("toolchain.stages.export",), ExportConfig)
 
 
 def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry, label: str) -> Entry:
@@ -111,7 +114,7 @@ def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry,
     return cache.run(EXPORT, config, inputs, produce, label)
 
 
-QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize",))
+QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize",), QuantizeConfig)
 
 
 def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, stamp: dict, label: str) -> Entry:
@@ -126,7 +129,7 @@ def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, 
     return cache.run(QUANTIZE, config, {"model": src.record["sha256"], "data": data.fingerprint()}, produce, label)
 
 
-CONVERT = StageSpec("convert", ("toolchain.stages.convert",))
+CONVERT = StageSpec("convert", ("toolchain.stages.convert",), ConvertConfig)
 
 
 def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, stamp: dict, label: str) -> Entry:
@@ -139,7 +142,7 @@ def convert(cache: StageCache, cfg: ConvertConfig, src: Entry, stamp: dict, labe
     return cache.run(CONVERT, {"convert": _dump(cfg), "stamp": stamp}, {"model": src.record["sha256"]}, produce, label)
 
 
-INT8_WEIGHTS = StageSpec("int8_weights", ("toolchain.stages.int8_weights",))
+INT8_WEIGHTS = StageSpec("int8_weights", ("toolchain.stages.int8_weights",), Int8WeightsConfig)
 
 
 def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: str) -> Entry:
@@ -152,7 +155,7 @@ def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: s
     return cache.run(INT8_WEIGHTS, {"int8_weights": _dump(cfg)}, {"model": src.record["sha256"]}, produce, label)
 
 
-BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark",))
+BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark",), BenchConfig)
 
 
 def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:
@@ -175,7 +178,7 @@ def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, En
     return cache.run(BENCHMARK, config, inputs, produce, label)
 
 
-FIDELITY = StageSpec("fidelity", ("toolchain.bench.fidelity", "toolchain.bench.session"))
+FIDELITY = StageSpec("fidelity", ("toolchain.bench.fidelity", "toolchain.bench.session"), RuntimeOptions)
 # Held-out samples compared per candidate: enough for a stable SQNR, bounded for large models.
 FIDELITY_SAMPLES = 256
 
@@ -215,7 +218,7 @@ def fidelity(cache: StageCache, runtime, src, reference: Entry, candidates: dict
     return cache.run(FIDELITY, {"runtime": _dump(runtime), "samples": FIDELITY_SAMPLES}, inputs, produce, label)
 
 
-PACKAGE = StageSpec("package", ("toolchain.package", "toolchain.package.inputs"))
+PACKAGE = StageSpec("package", ("toolchain.package", "toolchain.package.inputs"), TargetProfile)
 
 
 def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, metrics: dict, verdicts: dict,

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -82,7 +83,8 @@ def convert(src: Path, cfg: ConvertConfig, out_dir: Path, stamp: dict[str, str] 
     """Write the target artifact for `src` into `out_dir`; returns the produced file names.
 
     `stamp` (metadata_props) is re-applied to .onnx outputs: ORT's offline optimizer does not
-    promise to keep metadata, and the packaged bytes must equal the benchmarked bytes.
+    promise to keep metadata, and the packaged bytes must equal the benchmarked bytes. An .ort
+    carries the metadata of the ONNX it is converted from, so that ONNX is stamped first.
     """
     import onnx
 
@@ -117,7 +119,11 @@ def convert(src: Path, cfg: ConvertConfig, out_dir: Path, stamp: dict[str, str] 
         ort_dir.mkdir()
         # The converter re-optimizes but keeps our short names: measured on shapes-mobilenet's
         # int8 .ort, 956,704 -> 900,720 bytes.
-        ort_file, config = to_ort(compacted(staged), ort_dir, cfg.platform)
+        ready = compacted(staged)
+        if stamp:  # the .ort keeps the ONNX metadata_props; a source not stamped upstream gets it here
+            # Same file name and folder as unstamped: the converter's bytes follow its input's path.
+            os.replace(stamp_onnx_metadata(ready, Path(tmp) / "stamped.onnx", stamp), ready)
+        ort_file, config = to_ort(ready, ort_dir, cfg.platform)
         shutil.copyfile(ort_file, out_dir / "model.ort")
         # The converter's config starts with comments naming temp paths; keep only the operator
         # lines so the file is reproducible and says nothing about the build machine.

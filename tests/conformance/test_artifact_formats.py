@@ -1,0 +1,85 @@
+"""Every bundled target profile's artifact: a small conv + relu + gemm ONNX model converted with the
+profile's ConvertConfig loads in ONNX Runtime, carries the provenance stamp and computes what the
+source computes. A new profile, or a new artifact format, is checked without edits.
+"""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.config.target import ArtifactSpec, available_targets, load_target_file
+from toolchain.pipeline.build_target import convert_config
+
+PROFILES = {name: load_target_file(path) for name, path in available_targets().items()}
+PARITY_ATOL = 1e-4  # fp32 in, fp32 out: only the optimizer's reassociation may differ
+
+
+def tiny_model(path: Path) -> Path:
+    """input [N, 1, 8, 8] -> Conv 4x3x3 -> Relu -> Flatten -> Gemm 10, dynamic batch, opset 17."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "conv_w"),
+             numpy_helper.from_array(rng.normal(size=4).astype(np.float32), "conv_b"),
+             numpy_helper.from_array(rng.normal(size=(10, 144)).astype(np.float32) * 0.1, "fc_w"),
+             numpy_helper.from_array(rng.normal(size=10).astype(np.float32), "fc_b")]
+    nodes = [helper.make_node("Conv", ["input", "conv_w", "conv_b"], ["conv"], name="conv"),
+             helper.make_node("Relu", ["conv"], ["relu"], name="relu"),
+             helper.make_node("Flatten", ["relu"], ["flat"], name="flatten"),
+             helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _stamp(target: str) -> dict[str, str]:
+    from toolchain.package.metadata import metadata_props_for
+
+    return metadata_props_for("conformance", target, "0" * 64, [str(i) for i in range(10)], {})
+
+
+def _run(path: Path, x: np.ndarray) -> tuple[np.ndarray, dict[str, str]]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0], dict(sess.get_modelmeta().custom_metadata_map)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+def test_every_artifact_format_has_a_bundled_profile():
+    formats = set(typing.get_args(ArtifactSpec.model_fields["format"].annotation))
+    assert formats == {p.artifact.format for p in PROFILES.values()}
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_artifact_loads_is_stamped_and_agrees_with_the_source(name, source, tmp_path):
+    from toolchain.stages.convert import convert
+
+    profile = PROFILES[name]
+    cfg = convert_config(profile)
+    out = tmp_path / "out"
+    out.mkdir()
+    facts = convert(source, cfg, out, _stamp(name))
+    artifact = out / facts["artifact"]
+    assert artifact.suffix == f".{profile.artifact.format}"
+    batch = cfg.fixed_batch if cfg.shapes == "fixed" else 3
+    x = np.random.default_rng(1).normal(size=(batch, 1, 8, 8)).astype(np.float32)
+    expected, _ = _run(source, x)
+    got, meta = _run(artifact, x)
+    assert {k: meta.get(k) for k in _stamp(name)} == _stamp(name)
+    assert got.shape == expected.shape == (batch, 10)
+    assert float(np.max(np.abs(got - expected))) <= PARITY_ATOL
+    assert sorted(p.name for p in out.iterdir()) == sorted({facts["artifact"], *facts["extra_files"]})
