@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -108,3 +109,25 @@ def test_an_environment_fault_names_the_fix_that_fits():
     assert wrong_path == "edgeopt: error: Is a directory at /data/run; check the path"
     assert _environment_fault(OSError(errno.ENOSPC, "No space left on device", "/data/run")).endswith(
         "; free space or choose a writable path (--out), then run again")
+
+
+def test_an_internal_error_exits_3_with_one_line_and_a_log_under_out(tmp_path, monkeypatch, capsys):
+    import toolchain.pipeline.run as run_mod
+
+    def boom(*_args, **_kw):
+        raise RuntimeError("a bug, not the user's input")
+
+    monkeypatch.setattr(run_mod, "run_pipeline", boom)
+    code = main(["run", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "Traceback" not in err[0]
+    log = Path(err[0].split("traceback in ")[1].split(";")[0])
+    assert log.parent == tmp_path / "out" / "logs" and "RuntimeError: a bug" in log.read_text()
+
+
+def test_an_unwritable_output_path_is_an_environment_fault_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = main(["keygen", str(blocker / "sub" / "key.pem")])  # NotADirectoryError, not a bug
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(blocker) in err[0] and "Traceback" not in err[0]

@@ -16,6 +16,7 @@ import click
 
 from toolchain import __version__
 from toolchain.cli import arm, bench, compress, gate, mobile, package, run, search, targets
+from toolchain.cli.options import log_dir
 from toolchain.errors import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_OK, EdgeoptError
 
 # A new command group is one module with a COMMANDS list plus one entry here.
@@ -44,7 +45,8 @@ for _module in COMMAND_MODULES:
 
 def crash_log(exc: BaseException) -> Path:
     """Write the traceback where the user can attach it to a bug report; return the path."""
-    directory = Path(tempfile.gettempdir()) / "edgeopt-logs"
+    out_dir = log_dir()
+    directory = out_dir / "logs" if out_dir is not None else Path(tempfile.gettempdir()) / "edgeopt-logs"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{id(exc):x}.log"
     path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")

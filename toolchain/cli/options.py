@@ -38,3 +38,17 @@ def json_mode(enabled: bool):
             yield
     else:
         yield
+
+
+# Where a crash log goes: the run directory of the command that crashed, once it is known, so
+# nothing lands outside --out; before that, the system temp directory.
+_log_dir: list[Path] = []
+
+
+def log_into(out_dir: Path | None) -> None:
+    """Called by commands with an --out once they know it."""
+    _log_dir[:] = [Path(out_dir)] if out_dir is not None else []
+
+
+def log_dir() -> Path | None:
+    return _log_dir[0] if _log_dir else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.options import PATH, emit_json, json_mode, json_option, targets_dir_option
+from toolchain.cli.options import PATH, emit_json, json_mode, json_option, log_into, targets_dir_option
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 
@@ -32,6 +32,7 @@ def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json):
     rec = load_recipe(recipe)
     opts = RunOptions(out_dir=out_dir or Path("runs") / rec.name, targets=tuple(targets),
                       targets_dir=targets_dir, rebench=rebench, sign_key=sign_key)
+    log_into(opts.out_dir)
     with json_mode(as_json):
         result = run_pipeline(rec, opts)
     if as_json:
