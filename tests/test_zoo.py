@@ -107,7 +107,7 @@ def test_every_dataset_has_a_short_run():
 
 
 @pytest.mark.parametrize("dataset", sorted(SHORT_RUNS))
-def test_short_training_reaches_floor(dataset):
+def test_short_training_reaches_floor(dataset, one_torch_thread):
     from toolchain.stages.train import TrainConfig, train
 
     model_name, model_kwargs, data_kwargs, epochs, batch, lr, floor = SHORT_RUNS[dataset]
