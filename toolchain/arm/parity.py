@@ -70,6 +70,18 @@ class ArmParityReport:
     def passed(self) -> bool:
         return self.error is None and bool(self.outputs) and all(o.passed for o in self.outputs)
 
+    def render(self) -> str:
+        """The report for a person: one line per output, then the verdict."""
+        d = self.to_dict()
+        lines = [f"{d['model']} on aarch64 onnxruntime {d['aarch64']['onnxruntime']} ({d['aarch64']['cpu']}, emulated)"]
+        if d["error"]:
+            lines.append(f"  FAIL did not run: {d['error']}")
+        for o in d["outputs"]:
+            lines.append(f"  {'PASS' if o['passed'] else 'FAIL'} output {o['index']}: max abs diff {o['max_abs_diff']:.3g}"
+                         f" <= {o['tolerance']:.3g} ({o['rule']})")
+        lines.append("parity holds" if d["passed"] else "PARITY FAILED")
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,

@@ -38,18 +38,6 @@ def _random_inputs(path: Path) -> dict:
             for name, shape, dtype in input_spec(sess)}
 
 
-def _render(report) -> str:
-    d = report.to_dict()
-    lines = [f"{d['model']} on aarch64 onnxruntime {d['aarch64']['onnxruntime']} ({d['aarch64']['cpu']}, emulated)"]
-    if d["error"]:
-        lines.append(f"  FAIL did not run: {d['error']}")
-    for o in d["outputs"]:
-        lines.append(f"  {'PASS' if o['passed'] else 'FAIL'} output {o['index']}: max abs diff {o['max_abs_diff']:.3g}"
-                     f" <= {o['tolerance']:.3g} ({o['rule']})")
-    lines.append("parity holds" if d["passed"] else "PARITY FAILED")
-    return "\n".join(lines)
-
-
 @click.command("verify-arm")
 @click.argument("package_or_artifact", type=PATH)
 @json_option
@@ -76,7 +64,7 @@ def verify_arm_cmd(package_or_artifact, as_json):
     if as_json:
         emit_json(report.to_dict())
     else:
-        click.echo(_render(report))
+        click.echo(report.render())
     sys.exit(EXIT_OK if report.passed else EXIT_VERIFICATION_FAILED_CMD)
 
 
