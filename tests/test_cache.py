@@ -49,3 +49,44 @@ def test_failed_stage_leaves_no_entry(tmp_path):
     calls = []
     cache.run("stage", {}, {}, lambda out: calls.append(1) or {"ok": True})
     assert calls == [1]
+
+
+def test_outputs_follow_the_umask_not_mkstemp_modes(tmp_path):
+    import os
+
+    from toolchain.fsio import atomic_dir, write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        f = write_json_atomic(tmp_path / "r.json", {"a": 1})
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("x")
+    finally:
+        os.umask(old)
+    assert f.stat().st_mode & 0o777 == 0o644  # mkstemp alone gives 0600: unreadable for other users / CI steps
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_stage_starts_and_ends_are_logged(tmp_path):
+    lines: list[str] = []
+    cache = StageCache(tmp_path, log=lines.append)
+    cache.run("stage", {}, {}, lambda out: {"ok": True}, label="quantize[x]")
+    cache.run("stage", {}, {}, lambda out: {"ok": True}, label="quantize[x]")
+    assert lines[0] == "quantize[x]: running" and lines[1].startswith("quantize[x]: done in ")
+    assert lines[2] == "quantize[x]: cached" and len(lines) == 3
+
+
+def test_a_second_run_on_the_same_out_dir_is_refused_and_stale_temp_folders_go(tmp_path):
+    import pytest
+
+    from toolchain.errors import BadInput
+    from toolchain.fsio import run_lock
+
+    stale = tmp_path / "cache" / "quantize" / ".abc.123.tmp"
+    stale.mkdir(parents=True)
+    with run_lock(tmp_path):
+        assert not stale.exists()  # a killed run's temp folder: nobody else can be writing it
+        with pytest.raises(BadInput, match="another edgeopt run is using"), run_lock(tmp_path):
+            pass
+    with run_lock(tmp_path):  # released on exit
+        pass
