@@ -112,7 +112,10 @@ def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -
     if pruned.record.get("plan"):  # structured: what the network lost, before any latency is measured
         baseline["structure"] = {k: pruned.record[k] for k in _STRUCTURE_KEYS if k in pruned.record}
     result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline)
+    from toolchain.pipeline.page import write_page
     from toolchain.pipeline.report import run_document
 
-    write_json_atomic(Path(opts.out_dir) / "report.json", run_document(result))
+    doc = run_document(result)
+    write_json_atomic(Path(opts.out_dir) / "report.json", doc)
+    write_page(doc, Path(opts.out_dir) / "report.html")
     return result
