@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.options import DIR, PATH, emit_json, json_option
+from toolchain.cli.options import DIR, PATH, emit_json, json_mode, json_option
 
 _registry_option = click.option(
     "--registry", "uri", default=None, metavar="URI",
@@ -49,7 +49,8 @@ def register_cmd(package, name, allow_failed, public_key, uri, as_json):
     """Verify PACKAGE (hashes, signature with --public-key, smoke run), then add it as a new version."""
     from toolchain.tracking.registry import register
 
-    doc = register(package, name, _uri(uri), allow_failed=allow_failed, public_key=public_key)
+    with json_mode(as_json):
+        doc = register(package, name, _uri(uri), allow_failed=allow_failed, public_key=public_key)
     _say(doc, as_json, f"registered {package} as {doc['name']} version {doc['version']} (gate {doc['gate']})")
 
 
@@ -63,7 +64,8 @@ def promote_cmd(name, version, alias, uri, as_json):
     """Point ALIAS of NAME at VERSION; the alias's history is kept for rollback."""
     from toolchain.tracking.registry import promote
 
-    doc = promote(name, version, alias, _uri(uri))
+    with json_mode(as_json):
+        doc = promote(name, version, alias, _uri(uri))
     was = f" (was version {doc['previous']})" if doc["previous"] else ""
     _say(doc, as_json, f"{name}@{alias} -> version {version}{was}")
 
@@ -77,7 +79,8 @@ def rollback_cmd(name, alias, uri, as_json):
     """Move ALIAS of NAME back to the version that held it before."""
     from toolchain.tracking.registry import rollback
 
-    doc = rollback(name, alias, _uri(uri))
+    with json_mode(as_json):
+        doc = rollback(name, alias, _uri(uri))
     _say(doc, as_json, f"{name}@{alias} -> version {doc['version']} (rolled back from version {doc['rolled_back']})")
 
 
@@ -92,7 +95,8 @@ def pull_cmd(ref, out_dir, public_key, uri, as_json):
     """Download the package NAME@ALIAS names, verify it, and write it to --out."""
     from toolchain.tracking.registry import pull
 
-    doc = pull(ref, out_dir, _uri(uri), public_key=public_key)
+    with json_mode(as_json):
+        doc = pull(ref, out_dir, _uri(uri), public_key=public_key)
     _say(doc, as_json, f"{ref} is version {doc['version']}: {doc['path']} (sha256 {doc['sha256'][:12]}.., verified)")
 
 
@@ -104,7 +108,8 @@ def list_cmd(name, uri, as_json):
     """The versions of NAME (every registered model without NAME), with aliases and gate."""
     from toolchain.tracking.registry import list_versions
 
-    rows = list_versions(name, _uri(uri))
+    with json_mode(as_json):
+        rows = list_versions(name, _uri(uri))
     lines = [f"{r['name']} v{r['version']}  {r['target'] or '-'}  gate {r['gate'] or '-'}  "
              f"{','.join(r['aliases']) or '-'}  {(r['sha256'] or '')[:12]}" for r in rows]
     _say({"versions": rows}, as_json, "\n".join(lines) or "no versions")

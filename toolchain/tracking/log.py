@@ -60,7 +60,7 @@ def _track(document: dict[str, Any], out_dir: Path, uri: str, required: bool, pa
         if required:
             raise
         print(f"edgeopt: warning: tracking skipped: {err.problem}; the run's artifacts are in {out_dir}",
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
         return None
 
 

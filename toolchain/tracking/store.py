@@ -69,10 +69,11 @@ def unreachable(uri: str) -> str | None:
 
 
 def _quiet_mlflow() -> None:
-    # Set before mlflow reads them: no telemetry, no progress bars on stderr, and a bounded
+    # Set before mlflow reads them: no telemetry, no progress bars or run URLs printed, and a bounded
     # retry budget so a server that dies mid-run costs seconds, not minutes.
     for key, value in (("MLFLOW_DISABLE_TELEMETRY", "true"), ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
-                       ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+                       ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
+                       ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
         os.environ.setdefault(key, value)
     for name in ("mlflow", "alembic"):  # schema creation logs INFO lines on stderr
         logging.getLogger(name).setLevel(logging.WARNING)
