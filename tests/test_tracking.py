@@ -250,6 +250,11 @@ def test_tampered_package_is_refused_naming_the_check(tiny, tmp_path, monkeypatc
     code, _, err = _cli(["registry", "register", str(bad), "--name", "tiny"])
     assert code == 1 and err.count("\n") == 1
     assert "check 'file golden.npz' failed" in err
+    key = tmp_path / "key.pem"
+    assert _cli(["keygen", str(key)])[0] == 0
+    pub = tmp_path / "key.pem.pub"
+    code, _, err = _cli(["registry", "register", str(_package(out)), "--name", "tiny", "--public-key", str(pub)])
+    assert code == 1 and "check 'signature' failed" in err  # unsigned, and a key says it must be signed
     assert not (tmp_path / "runs" / "mlruns.db").exists()  # refused before any store was opened
 
 

@@ -38,14 +38,14 @@ def track_run(document: dict[str, Any], out_dir: Path, track: str | None, requir
     """
     if track is None:
         return None
-    uri = store.resolve_uri(track, Path(out_dir).resolve().parent)
     # stdout carries the command's report (one JSON document under --json); MLflow may print
     with contextlib.redirect_stdout(sys.stderr):
-        return _track(document, Path(out_dir), uri, required, params or {}, kind)
+        return _track(document, Path(out_dir), track, required, params or {}, kind)
 
 
-def _track(document: dict[str, Any], out_dir: Path, uri: str, required: bool, params: dict[str, Any], kind: str) -> str | None:
+def _track(document: dict[str, Any], out_dir: Path, track: str, required: bool, params: dict[str, Any], kind: str) -> str | None:
     try:
+        uri = store.resolve_uri(track, out_dir.resolve().parent)  # a bad MLFLOW_TRACKING_URI: a skip too
         why = store.unreachable(uri)
         if why is not None:
             raise store.TrackingUnavailable(why, "start the server or fix --track/MLFLOW_TRACKING_URI")

@@ -154,7 +154,8 @@ def _holder(client, name: str, alias: str) -> str | None:
 
 def promote(name: str, version: int, alias: str, uri: str) -> dict[str, Any]:
     """Point `alias` at `version`, pushing it onto the alias history."""
-    check_name(name), check_alias(alias)
+    check_name(name)
+    check_alias(alias)
     client = existing_client(uri)
     with _store_errors(uri, f"{name} version {version}"):
         client.get_model_version(name, str(version))  # an unknown version fails before anything moves
@@ -172,7 +173,8 @@ def promote(name: str, version: int, alias: str, uri: str) -> dict[str, Any]:
 
 def rollback(name: str, alias: str, uri: str) -> dict[str, Any]:
     """Move `alias` back to the version that held it before; exit 1, alias unchanged, when none did."""
-    check_name(name), check_alias(alias)
+    check_name(name)
+    check_alias(alias)
     client = existing_client(uri)
     with _store_errors(uri, f"{name}@{alias}"):
         current = _holder(client, name, alias)

@@ -36,7 +36,7 @@ def resolve_uri(uri: str | None, runs_dir: Path = DEFAULT_RUNS_DIR) -> str:
     if not uri:
         return f"sqlite:///{(Path(runs_dir) / DB_NAME).resolve().as_posix()}"
     if not uri.startswith(_SCHEMES):
-        raise BadInput(
+        raise TrackingUnavailable(  # a BadInput: exit 2 from --track; from the environment, a skip
             f"tracking URI {uri!r} has no known scheme",
             "give e.g. http://127.0.0.1:5000 or sqlite:///runs/mlruns.db; write `--track=URI` "
             "(or put --track after the positional arguments) so it does not swallow one",
