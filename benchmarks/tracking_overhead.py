@@ -13,6 +13,7 @@ Writes results/tracking_overhead.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -56,6 +57,29 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
+# Where the time goes, in one fresh process that has what the CLI has loaded by then.
+_BREAKDOWN = """
+import json, sys, time
+from pathlib import Path
+import toolchain.compress.run
+t0 = time.perf_counter(); import mlflow; t1 = time.perf_counter()
+import mlflow.store.tracking.sqlalchemy_store; t2 = time.perf_counter()
+from toolchain.tracking import track_run
+out = Path(sys.argv[1])
+track_run(json.loads((out / "report.json").read_text()), out, "", required=True); t3 = time.perf_counter()
+print(json.dumps({"import_mlflow_s": t1 - t0, "import_store_s": t2 - t1, "log_s": t3 - t2}))
+"""
+
+
+def breakdown(out: Path, env: dict[str, str], repeats: int) -> dict[str, float]:
+    rows = []
+    for _ in range(repeats):
+        proc = subprocess.run([sys.executable, "-c", _BREAKDOWN, str(out)], capture_output=True, text=True,
+                              env=env, cwd=ROOT, check=True)
+        rows.append(json.loads(proc.stdout.splitlines()[-1]))
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
 def summary(xs: list[float]) -> dict[str, float]:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
 
@@ -72,13 +96,14 @@ def measure(work: Path, repeats: int) -> dict[str, Any]:
         for kind in (("plain", "tracked") if i % 2 == 0 else ("tracked", "plain")):
             (tracked if kind == "tracked" else plain).append(timed([*cmd, "--track"] if kind == "tracked" else cmd, env))
             print(f"{kind} {i + 1}/{repeats}: {(tracked if kind == 'tracked' else plain)[-1]:.2f} s", file=sys.stderr)
-    return {"build_s": build, "first_tracked_s": first_tracked, "plain_s": plain, "tracked_s": tracked}
+    return {"build_s": build, "first_tracked_s": first_tracked, "plain_s": plain, "tracked_s": tracked,
+            "breakdown": breakdown(work / "runs" / "mlp", env, repeats)}
 
 
 def render(doc: dict[str, Any]) -> str:
     from toolchain.bench.results import machine_line
 
-    p, t = doc["plain"], doc["tracked"]
+    p, t, b = doc["plain"], doc["tracked"], doc["raw"]["breakdown"]
     return "\n".join([
         "# Tracking overhead (`--track`, embedded SQLite store)", "",
         machine_line(doc["host"], doc["versions"], ("onnxruntime", "torch", "mlflow")) + f"; date {doc['date']}.", "",
@@ -92,6 +117,9 @@ def render(doc: dict[str, Any]) -> str:
         (f"The first tracked run into a new runs directory also creates the store (MLflow's schema migrations): "
         f"{doc['first_tracked_s']:.2f} s in total, {doc['first_tracked_s'] - p['median']:.2f} s over an untracked run; "
         "once per runs directory."), "",
+        (f"Where it goes (median of {doc['repeats']} fresh processes): importing mlflow {b['import_mlflow_s']:.2f} s, "
+         f"its SQLAlchemy store {b['import_store_s']:.2f} s, opening the store and logging 3 runs with 2 packages "
+         f"{b['log_s']:.2f} s; the rest of the difference is process start-up and exit."), "",
     ])
 
 

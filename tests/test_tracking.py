@@ -130,8 +130,7 @@ def _check_tracked(uri: str, outs: list[Path]) -> None:
     assert len(parents) == len(outs)
     for out in outs:
         report = json.loads((out / "report.json").read_text())["targets"]["cpu-server"]
-        parent = next(r for r in parents if r.data.tags["edgeopt.out_dir"] == report["package"].split("/cpu-server")[0]
-                      or r.data.tags["edgeopt.out_dir"] == str(out.resolve()))
+        parent = next(r for r in parents if r.data.tags["edgeopt.out_dir"] == str(out.resolve()))
         children = client.search_runs([parent.info.experiment_id],
                                       filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
         assert [c.info.run_name for c in children] == ["cpu-server"]

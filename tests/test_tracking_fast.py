@@ -75,3 +75,12 @@ def test_reading_commands_never_create_a_store(tmp_path):
     with pytest.raises(BadInput, match="no registry at"):
         registry.existing_client(uri)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_that_cannot_be_created_is_a_skip_not_a_crash(tmp_path, capsys):
+    pytest.importorskip("mlflow")
+    (tmp_path / "a-file").write_text("not a folder")
+    doc = {"recipe": {"name": "r", "hash": "h"}, "passed": True, "targets": {}}
+    assert track_run(doc, tmp_path / "run", f"sqlite:///{tmp_path / 'a-file' / 'mlruns.db'}") is None
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("edgeopt: warning: tracking skipped:")

@@ -49,10 +49,10 @@ def _track(document: dict[str, Any], out_dir: Path, track: str, required: bool, 
         why = store.unreachable(uri)
         if why is not None:
             raise store.TrackingUnavailable(why, "start the server or fix --track/MLFLOW_TRACKING_URI")
-        client = store.open_client(uri)
+        store.load_mlflow()
         errors = store.mlflow_errors()
         try:
-            return _log(client, uri, document, out_dir, params, kind)
+            return _log(store.open_client(uri), uri, document, out_dir, params, kind)
         except errors as err:
             raise store.TrackingUnavailable(f"{uri}: {type(err).__name__}: {_first_line(err)}",
                                             "check the tracking store") from None
