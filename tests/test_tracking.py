@@ -266,3 +266,27 @@ def test_promote_unknown_version_is_bad_input_and_moves_nothing(tiny, tmp_path, 
     assert code == 2 and err.count("\n") == 1
     code, _, err = _cli(["registry", "rollback", "tiny", "--alias", "production"])
     assert code == 1 and "no alias 'production'" in err
+
+
+def test_edgeopt_run_is_tracked_with_its_recipe_as_params(reduced_recipe, fast_targets_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "runs" / "digits"
+    code, stdout, err = _cli(["run", str(reduced_recipe), "--target", "cpu-server", "--out", str(out),
+                              "--targets-dir", str(fast_targets_dir), "--json", "--track"])
+    assert code in (0, 1), err
+    report = json.loads(stdout)  # stdout is still exactly the report
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlruns.db'}")
+    exp = client.get_experiment_by_name("edgeopt")
+    [parent] = client.search_runs([exp.experiment_id], filter_string="tags.`edgeopt.kind` = 'run'")
+    assert parent.data.params["recipe.train.epochs"] == "6" and parent.data.params["recipe.prune.amount"] == "0.3"
+    assert parent.data.tags["edgeopt.recipe_hash"] == report["recipe"]["hash"]
+    assert parent.data.tags["edgeopt.passed"] == str(report["passed"]).lower()
+    [child] = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    target = report["targets"]["cpu-server"]
+    assert child.data.metrics["bytes"] == target["bytes"]
+    assert child.data.metrics["accuracy"] == pytest.approx(target["accuracy"])
+    for budget, verdict in target["budgets"].items():
+        assert child.data.tags[f"budget.{budget}"] == ("pass" if verdict["pass"] else "fail")
+    assert child.data.metrics["candidate.int8.bytes"] == target["selection"]["candidates"]["int8"]["bytes"]
