@@ -5,13 +5,14 @@ verification (export or opset-upgrade parity) failed."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import click
 
-from toolchain.cli.options import targets_dir_option
+from toolchain.cli.options import targets_dir_option, track_options
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 _path = click.Path(path_type=Path)
@@ -55,6 +56,7 @@ _path = click.Path(path_type=Path)
 @click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked.")
 @click.option("--sign-key", type=_path, default=None, help="Ed25519 private key: sign each package.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of tables.")
+@track_options
 def compress_cmd(
     model,
     targets,
@@ -72,12 +74,15 @@ def compress_cmd(
     rebench,
     sign_key,
     as_json,
+    track,
+    track_required,
 ):
     """Compress your own MODEL (.onnx, torch.export .pt2, or module:factory + --weights) for targets.
 
     Runs the same per-target stages as `edgeopt run`: quantize, convert, benchmark, gate, package.
     """
     from toolchain.compress.run import CompressOptions, compress, compress_document, render_compress
+    from toolchain.tracking import track_run
 
     opts = CompressOptions(
         model=model,
@@ -104,6 +109,7 @@ def compress_cmd(
         click.echo(json.dumps(compress_document(result), indent=2, sort_keys=True, default=str))
     else:
         click.echo(render_compress(result))
+    track_run(compress_document(result), result.out_dir, track, track_required, params={"options": dataclasses.asdict(opts)}, kind="compress")
     sys.exit(EXIT_OK if result.passed else EXIT_BUDGET_FAILED)
 
 

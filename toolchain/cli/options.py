@@ -52,3 +52,25 @@ def log_into(out_dir: Path | None) -> None:
 
 def log_dir() -> Path | None:
     return _log_dir[0] if _log_dir else None
+
+
+def _track_uri(ctx, param, value: str | None) -> str | None:
+    """A mistyped URI is refused before the run starts, not after it ends."""
+    if value:
+        from toolchain.tracking.store import resolve_uri
+
+        resolve_uri(value)
+    return value
+
+
+def track_options(func):
+    """`--track [URI]` and `--track-required`, shared by the commands that log to MLflow."""
+    func = click.option(
+        "--track-required", is_flag=True,
+        help="With --track: exit 2 when the tracking store cannot be used (default: warn and go on).",
+    )(func)
+    return click.option(
+        "--track", is_flag=False, flag_value="", default=None, metavar="[URI]", callback=_track_uri,
+        help="Log this run to MLflow: URI, else MLFLOW_TRACKING_URI, else sqlite:///<runs dir>/mlruns.db. "
+        "Write --track=URI (or put it after the positional arguments) so it does not take one.",
+    )(func)

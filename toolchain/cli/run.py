@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.options import PATH, emit_json, json_mode, json_option, log_into, targets_dir_option
+from toolchain.cli.options import (
+    PATH,
+    emit_json,
+    json_mode,
+    json_option,
+    log_into,
+    targets_dir_option,
+    track_options,
+)
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 
@@ -19,7 +27,8 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 @click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked on this host.")
 @click.option("--sign-key", type=PATH, default=None, help="Ed25519 private key: sign each package.")
 @json_option
-def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json):
+@track_options
+def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json, track, track_required):
     """Train, prune, export, quantize, convert, benchmark, gate and package.
 
     With no RECIPE, runs the embedded default: a small CNN on scikit-learn's digits, for the
@@ -28,6 +37,7 @@ def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json):
     from toolchain.config.recipe import load_recipe
     from toolchain.pipeline.report import render_run, run_document
     from toolchain.pipeline.run import RunOptions, run_pipeline
+    from toolchain.tracking import track_run
 
     rec = load_recipe(recipe)
     opts = RunOptions(out_dir=out_dir or Path("runs") / rec.name, targets=tuple(targets),
@@ -39,6 +49,7 @@ def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json):
         emit_json(run_document(result))
     else:
         click.echo(render_run(result))
+    track_run(run_document(result), opts.out_dir, track, track_required, params={"recipe": rec.model_dump(mode="json")})
     sys.exit(EXIT_OK if result.passed else EXIT_BUDGET_FAILED)
 
 
