@@ -19,7 +19,7 @@ from toolchain.config.target import TargetProfile
 from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
 from toolchain.gate import evaluate
-from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig, ort_default_memory
+from toolchain.stages.benchmark import TORCH_EAGER, BenchConfig, headline_batch, ort_default_memory
 from toolchain.stages.convert import ConvertConfig
 from toolchain.stages.int8_weights import Int8WeightsConfig
 from toolchain.stages.quantize import QuantizeConfig
@@ -166,7 +166,7 @@ def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Bu
     a rerun on the same cache ships the same file.
     `ship = "quantized"` always ships int8."""
     options = [label for label in PREFERENCE if label in results]
-    batch = str(profile.benchmark.batch_sizes[0])
+    batch = headline_batch(results, profile.benchmark.batch_sizes)
     weighed: dict[str, Any] = {}
     for label in options:
         m = summarize_metrics(results, profile, label)
@@ -204,7 +204,7 @@ def _fastest_p50(result: dict[str, Any], batch: str) -> tuple[float, int | None]
 def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: str = "int8") -> dict[str, Any]:
     """Flatten the benchmark into the numbers budgets and reports use (batch 1 = first batch size).
     The headline keys (bytes, p50_ms, accuracy, ...) describe `shipped`, every ratio is against fp32."""
-    b = str(profile.benchmark.batch_sizes[0])
+    b = headline_batch(results, profile.benchmark.batch_sizes)
     fp32, art, eager = results["fp32"], results[shipped], results.get(TORCH_EAGER, {})
     lat, fp32_lat = art["latency_ms"][b], fp32["latency_ms"][b]
     eager_lat = eager.get("latency_ms", {}).get(b)
