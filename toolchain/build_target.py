@@ -122,7 +122,9 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         analysed = quantized if shipped == "int8" else src.compressed_onnx
         report = mobile_report(steps.artifact_path(analysed), profile)
         # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
-        report["model"] = report["ep_coverage"]["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
+        report["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
+        if report["ep_coverage"]:  # null (with a note) when it could not be made: informational only
+            report["ep_coverage"]["model"] = report["model"]
         extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
         metrics["estimated"] = summarize_mobile(report)
     artifact = copy_atomic(steps.artifact_path(candidates[shipped]), target_dir / f"{src.name}.{fmt}")
@@ -283,10 +285,11 @@ def cost_estimate(latency_by_batch: dict[str, dict[str, float]], price_per_hour:
 def summarize_mobile(report: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of a mobile report; kept under metrics["estimated"], never mixed
     with measured metrics."""
-    cov = report["ep_coverage"]["eps"]
+    cov = (report["ep_coverage"] or {}).get("eps", {})  # an analysis that failed is null, with a note
     return {
         "label": "estimated",
         "ep_nodes_covered": {ep: f"{c['nodes_covered']}/{c['nodes_total']}" for ep, c in cov.items()},
-        "static_memory_bytes": report["memory"].get("total_bytes"),
-        "latency_ms": report["latency"].get("latency_ms"),
+        "static_memory_bytes": (report["memory"] or {}).get("total_bytes"),
+        "latency_ms": (report["latency"] or {}).get("latency_ms"),
+        **({"notes": report["notes"]} if report.get("notes") else {}),
     }
