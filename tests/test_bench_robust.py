@@ -12,9 +12,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.bench.latency import interleaved, interleaved_capped
+from toolchain.bench.session import batch_plan
 from toolchain.bench.timing import Deadline, repeat, time_calls
 from toolchain.config.target import BenchmarkSpec, RuntimeOptions
-from toolchain.stages.benchmark import BenchConfig, batch_plan, benchmark, headline_batch
+from toolchain.stages.benchmark import BenchConfig, benchmark, headline_batch
 
 ONE_THREAD = RuntimeOptions(intra_op_threads=1)
 
@@ -107,3 +108,13 @@ def test_benchmark_phases_respect_a_tiny_cap(tmp_path):
         assert any(c.startswith("threads 1:") for c in capped)
         assert 1 <= results[label]["latency_ms"]["64"]["runs"] < 300
         assert results[label]["memory_probes"] == 1
+
+
+def test_bench_command_says_which_batch_sizes_it_skipped(tmp_path):
+    from toolchain.bench.standalone import bench_file
+    from toolchain.config.target import load_target
+
+    doc = bench_file(_matmul_chain(tmp_path / "m.onnx", 4), load_target("cpu-server"))
+    assert doc["batch"] == 4
+    assert list(doc["latency_by_batch"]) == ["4"]
+    assert sorted(doc["skipped_batch_sizes"]) == ["1", "8"]

@@ -72,6 +72,23 @@ def fixed_batch(session) -> int | None:
     return shape[0] if shape and isinstance(shape[0], int) else None
 
 
+def batch_plan(fixed: dict[str, int | None], batch_sizes: list[int]) -> tuple[list[int], dict[str, dict[str, str]]]:
+    """(batch sizes to time, label -> {skipped profile batch size: why}). An artifact whose
+    batch dimension is fixed runs only that batch: the profile's other sizes are skipped for it,
+    and when none of them fits, it is timed at its own batch instead of not at all."""
+    batches = list(batch_sizes)
+    skipped: dict[str, dict[str, str]] = {}
+    for label, fb in fixed.items():
+        if fb is None:
+            continue
+        if fb not in batches:
+            batches.append(fb)
+        for b in batch_sizes:
+            if b != fb:
+                skipped.setdefault(label, {})[str(b)] = f"the model's batch dimension is fixed at {fb}"
+    return batches, skipped
+
+
 def predict(session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Run `x` through a single-input model in batches the model accepts; returns output 0."""
     name = session.get_inputs()[0].name

@@ -54,23 +54,6 @@ def _torch_runner(model, xb: np.ndarray):
     return run
 
 
-def batch_plan(fixed: dict[str, int | None], batch_sizes: list[int]) -> tuple[list[int], dict[str, dict[str, str]]]:
-    """(batch sizes to time, label -> {skipped profile batch size: why}). An artifact whose
-    batch dimension is fixed runs only that batch: the profile's other sizes are skipped for it,
-    and when none of them fits, it is timed at its own batch instead of not at all."""
-    batches = list(batch_sizes)
-    skipped: dict[str, dict[str, str]] = {}
-    for label, fb in fixed.items():
-        if fb is None:
-            continue
-        if fb not in batches:
-            batches.append(fb)
-        for b in batch_sizes:
-            if b != fb:
-                skipped.setdefault(label, {})[str(b)] = f"the model's batch dimension is fixed at {fb}"
-    return batches, skipped
-
-
 def headline_batch(results: dict[str, Any], batch_sizes: list[int], label: str = "fp32") -> str:
     """The batch size the headline numbers use: the profile's first one `label` was timed at,
     else the first it was timed at (a fixed-batch model that fits none of the profile's)."""
@@ -83,7 +66,7 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
     bounded by `spec.max_seconds` per candidate (a session load is timed, not interrupted); what
     the cap cut short is listed in the candidate's `capped`, skipped batch sizes in `skipped_batch_sizes`."""
     from toolchain.bench.memory import memory_breakdown
-    from toolchain.bench.session import fixed_batch
+    from toolchain.bench.session import batch_plan, fixed_batch
 
     spec = cfg.spec
     sessions, results = _load_all(candidates, x, y, cfg)
