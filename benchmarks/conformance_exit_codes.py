@@ -47,7 +47,16 @@ def run_one(model: Path, target: str, out: Path, root: Path, timeout: float) -> 
         code, err = "timeout", ""
     return {"model": f"{model.parent.parent.name}/{model.parent.name}", "target": target, "exit": code,
             "seconds": round(time.perf_counter() - start, 1), "last_stderr": last_line(err),
-            "traceback": "Traceback (most recent call last)" in err}
+            "traceback": "Traceback (most recent call last)" in err, "failed_budgets": failed_budgets(run_dir, target)}
+
+
+def failed_budgets(run_dir: Path, target: str) -> list[str] | None:
+    """The budgets the run's report.json says failed (None: no report, the run did not finish)."""
+    report = run_dir / "report.json"
+    if not report.is_file():
+        return None
+    doc = json.loads(report.read_text(encoding="utf-8")).get("targets", {}).get(target, {})
+    return sorted(k for k, v in doc.get("budgets", {}).items() if not v.get("pass"))
 
 
 def main() -> int:
