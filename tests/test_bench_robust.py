@@ -118,3 +118,18 @@ def test_bench_command_says_which_batch_sizes_it_skipped(tmp_path):
     assert doc["batch"] == 4
     assert list(doc["latency_by_batch"]) == ["4"]
     assert sorted(doc["skipped_batch_sizes"]) == ["1", "8"]
+
+
+def test_a_zero_batch_dimension_is_dynamic_not_fixed(tmp_path):
+    # Some exporters write dim_value 0 for an unknown axis; ORT reports the int 0 (-1 it reports as None).
+    path = _matmul_chain(tmp_path / "m.onnx", "N")
+    model = onnx.load(str(path))
+    for vi in (*model.graph.input, *model.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = 0
+    onnx.save(model, str(path))
+    from toolchain.bench.session import fixed_batch, input_spec, load_session
+
+    sess = load_session(path, ONE_THREAD)
+    assert sess.get_inputs()[0].shape[0] == 0
+    assert fixed_batch(sess) is None
+    assert input_spec(sess)[0][1] == [None, 16]
