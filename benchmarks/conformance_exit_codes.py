@@ -5,7 +5,7 @@ target, one fresh process at a time, and tallies exit codes (0 built, 1 a budget
 2 refused, other = crash/timeout) plus, for crashes, the last line of stderr. Nothing is downloaded.
 
     PYTHONPATH=$PWD python benchmarks/conformance_exit_codes.py --target cpu-server --target arm-mobile \
-        --out /tmp/corpus --jsonl /tmp/corpus/results.jsonl [--root <other checkout>] [--limit N]
+        --out /tmp/corpus --jsonl /tmp/corpus/results.jsonl [--root <other checkout>] [--offset K] [--limit N]
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--offset", type=int, default=0, help="start at this model (to split the corpus over processes)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    models = corpus()[: args.limit or None]
+    models = corpus()[args.offset :][: args.limit or None]
     tally: Counter = Counter()
     with args.jsonl.open("a", encoding="utf-8") as log:
         for target in args.target:
