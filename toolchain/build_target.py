@@ -120,11 +120,9 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         from toolchain.mobile.report import mobile_report
 
         analysed = quantized if shipped == "int8" else src.compressed_onnx
-        report = mobile_report(steps.artifact_path(analysed), profile)
         # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
-        report["model"] = f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)"
-        if report["ep_coverage"]:  # null (with a note) when it could not be made: informational only
-            report["ep_coverage"]["model"] = report["model"]
+        report = mobile_report(steps.artifact_path(analysed), profile,
+                               shown_as=f"{src.name}.{fmt} (analysed from its fixed-shape ONNX)")
         extra["mobile_report.json"] = write_json_atomic(target_dir / "mobile_report.json", report)
         metrics["estimated"] = summarize_mobile(report)
     artifact = copy_atomic(steps.artifact_path(candidates[shipped]), target_dir / f"{src.name}.{fmt}")

@@ -17,8 +17,9 @@ from toolchain.errors import BadInput, EdgeoptError
 ANALYSES = ("ep_coverage", "memory", "latency")
 
 
-def mobile_report(model: Path, profile, device_name: str | None = None) -> dict[str, Any]:
-    """The three analyses of `model` (.onnx) for `profile`, as one JSON-able document."""
+def mobile_report(model: Path, profile, device_name: str | None = None, shown_as: str | None = None) -> dict[str, Any]:
+    """The three analyses of `model` (.onnx) for `profile`, as one JSON-able document; `shown_as`
+    names the model in it instead of its path."""
     from toolchain.mobile.ep_coverage import check_model
     from toolchain.mobile.estimate import REFERENCE_DEVICES, estimate_latency
     from toolchain.mobile.memory_estimate import estimate_memory, load_onnx, pin_batch
@@ -31,12 +32,13 @@ def mobile_report(model: Path, profile, device_name: str | None = None) -> dict[
         device, device_from = getattr(profile, "device", None), f"target '{profile.name}' [device]"
     batch = profile.artifact.fixed_batch
     notes: dict[str, str] = {}
-    doc: dict[str, Any] = {"model": str(model), "target": profile.name, "batch": batch}
+    doc: dict[str, Any] = {"model": shown_as or str(model), "target": profile.name, "batch": batch}
     proto = load_onnx(model)  # an unreadable file is the caller's error, not an estimate's
     pinned = _guarded("batch", lambda: pin_batch(proto, batch), notes)  # the shapes the .ort bakes in
     if pinned is None:
         return {**doc, **dict.fromkeys(ANALYSES), "notes": {**notes, **dict.fromkeys(ANALYSES, notes["batch"])}}
-    coverage = _guarded("ep_coverage", lambda: check_model(model, proto=pinned).to_dict(), notes)
+    coverage = _guarded("ep_coverage", lambda: {**check_model(model, proto=pinned).to_dict(), "model": doc["model"]},
+                        notes)
     memory = _guarded("memory", lambda: estimate_memory(pinned).to_dict(), notes)
     latency = _guarded("latency", lambda: {**estimate_latency(pinned, device).to_dict(), "device_from": device_from},
                        notes)
