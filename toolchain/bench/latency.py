@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.bench.timing import Clock, Deadline, repeat, time_calls
+
 
 @dataclass(frozen=True)
 class LatencyStats:
@@ -41,6 +43,12 @@ def summarize(samples_ms: list[float] | np.ndarray) -> LatencyStats:
     )
 
 
+@dataclass(frozen=True)
+class Timed:
+    stats: dict[str, LatencyStats]
+    capped: dict[str, str]  # candidate -> what the time cap cut short (only candidates it cut)
+
+
 def interleaved(
     candidates: Mapping[str, Callable[[], Any]],
     warmup: int,
@@ -49,25 +57,42 @@ def interleaved(
     max_seconds: float,
 ) -> dict[str, LatencyStats]:
     """Time each zero-argument callable; `runs` total per candidate split over `rounds`."""
+    return interleaved_capped(candidates, warmup, runs, rounds, max_seconds).stats
+
+
+def interleaved_capped(
+    candidates: Mapping[str, Callable[[], Any]],
+    warmup: int,
+    runs: int,
+    rounds: int,
+    max_seconds: float,
+    clock: Clock = time.perf_counter,
+) -> Timed:
+    """`interleaved`, saying which candidates the cap cut. Each candidate gets `max_seconds` in
+    all, one equal share for its warm-up and one per round; a candidate that has overspent (a
+    single call longer than a share) skips its remaining rounds once it has a sample. So a
+    candidate costs at most `max_seconds` plus two calls, however slow the model."""
     names = list(candidates)
+    if not names:  # nothing fits this batch size: nothing to time (not an error)
+        return Timed({}, {})
+    share = max_seconds / (rounds + 1)
+    spent = dict.fromkeys(names, 0.0)
+    warmed = {}
     for name in names:
-        for _ in range(warmup):
-            candidates[name]()
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    spent: dict[str, float] = {n: 0.0 for n in names}
+        deadline = Deadline(share, clock)
+        warmed[name] = repeat(candidates[name], at_most=warmup, deadline=deadline, at_least=min(warmup, 1))
+        spent[name] += deadline.elapsed()
+    samples: dict[str, list[np.ndarray]] = {n: [] for n in names}
     per_round = max(1, runs // rounds)
-    clock = time.perf_counter
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            fn = candidates[name]
-            budget = max_seconds / rounds
-            start_round = clock()
-            for _ in range(per_round):
-                t0 = clock()
-                fn()
-                samples[name].append((clock() - t0) * 1e3)
-                if clock() - start_round > budget:
-                    break
-            spent[name] += clock() - start_round
-    return {n: summarize(samples[n]) for n in names}
+            if spent[name] >= max_seconds and samples[name]:
+                continue
+            deadline = Deadline(share, clock)
+            samples[name].append(time_calls(candidates[name], per_round, deadline, clock))
+            spent[name] += deadline.elapsed()
+    stats = {n: summarize(np.concatenate(samples[n])) for n in names}
+    capped = {n: f"cap {max_seconds:g} s: {warmed[n]}/{warmup} warm-ups, {stats[n].runs}/{per_round * rounds} runs"
+              for n in names if warmed[n] < warmup or stats[n].runs < per_round * rounds}
+    return Timed(stats, capped)

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from toolchain.bench.session import ORT_LEVELS
+from toolchain.bench.timing import Deadline
 from toolchain.config.target import RuntimeOptions
 
 
@@ -39,11 +40,19 @@ def probe_args(model: Path, runtime: RuntimeOptions, batch: int) -> list[str]:
     ]
 
 
-def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3) -> dict[str, float]:
+def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3,
+                   max_seconds: float | None = None) -> dict[str, float]:
+    """With `max_seconds`, each probe stops running the model after that long, and no further
+    probe of the model starts once it has passed (the first always runs): a slow model costs
+    about one cap, not `repeats` times five runs. `memory_probes` says how many were made."""
     base = [_probe(["--mode", "import"]) for _ in range(repeats)]
-    loaded = [_probe(probe_args(model, runtime, batch)) for _ in range(repeats)]
+    cap = ["--max-seconds", f"{max_seconds:g}"] if max_seconds is not None else []
+    deadline = Deadline(max_seconds)
+    loaded = []
+    while len(loaded) < repeats and not (loaded and deadline.expired()):
+        loaded.append(_probe(probe_args(model, runtime, batch) + cap))
     b, m = statistics.median(base), statistics.median(loaded)
-    return {"peak_memory_mb": max(m - b, 0.0), "process_peak_mb": m, "runtime_only_mb": b}
+    return {"peak_memory_mb": max(m - b, 0.0), "process_peak_mb": m, "runtime_only_mb": b, "memory_probes": len(loaded)}
 
 
 def floor_model(path: Path) -> Path:
@@ -68,8 +77,9 @@ def runtime_floor_mb(runtime: RuntimeOptions, repeats: int = 3) -> float:
         return peak_memory_mb(floor_model(Path(d) / "floor.onnx"), runtime, repeats=repeats)["peak_memory_mb"]
 
 
-def memory_breakdown(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3) -> dict[str, float]:
+def memory_breakdown(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3,
+                     max_seconds: float | None = None) -> dict[str, float]:
     """peak_memory_mb's numbers plus `runtime_floor_mb` and `model_memory_mb` = peak - floor."""
-    mem = peak_memory_mb(model, runtime, batch=batch, repeats=repeats)
+    mem = peak_memory_mb(model, runtime, batch=batch, repeats=repeats, max_seconds=max_seconds)
     floor = runtime_floor_mb(runtime, repeats)
     return {**mem, "runtime_floor_mb": floor, "model_memory_mb": max(mem["peak_memory_mb"] - floor, 0.0)}

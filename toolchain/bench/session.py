@@ -56,7 +56,7 @@ def input_spec(session) -> list[tuple[str, list, type]]:
     """(name, shape with symbolic dims as None, numpy dtype) for each model input."""
     spec = []
     for inp in session.get_inputs():
-        shape = [d if isinstance(d, int) else None for d in inp.shape]
+        shape = [d if _is_fixed(d) else None for d in inp.shape]
         spec.append((inp.name, shape, numpy_dtype(inp.type)))
     return spec
 
@@ -69,7 +69,30 @@ def numpy_dtype(ort_type: str) -> type:
 def fixed_batch(session) -> int | None:
     """The batch size baked into the first input, or None when it is symbolic."""
     shape = session.get_inputs()[0].shape
-    return shape[0] if shape and isinstance(shape[0], int) else None
+    return shape[0] if shape and _is_fixed(shape[0]) else None
+
+
+def _is_fixed(dim) -> bool:
+    """A fixed dimension. ORT reports a symbolic one as a str or None (also a -1 in the file),
+    but a 0 that some exporters write for "unknown" as the int 0: dynamic, not a batch of 0."""
+    return isinstance(dim, int) and dim > 0
+
+
+def batch_plan(fixed: dict[str, int | None], batch_sizes: list[int]) -> tuple[list[int], dict[str, dict[str, str]]]:
+    """(batch sizes to time, label -> {skipped profile batch size: why}). An artifact whose
+    batch dimension is fixed runs only that batch: the profile's other sizes are skipped for it,
+    and when none of them fits, it is timed at its own batch instead of not at all."""
+    batches = list(batch_sizes)
+    skipped: dict[str, dict[str, str]] = {}
+    for label, fb in fixed.items():
+        if fb is None:
+            continue
+        if fb not in batches:
+            batches.append(fb)
+        for b in batch_sizes:
+            if b != fb:
+                skipped.setdefault(label, {})[str(b)] = f"the model's batch dimension is fixed at {fb}"
+    return batches, skipped
 
 
 def predict(session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

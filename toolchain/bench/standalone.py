@@ -23,20 +23,25 @@ def _random_feed(session, batch: int) -> dict[str, np.ndarray]:
 
 
 def bench_file(path: Path, profile: TargetProfile) -> dict[str, Any]:
-    from toolchain.bench.latency import interleaved
+    """Latency at every profile batch size the file takes (a fixed batch: its own, the others
+    listed in `skipped_batch_sizes`) and peak memory, each phase capped by `max_seconds`."""
+    from toolchain.bench.latency import interleaved_capped
     from toolchain.bench.memory import peak_memory_mb
-    from toolchain.bench.session import fixed_batch, load_session
+    from toolchain.bench.session import batch_plan, fixed_batch, load_session
 
     sess = load_session(path, profile.runtime)
-    fb = fixed_batch(sess)
-    batches = [fb] if fb is not None else list(profile.benchmark.batch_sizes)
     spec = profile.benchmark
-    latency = {}
+    fb = fixed_batch(sess)
+    batches, skipped = batch_plan({"artifact": fb}, spec.batch_sizes)
+    batches = [b for b in batches if fb is None or b == fb]
+    latency, capped = {}, []
     for b in batches:
         feed = _random_feed(sess, b)
-        stats = interleaved({"artifact": lambda feed=feed: sess.run(None, feed)}, spec.warmup_runs, spec.runs, spec.rounds, spec.max_seconds)
-        latency[str(b)] = stats["artifact"].to_dict()
-    memory = peak_memory_mb(Path(path), profile.runtime, batch=batches[0])
+        timed = interleaved_capped({"artifact": lambda feed=feed: sess.run(None, feed)}, spec.warmup_runs, spec.runs,
+                                   spec.rounds, spec.max_seconds)
+        latency[str(b)] = timed.stats["artifact"].to_dict()
+        capped += [f"latency batch {b}: {what}" for what in timed.capped.values()]
+    memory = peak_memory_mb(Path(path), profile.runtime, batch=batches[0], max_seconds=spec.max_seconds)
     first = latency[str(batches[0])]
     return {
         "artifact": str(Path(path).resolve()),
@@ -45,6 +50,8 @@ def bench_file(path: Path, profile: TargetProfile) -> dict[str, Any]:
         "batch": batches[0],
         "latency_ms": {k: first[k] for k in ("p50", "p90", "p99")},
         "latency_by_batch": latency,
+        **({"skipped_batch_sizes": skipped["artifact"]} if skipped else {}),
+        **({"capped": capped} if capped else {}),
         **memory,
         "host": host_info(),
     }

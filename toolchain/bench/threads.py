@@ -14,13 +14,13 @@ closes it, so drift is spread over all counts the same way interleaved() spreads
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from toolchain.bench.latency import LatencyStats, summarize
+from toolchain.bench.timing import Deadline, repeat, time_calls
 from toolchain.config.target import BenchmarkSpec, RuntimeOptions
 
 
@@ -30,39 +30,55 @@ def thread_sweep(
     runtime: RuntimeOptions,
     counts: list[int],
     spec: BenchmarkSpec,
+    capped: dict[str, list[str]] | None = None,
 ) -> dict[str, dict[int, dict[int, LatencyStats]]]:
-    """label -> thread count -> batch size -> latency, for every artifact the batch fits."""
+    """label -> thread count -> batch size -> latency, for every artifact the batch fits.
+
+    Each (artifact, thread count) gets `spec.max_seconds` in all, its session loads included
+    (one per round): once spent, it skips the remaining rounds, and `capped[label]` names it."""
     from toolchain.bench.session import fixed_batch, load_session
 
     pairs = [(label, n) for label in artifacts for n in counts]
-    samples: dict[tuple[str, int, int], list[float]] = {}
+    samples: dict[tuple[str, int, int], list[np.ndarray]] = {}
+    spent = dict.fromkeys(pairs, 0.0)
     per_round = max(1, spec.runs // spec.rounds)
     budget = spec.max_seconds / spec.rounds / max(len(inputs), 1)
     warmup = max(1, spec.warmup_runs // spec.rounds)  # a fresh session needs its warm-up every round
-    clock = time.perf_counter
     for r in range(spec.rounds):
         for label, n in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
+            if spent[(label, n)] >= spec.max_seconds:
+                _note(capped, label, f"threads {n}: {spec.max_seconds:g} s cap reached, later rounds skipped")
+                continue
+            pair_clock = Deadline(None)
             sess = load_session(artifacts[label], runtime.model_copy(update={"intra_op_threads": n}))
             name, fb = sess.get_inputs()[0].name, fixed_batch(sess)
             for b, xb in inputs.items():
                 if fb is not None and fb != b:
                     continue  # a fixed-shape artifact only runs its own batch size
-                feed = {name: xb}
-                for _ in range(warmup):
-                    sess.run(None, feed)
-                times = samples.setdefault((label, n, b), [])
-                start = clock()
-                for _ in range(per_round):
-                    t0 = clock()
-                    sess.run(None, feed)
-                    times.append((clock() - t0) * 1e3)
-                    if clock() - start > budget:
-                        break
+                times = _time_feed(sess, {name: xb}, warmup, per_round, budget)
+                samples.setdefault((label, n, b), []).append(times)
             del sess  # its pool threads go before the next session's start
+            spent[(label, n)] += pair_clock.elapsed()
     out: dict[str, dict[int, dict[int, LatencyStats]]] = {}
     for (label, n, b), times in samples.items():
-        out.setdefault(label, {}).setdefault(n, {})[b] = summarize(times)
+        out.setdefault(label, {}).setdefault(n, {})[b] = summarize(np.concatenate(times))
     return out
+
+
+def _time_feed(sess, feed: dict, warmup: int, per_round: int, budget: float) -> np.ndarray:
+    """Warm-up then timed runs of one feed, sharing `budget` seconds (at least one of each)."""
+    deadline = Deadline(budget)
+
+    def call():
+        return sess.run(None, feed)
+
+    repeat(call, at_most=warmup, deadline=deadline, at_least=1)
+    return time_calls(call, per_round, deadline)
+
+
+def _note(capped: dict[str, list[str]] | None, label: str, what: str) -> None:
+    if capped is not None and what not in capped.setdefault(label, []):
+        capped[label].append(what)
 
 
 def fastest_threads(p50_by_threads: Mapping[str, Mapping[str, float]]) -> dict[str, int]:

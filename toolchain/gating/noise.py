@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.bench.timing import Deadline, repeat, time_calls
+
 ARTIFACT, REFERENCE = "artifact", "reference"
 
 
@@ -128,22 +130,14 @@ def estimate(values: np.ndarray, confidence: float) -> dict[str, float]:
 
 
 def _time_slice(fn: Callable[[], object], runs: int, clock=time.perf_counter) -> np.ndarray:
-    out = np.empty(runs)
-    for i in range(runs):
-        t0 = clock()
-        fn()
-        out[i] = clock() - t0
-    return out * 1e3
+    return time_calls(fn, runs, clock=clock)
 
 
 def _calibrate(fn: Callable[[], object], spec: MeasureSpec) -> int:
     """Warm up (first runs pay for allocation and lazy kernel setup) and size a slice."""
-    clock = time.perf_counter
-    start, n = clock(), 0
-    while n < 5 or clock() - start < spec.warmup_seconds:
-        fn()
-        n += 1
-    per_run = (clock() - start) / n
+    deadline = Deadline(spec.warmup_seconds)
+    n = repeat(fn, deadline=deadline, at_least=5)
+    per_run = deadline.elapsed() / n
     return int(min(spec.max_runs, max(spec.min_runs, round(spec.slice_seconds / max(per_run, 1e-7)))))
 
 

@@ -57,6 +57,11 @@ def load_onnx(path: str | Path, batch: int | None = None):
     except Exception as err:  # noqa: BLE001 - protobuf raises DecodeError, onnx raises its own types
         raise ModelLoadError(f"cannot load {path.name} as ONNX ({type(err).__name__})",
                              "give a valid .onnx file") from None
+    return pin_batch(proto, batch)
+
+
+def pin_batch(proto, batch: int | None):
+    """`proto` with a symbolic leading input dimension fixed to `batch` (None: unchanged)."""
     if batch is not None and _has_symbolic_batch(proto):
         from toolchain.stages.convert import fix_batch
 

@@ -145,10 +145,9 @@ def _mobile_report(analysed: Path, model_name: str, profile: TargetProfile, targ
     from toolchain.fsio import write_json_atomic
     from toolchain.mobile.report import mobile_report
 
-    report = mobile_report(analysed, profile)
     fmt = profile.artifact.format
     # No machine paths in a shipped file: name the artifact, not the cache entry analysed.
-    report["model"] = report["ep_coverage"]["model"] = f"{model_name}.{fmt} (analysed from its fixed-shape ONNX)"
+    report = mobile_report(analysed, profile, shown_as=f"{model_name}.{fmt} (analysed from its fixed-shape ONNX)")
     return write_json_atomic(target_dir / "mobile_report.json", report), summarize_mobile(report)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolchain.config.target import TargetProfile
-from toolchain.stages.benchmark import TORCH_EAGER
+from toolchain.stages.benchmark import TORCH_EAGER, headline_batch
 
 PRUNED_FP32 = "pruned_fp32"  # benchmark label of the structured-pruned model left in fp32
 INT8_WEIGHTS = "int8_weights"  # the compressed model in fp32 compute, its weights stored as int8
@@ -76,7 +76,7 @@ class Metrics(BaseModel):
 def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: str = "int8") -> Metrics:
     """Flatten the benchmark into the numbers budgets and reports use (batch 1 = first batch size).
     The headline keys (bytes, p50_ms, accuracy, ...) describe `shipped`, every ratio is against fp32."""
-    b = str(profile.benchmark.batch_sizes[0])
+    b = headline_batch(results, profile.benchmark.batch_sizes)
     fp32, art, eager = results["fp32"], results[shipped], results.get(TORCH_EAGER, {})
     lat, fp32_lat = art["latency_ms"][b], fp32["latency_ms"][b]
     eager_lat = eager.get("latency_ms", {}).get(b)
@@ -160,10 +160,11 @@ def cost_estimate(latency_by_batch: dict[str, dict[str, float]], price_per_hour:
 def summarize_mobile(report: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of a mobile report; kept under metrics["estimated"], never mixed
     with measured metrics."""
-    cov = report["ep_coverage"]["eps"]
+    cov = (report["ep_coverage"] or {}).get("eps", {})  # an analysis that failed is null, with a note
     return {
         "label": "estimated",
         "ep_nodes_covered": {ep: f"{c['nodes_covered']}/{c['nodes_total']}" for ep, c in cov.items()},
-        "static_memory_bytes": report["memory"].get("total_bytes"),
-        "latency_ms": report["latency"].get("latency_ms"),
+        "static_memory_bytes": (report["memory"] or {}).get("total_bytes"),
+        "latency_ms": (report["latency"] or {}).get("latency_ms"),
+        **({"notes": report["notes"]} if report.get("notes") else {}),
     }

@@ -11,6 +11,7 @@ from typing import Any
 from toolchain.config.budgets import Budgets, evaluate
 from toolchain.config.target import TargetProfile
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics
+from toolchain.stages.benchmark import headline_batch
 
 # Which of equally fast, equally small candidates ships: the profile's int8 scheme, then the
 # plain pruned fp32 graph, then int8-stored weights (fast only while the app keeps ORT's graph
@@ -42,7 +43,7 @@ def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Bu
     a rerun on the same cache ships the same file.
     `ship = "quantized"` always ships int8."""
     fastest = profile.artifact.ship == "fastest"
-    batch = str(profile.benchmark.batch_sizes[0])
+    batch = headline_batch(results, profile.benchmark.batch_sizes)
     weighed: dict[str, Any] = {}
     pays = False
     for label in [label for label in PREFERENCE if label in results and label != "fp32"]:

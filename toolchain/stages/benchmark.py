@@ -54,76 +54,125 @@ def _torch_runner(model, xb: np.ndarray):
     return run
 
 
+def headline_batch(results: dict[str, Any], batch_sizes: list[int], label: str = "fp32") -> str:
+    """The batch size the headline numbers use: the profile's first one `label` was timed at,
+    else the first it was timed at (a fixed-batch model that fits none of the profile's)."""
+    timed = results[label]["latency_ms"]
+    return next((str(b) for b in batch_sizes if str(b) in timed), next(iter(timed), str(batch_sizes[0])))
+
+
 def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig, torch_model=None) -> dict[str, Any]:
-    """Measure every candidate artifact (label -> path); returns label -> metrics."""
-    from toolchain.bench.graph_ops import optimized_op_counts
+    """Measure every candidate artifact (label -> path); returns label -> metrics. Every phase is
+    bounded by `spec.max_seconds` per candidate (a session load is timed, not interrupted); what
+    the cap cut short is listed in the candidate's `capped`, skipped batch sizes in `skipped_batch_sizes`."""
     from toolchain.bench.memory import memory_breakdown
-    from toolchain.bench.session import fixed_batch, load_session, predict
+    from toolchain.bench.session import batch_plan, fixed_batch
 
-    sessions = {label: load_session(path, cfg.runtime) for label, path in candidates.items()}
-    results: dict[str, dict[str, Any]] = {}
-    for label, sess in sessions.items():
-        entry: dict[str, Any] = {"bytes": Path(candidates[label]).stat().st_size, "latency_ms": {},
-                                 "optimized_ops": optimized_op_counts(Path(candidates[label]), cfg.runtime)}
-        if y is not None:
-            entry["accuracy"] = float((predict(sess, x).argmax(1) == y).mean())
-        results[label] = entry
+    spec = cfg.spec
+    sessions, results = _load_all(candidates, x, y, cfg)
+    capped: dict[str, list[str]] = {label: [] for label in candidates}
+    batches, skipped = batch_plan({label: fixed_batch(s) for label, s in sessions.items()}, spec.batch_sizes)
+    for label, why in skipped.items():
+        results[label]["skipped_batch_sizes"] = why
+    for label, r in results.items():
+        if r["load_seconds"] > spec.max_seconds:
+            capped[label].append(f"session load took {r['load_seconds']:.1f} s, over the {spec.max_seconds:g} s cap")
     if torch_model is not None:
-        import torch
+        results[TORCH_EAGER] = _eager_accuracy(torch_model, x, y)
+        capped[TORCH_EAGER] = []
+    for b in batches:
+        _time_batch(b, _batch(x, b), sessions, results, capped, cfg, torch_model)
 
-        results[TORCH_EAGER] = {"latency_ms": {}}
-        if y is not None:
-            with torch.no_grad():
-                entry_acc = torch_model(torch.as_tensor(x)).argmax(1).numpy()
-            results[TORCH_EAGER]["accuracy"] = float((entry_acc == y).mean())
-
-    for b in cfg.spec.batch_sizes:
-        xb = _batch(x, b)
-        fns = {}
-        for label, sess in sessions.items():
-            fb = fixed_batch(sess)
-            if fb is not None and fb != b:
-                continue  # a fixed-shape artifact only runs its own batch size
-            name = sess.get_inputs()[0].name
-            fns[label] = (lambda s=sess, n=name, xb=xb: s.run(None, {n: xb}))
-        stats = _timed(fns, cfg)
-        for label, st in stats.items():
-            results[label]["latency_ms"][str(b)] = st.to_dict()
-        if torch_model is not None and "fp32" in fns:
-            # Its own rounds, paired with ORT fp32: eager's multi-ms calls between the ORT
-            # candidates' moved a pruned model's ratio from 3.6-4.2x to 5.1-5.8x (2026-11-27).
-            pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, xb)}, cfg)
-            results[TORCH_EAGER]["latency_ms"][str(b)] = pair[TORCH_EAGER].to_dict()
-            results[TORCH_EAGER].setdefault("fp32_p50_same_rounds", {})[str(b)] = pair["fp32"].p50
-
-    if cfg.spec.thread_sweep:  # which thread count should the app use? (bench/threads.py)
+    if spec.thread_sweep:  # which thread count should the app use? (bench/threads.py)
         from toolchain.bench.threads import thread_sweep
 
-        inputs = {b: _batch(x, b) for b in cfg.spec.batch_sizes}
-        del sessions, fns  # the closures hold sessions too: none may stay alive to contend with the sweep's
-        swept = thread_sweep(candidates, inputs, cfg.runtime, cfg.spec.thread_sweep, cfg.spec)
+        inputs = {b: _batch(x, b) for b in batches}
+        del sessions  # none may stay alive to contend with the sweep's
+        swept = thread_sweep(candidates, inputs, cfg.runtime, spec.thread_sweep, spec, capped)
         for label, by_threads in swept.items():
             results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
                                          for n, by_batch in by_threads.items()}
 
-    mem_batch = cfg.spec.batch_sizes[0]
     for label, path in candidates.items():
         runtime = cfg.memory_runtime.get(label, cfg.runtime)
-        results[label].update(memory_breakdown(Path(path), runtime, batch=mem_batch, repeats=cfg.memory_repeats))
+        results[label].update(memory_breakdown(Path(path), runtime, batch=spec.batch_sizes[0],
+                                               repeats=cfg.memory_repeats, max_seconds=spec.max_seconds))
         results[label]["memory_runtime"] = runtime.model_dump(mode="json")
+        if results[label]["memory_probes"] < cfg.memory_repeats:
+            capped[label].append(f"memory: {results[label]['memory_probes']}/{cfg.memory_repeats} probes in the cap")
+    for label, what in capped.items():
+        if what:
+            results[label]["capped"] = what
     return results
+
+
+def _load_all(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig):
+    """(label -> session, label -> entry with bytes, load time, optimized op counts, accuracy)."""
+    import time
+
+    from toolchain.bench.graph_ops import optimized_op_counts
+    from toolchain.bench.session import load_session, predict
+
+    sessions, results = {}, {}
+    for label, path in candidates.items():
+        start = time.perf_counter()
+        sessions[label] = load_session(path, cfg.runtime)
+        entry: dict[str, Any] = {"bytes": Path(path).stat().st_size, "latency_ms": {},
+                                 "load_seconds": time.perf_counter() - start,
+                                 "optimized_ops": optimized_op_counts(Path(path), cfg.runtime)}
+        if y is not None:
+            entry["accuracy"] = float((predict(sessions[label], x).argmax(1) == y).mean())
+        results[label] = entry
+    return sessions, results
+
+
+def _eager_accuracy(torch_model, x: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
+    import torch
+
+    entry: dict[str, Any] = {"latency_ms": {}}
+    if y is not None:
+        with torch.no_grad():
+            entry_acc = torch_model(torch.as_tensor(x)).argmax(1).numpy()
+        entry["accuracy"] = float((entry_acc == y).mean())
+    return entry
+
+
+def _time_batch(b: int, xb: np.ndarray, sessions: dict, results: dict, capped: dict, cfg: BenchConfig, torch_model) -> None:
+    """Time every session that takes batch `b` (interleaved), and torch eager paired with fp32."""
+    from toolchain.bench.session import fixed_batch
+
+    fns = {}
+    for label, sess in sessions.items():
+        fb = fixed_batch(sess)
+        if fb is not None and fb != b:
+            continue  # a fixed-shape artifact only runs its own batch size (batch_plan notes it)
+        name = sess.get_inputs()[0].name
+        fns[label] = (lambda s=sess, n=name, xb=xb: s.run(None, {n: xb}))
+    timed = _timed(fns, cfg)
+    for label, st in timed.stats.items():
+        results[label]["latency_ms"][str(b)] = st.to_dict()
+    for label, what in timed.capped.items():
+        capped[label].append(f"latency batch {b}: {what}")
+    if torch_model is not None and "fp32" in fns:
+        # Its own rounds, paired with ORT fp32: eager's multi-ms calls between the ORT
+        # candidates' moved a pruned model's ratio from 3.6-4.2x to 5.1-5.8x (2026-11-27).
+        pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, xb)}, cfg)
+        results[TORCH_EAGER]["latency_ms"][str(b)] = pair.stats[TORCH_EAGER].to_dict()
+        results[TORCH_EAGER].setdefault("fp32_p50_same_rounds", {})[str(b)] = pair.stats["fp32"].p50
+        for label, what in pair.capped.items():
+            capped[label].append(f"eager pair batch {b}: {what}")
 
 
 def _timed(fns, cfg: BenchConfig):
     import torch
 
-    from toolchain.bench.latency import interleaved
+    from toolchain.bench.latency import interleaved_capped
 
     # torch eager gets the same thread budget as the ORT sessions, so speedups compare like with like.
     previous = torch.get_num_threads()
     torch.set_num_threads(max(cfg.runtime.intra_op_threads, 1))
     try:
         s = cfg.spec
-        return interleaved(fns, warmup=s.warmup_runs, runs=s.runs, rounds=s.rounds, max_seconds=s.max_seconds)
+        return interleaved_capped(fns, warmup=s.warmup_runs, runs=s.runs, rounds=s.rounds, max_seconds=s.max_seconds)
     finally:
         torch.set_num_threads(previous)

@@ -9,9 +9,11 @@ provenance stamp (producer, version, target, recipe hash) is applied afterwards.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +101,25 @@ def excluded_nodes(model, scheme: QuantizeScheme, extra: list[str]) -> tuple[lis
     return list(extra) + stems, stems
 
 
-def _reader(input_name: str, x: np.ndarray, batch: int):
+def calibration_batches(x: np.ndarray, batch: int, fixed: bool) -> Iterator[np.ndarray]:
+    """Consecutive batches of `batch` samples, sliced on demand (calibration streams; it never
+    holds a second copy of the set). For a fixed-batch model the last batch is padded with
+    repeats of the first samples, since ORT rejects a short one ("Got: 2 Expected: 4");
+    repeats do not move a min/max range. A dynamic-batch model takes the last batch as it is."""
+    n = len(x)
+    for start in range(0, n, batch):
+        chunk = x[start : start + batch]
+        if fixed and len(chunk) < batch:
+            chunk = np.concatenate([chunk, x[np.arange(batch - len(chunk)) % n]])
+        yield chunk
+
+
+def _reader(input_name: str, x: np.ndarray, batch: int, fixed: bool = False):
     from onnxruntime.quantization import CalibrationDataReader
 
     class _Batches(CalibrationDataReader):
         def __init__(self):
-            self._it = iter([{input_name: x[i : i + batch]} for i in range(0, len(x), batch)])
+            self._it = ({input_name: chunk} for chunk in calibration_batches(x, batch, fixed))
 
         def get_next(self):
             return next(self._it, None)
@@ -113,30 +128,71 @@ def _reader(input_name: str, x: np.ndarray, batch: int):
 
 
 def _fixed_batch(model_path: Path) -> int | None:
+    """The first real input's leading dimension when the graph fixes it (initializers listed as
+    inputs, as opset < 13 exporters did, are not real inputs)."""
     import onnx
 
-    dim0 = onnx.load(str(model_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return dim0.dim_value if dim0.HasField("dim_value") else None
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    first = next(i for i in graph.input if i.name not in inits)
+    dims = first.type.tensor_type.shape.dim
+    return dims[0].dim_value if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+
+
+@contextlib.contextmanager
+def _inside(directory: Path):
+    """Run with `directory` as the working directory: ORT's symbolic shape inference saves
+    `sym_shape_infer_temp.onnx` (+ `.data`) to the cwd when it gives up, which must not be
+    the user's directory."""
+    previous = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+# ORT's pre-processing, most to least thorough. Symbolic shape inference raises on many real
+# graphs (Shape/Range/Resize chains, If subgraphs, "Incomplete symbolic shape inference", an
+# AssertionError in _infer_Concat); without it ORT's optimizer and ONNX shape inference still run.
+_PRE_PROCESS = (("full", {}), ("skip_symbolic_shape", {"skip_symbolic_shape": True}))
+
+
+def pre_process(src: Path, dest: Path) -> dict[str, Any]:
+    """ORT's quant_pre_process of `src` into `dest`, best effort: when every level fails the
+    model is quantized as it is. Returns what was done and, for a fallback, why."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    reasons = []
+    for level, kwargs in _PRE_PROCESS:
+        try:
+            quant_pre_process(str(src), str(dest), **kwargs)
+            return {"pre_process": level, **({"pre_process_note": "; ".join(reasons)} if reasons else {})}
+        except Exception as err:  # noqa: BLE001 - ORT raises bare Exception, AssertionError, onnx errors
+            reasons.append(f"{level} failed ({type(err).__name__}: {str(err).strip()[:160]})")
+    shutil.copyfile(src, dest)
+    return {"pre_process": "skipped", "pre_process_note": "; ".join(reasons)}
 
 
 def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
-    """Write a quantized copy of `src` to `dest`; `src` is never modified."""
+    """Write a quantized copy of `src` to `dest`; `src` is never modified. Temporary files go to
+    a directory next to `dest` (the stage's output dir), removed on return."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from toolchain.package.metadata import stamp_onnx_metadata
 
+    src, dest = Path(src).resolve(), Path(dest).resolve()
     scheme = cfg.scheme
-    input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
-    exclude, stems = list(cfg.nodes_to_exclude), []
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+    exclude, stems, facts = list(cfg.nodes_to_exclude), [], {}
+    with (tempfile.TemporaryDirectory(dir=dest.parent, prefix=".quantize-") as tmp,
+          _inside(Path(tmp)), contextlib.redirect_stdout(sys.stderr)):
         pre = Path(tmp) / "pre.onnx"
         raw = Path(tmp) / "quant.onnx"
         if scheme.format == "none":
             shutil.copyfile(src, raw)
         else:
-            quant_pre_process(str(src), str(pre))
+            facts = pre_process(src, pre)
             # Stems are found in the pre-processed graph: those are the node names ORT's quantizer sees.
             exclude, stems = excluded_nodes(onnx.load(str(pre), load_external_data=False), scheme, exclude)
         if scheme.format == "dynamic":
@@ -146,10 +202,17 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
             )
         elif scheme.format in ("qdq", "qoperator"):
             calib = calibration_subset(calib_x, cfg)
-            batch = _fixed_batch(pre) or cfg.calibration_batch
-            quantize_static(
-                str(pre), str(raw), _reader(input_name, calib, batch), nodes_to_exclude=exclude, **static_kwargs(scheme),
-            )
+            fixed = _fixed_batch(pre)
+            reader = _reader(_first_input(pre), calib, fixed or cfg.calibration_batch, fixed=fixed is not None)
+            quantize_static(str(pre), str(raw), reader, nodes_to_exclude=exclude, **static_kwargs(scheme))
         stamp_onnx_metadata(raw, dest, stamp)
     return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x))),
-            "fp32_nodes": exclude, "fp32_stem_nodes": stems}
+            "fp32_nodes": exclude, "fp32_stem_nodes": stems, **facts}
+
+
+def _first_input(model_path: Path) -> str:
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    return next(i.name for i in graph.input if i.name not in inits)
