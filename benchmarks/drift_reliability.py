@@ -60,10 +60,17 @@ def draw(x: np.ndarray, preprocessing: dict, name: str, seed: int, thresholds: D
     same = compare(ref, {"x": held}, thresholds=thresholds)
     shifted_x, how = shift(name, held, preprocessing, rng)
     shifted = compare(ref, {"x": shifted_x}, thresholds=thresholds)
-    worst = max(same["rows"], key=lambda r: r["psi"])
     return {"seed": seed, "same_flagged": same["drift"], "shift_flagged": shifted["drift"], "shift": how,
-            "same_max_psi": worst["psi"], "shift_max_psi": max(r["psi"] for r in shifted["rows"]),
-            "held_out": len(held)}
+            **{f"{k}_{rule}": v for k, doc in (("same", same), ("shift", shifted)) for rule, v in alone(doc).items()},
+            "same_max_psi": max(r["psi"] for r in same["rows"]),
+            "shift_max_psi": max(r["psi"] for r in shifted["rows"]), "held_out": len(held)}
+
+
+def alone(doc: dict) -> dict[str, bool]:
+    """Would PSI alone, or KS alone, have flagged? (Why the rule asks for both.)"""
+    t = doc["thresholds"]
+    return {"psi_alone": any(r["psi"] >= t["psi"] for r in doc["rows"]),
+            "ks_alone": any(r["ks_pvalue"] < t["ks_pvalue_per_channel"] for r in doc["rows"])}
 
 
 def run(thresholds: DriftThresholds | None = None) -> dict:
@@ -78,6 +85,8 @@ def run(thresholds: DriftThresholds | None = None) -> dict:
             "samples": len(x), "held_out": draws[0]["held_out"], "sample_shape": list(x.shape[1:]),
             "same_flagged": sum(d["same_flagged"] for d in draws),
             "shift_flagged": sum(d["shift_flagged"] for d in draws),
+            **{f"{k}_{rule}": sum(d[f"{k}_{rule}"] for d in draws)
+               for k in ("same", "shift") for rule in ("psi_alone", "ks_alone")},
             "same_max_psi_median": float(np.median([d["same_max_psi"] for d in draws])),
             "shift_max_psi_median": float(np.median([d["shift_max_psi"] for d in draws])),
             "seconds": time.perf_counter() - t0, "draws": draws,
@@ -101,16 +110,22 @@ def markdown(doc: dict) -> str:
         "# Drift detection reliability (`edgeopt drift`)", "",
         (f"Machine: {doc['cpu']}. Thresholds: PSI >= {t['psi']} and KS p-value < {t['ks_pvalue']} "
         "(Bonferroni over channels). Goal: same distribution flagged 0/20, shifted >= 19/20."), "",
-        "| dataset | samples (held out) | shift | same flagged | shifted flagged | median max PSI same / shifted |",
-        "|---|---|---|---|---|---|",
+        ("| dataset | samples (held out) | shift | same flagged | shifted flagged | median max PSI same / shifted "
+        "| same flagged by PSI alone / KS alone | shifted flagged by PSI alone / KS alone |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in doc["results"].items():
         kind = r["draws"][0]["shift"].split(" ")[0] if name != "digits" else "brightness +30%"
         shift = {"feature": "one feature 2x (raw units)", "channel": "one channel 2x"}.get(kind, kind)
         lines.append(f"| {name} | {r['samples']} ({r['held_out']}) | {shift} | {r['same_flagged']}/{doc['draws']} "
                      f"| {r['shift_flagged']}/{doc['draws']} | {r['same_max_psi_median']:.3f} / "
-                     f"{r['shift_max_psi_median']:.3f} |")
-    lines += ["", "Rerun: `python benchmarks/drift_reliability.py`."]
+                     f"{r['shift_max_psi_median']:.3f} | {r['same_psi_alone']}/{doc['draws']} / {r['same_ks_alone']}/{doc['draws']} "
+                     f"| {r['shift_psi_alone']}/{doc['draws']} / {r['shift_ks_alone']}/{doc['draws']} |")
+    lines += ["", ("Each draw shuffles all samples, builds the reference from 75% (as a package does from its "
+              "training data) and compares the other 25% unchanged and shifted; inputs only, no model. "
+              "Same-distribution PSI of a few dozen samples is noisy (wine's median max PSI over 13 features "
+              "is above 0.2), which is why a channel must also pass the KS test to count as drift."),
+              "", "Rerun: `python benchmarks/drift_reliability.py`."]
     return "\n".join(lines) + "\n"
 
 

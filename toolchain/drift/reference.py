@@ -27,6 +27,11 @@ RANGE_QUANTILES = (0.005, 0.995)
 MAX_CLASSES = 1000  # a rank-2 float output with at most this many columns is read as class scores
 
 
+def _r(v: float) -> float:
+    """6 significant digits: statistics, not data, and the file stays a few KB."""
+    return float(f"{float(v):.6g}")
+
+
 def merge_small_bins(edges: list[float], counts: list[int], min_count: int = MIN_BIN_COUNT):
     """Merge neighbouring bins until every bin holds >= min_count (a single bin may hold fewer
     only when the total does). `edges` are the inner edges: len(counts) == len(edges) + 1."""
@@ -56,7 +61,7 @@ def bin_counts(values: np.ndarray, edges: list[float]) -> np.ndarray:
 
 def _histogram(values: np.ndarray, min_count: int) -> dict[str, Any]:
     lo, hi = np.quantile(values, RANGE_QUANTILES)
-    edges = [] if hi <= lo else np.linspace(lo, hi, BINS + 1)[1:-1].tolist()
+    edges = [] if hi <= lo else sorted({_r(e) for e in np.linspace(lo, hi, BINS + 1)[1:-1]})
     edges, counts = merge_small_bins(edges, bin_counts(values, edges).tolist(), min_count)
     return {"edges": edges, "counts": counts}
 
@@ -65,9 +70,9 @@ def channel_stats(values: np.ndarray, min_count: int = MIN_BIN_COUNT) -> dict[st
     values = values.astype(np.float64).ravel()
     return {
         "count": int(values.size),
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))},
+        "mean": _r(values.mean()),
+        "std": _r(values.std()),
+        "quantiles": {str(q): _r(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES))},
         "histogram": _histogram(values, min_count),
     }
 

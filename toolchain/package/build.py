@@ -35,7 +35,7 @@ from toolchain.package.manifest import (
     SIGNATURE_NAME,
     Manifest,
     TensorSpec,
-    canonical_bytes,
+    compact_json,
     jsonable,
     manifest_bytes,
     schema_bytes,
@@ -272,7 +272,7 @@ def build_package(spec: PackageSpec, dest: Path, signing_key: Path | None = None
             **{name: Path(p) for name, p in spec.extra_files.items()},
         }
         if spec.drift_reference is not None:
-            entries[DRIFT_REFERENCE_NAME] = canonical_bytes(jsonable(spec.drift_reference, "drift_reference"))
+            entries[DRIFT_REFERENCE_NAME] = compact_json(spec.drift_reference, "drift_reference")
         # The model card is rendered from the manifest, so validate once without it to render it.
         data["files"] = {}
         entries[MODEL_CARD_NAME] = render_model_card(_validated(data)).encode()

@@ -171,6 +171,11 @@ def canonical_bytes(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False) + "\n").encode()
 
 
+def compact_json(data: Any, where: str) -> bytes:
+    """Deterministic bytes for data files (e.g. the drift reference): sorted keys, no spaces."""
+    return (json.dumps(jsonable(data, where), sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
 def manifest_bytes(manifest: Manifest) -> bytes:
     return canonical_bytes(manifest.model_dump(mode="json"))
 
