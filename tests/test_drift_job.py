@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from test_drift import _package
 
 pytestmark = pytest.mark.slow
