@@ -149,3 +149,34 @@ def test_package_without_reference_says_to_rebuild(tmp_path, capsys):
     code, err = _drift(tmp_path, pkg, capsys, x=data.x_test)
     assert code == EXIT_BAD_INPUT and "no drift reference" in err and "rebuild" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_psi_and_binned_ks_match_their_definitions():
+    from scipy.stats import ks_2samp
+
+    from toolchain.drift.compare import ks, psi
+
+    assert psi(np.array([50.0, 50.0]), np.array([50.0, 50.0])) == 0.0
+    assert psi(np.array([80.0, 20.0]), np.array([20.0, 80.0])) == pytest.approx(2 * 0.6 * np.log(4))
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 300), rng.integers(1, 6, 200)  # integers: one bin each, binning loses nothing
+    edges = [k + 0.5 for k in range(6)]
+    from toolchain.drift.reference import bin_counts
+
+    stat, p = ks(bin_counts(a, edges).astype(float), bin_counts(b, edges).astype(float), 300, 200)
+    want = ks_2samp(a, b, method="asymp")
+    assert stat == pytest.approx(want.statistic) and p == pytest.approx(want.pvalue, rel=1e-6)
+
+
+def test_a_dict_of_inputs_is_referenced_and_compared_per_input():
+    from toolchain.drift.compare import compare
+    from toolchain.drift.reference import build_reference
+
+    rng = np.random.default_rng(0)
+    ref = build_reference({"image": rng.random((500, 3, 4, 4)), "meta": rng.standard_normal((500, 5))}, {})
+    assert [len(ref["inputs"][n]["channels"]) for n in ("image", "meta")] == [3, 5]
+    meta = rng.standard_normal((200, 5))
+    meta[:, 3] += 1.0
+    doc = compare(ref, {"image": rng.random((200, 3, 4, 4)), "meta": meta})
+    assert doc["flagged"] == ["input meta"]
+    assert [r["channel"] for r in doc["rows"] if r["drift"]] == [3]

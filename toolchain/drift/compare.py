@@ -2,14 +2,15 @@
 
 KS is computed from the two histograms' CDFs at the reference bin edges (no sampling, so the
 same data gives the same answer): the exact KS statistic of the binned values, never larger than
-that of the raw values. Its p-value is the asymptotic two-sample Kolmogorov distribution (what
-`scipy.stats.ks_2samp(method="asymp")` uses) with n = samples, not values: the pixels of one
-image are not independent draws, and counting them would flag noise.
+that of the raw values. Its p-value is the one `scipy.stats.ks_2samp(method="asymp")` gives
+(`kstwo` at n = round(n_ref * n_live / (n_ref + n_live))), with n counting samples, not values:
+the pixels of one image are not independent draws, and counting them would flag noise.
 
 A channel drifts when its shift is both large (PSI >= psi) and not chance (KS p-value below
 ks_pvalue divided by the number of channels compared, a Bonferroni correction, so the family of
-all channels of a package is held to ks_pvalue). Either alone misfires: PSI of a 36-sample draw
-is noisy, and a KS p-value of 10**5 samples flags shifts too small to matter.
+all channels of a package is held to ks_pvalue). PSI alone misfires on a few dozen samples
+(benchmarks/results/drift_reliability.md: 20/20 unshifted wine draws), and a KS test alone on
+very many samples can call shifts significant that are too small to matter.
 """
 
 from __future__ import annotations
@@ -53,13 +54,13 @@ def psi(ref: np.ndarray, live: np.ndarray) -> float:
 
 def ks(ref: np.ndarray, live: np.ndarray, n_ref: int, n_live: int) -> tuple[float, float]:
     """(statistic, p-value) from the binned CDFs; n_* are sample counts."""
-    from scipy.stats import kstwobign
+    from scipy.stats import kstwo
 
     cdf_ref = np.cumsum(ref) / max(ref.sum(), 1)
     cdf_live = np.cumsum(live) / max(live.sum(), 1)
     stat = float(np.max(np.abs(cdf_ref - cdf_live))) if len(ref) > 1 else 0.0
-    en = n_ref * n_live / max(n_ref + n_live, 1)
-    return stat, float(kstwobign.sf(stat * np.sqrt(en))) if stat > 0 else 1.0
+    en = max(round(n_ref * n_live / max(n_ref + n_live, 1)), 1)  # as ks_2samp(method="asymp") does
+    return stat, float(kstwo.sf(stat, en)) if stat > 0 else 1.0
 
 
 def _row(name: str, hist: dict, values: np.ndarray, n_ref: int, n_live: int, extra: dict) -> dict[str, Any]:
