@@ -180,3 +180,22 @@ def test_a_dict_of_inputs_is_referenced_and_compared_per_input():
     doc = compare(ref, {"image": rng.random((200, 3, 4, 4)), "meta": meta})
     assert doc["flagged"] == ["input meta"]
     assert [r["channel"] for r in doc["rows"] if r["drift"]] == [3]
+
+
+def test_benchmark_shifts_are_the_ones_it_names():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from drift_reliability import shift
+
+    z = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)
+    out, how = shift("t", z, {"mean": [10.0, 20.0, 30.0], "std": [2.0, 4.0, 5.0]}, np.random.default_rng(1))
+    f = int(how.split()[1])
+    raw, raw_out = z * np.array([2.0, 4.0, 5.0]) + [10.0, 20.0, 30.0], out * np.array([2.0, 4.0, 5.0]) + [10, 20, 30]
+    assert np.allclose(raw_out[:, f], 2 * raw[:, f], atol=1e-4)
+    assert np.array_equal(np.delete(out, f, axis=1), np.delete(z, f, axis=1))
+    img = np.full((2, 1, 2, 2), 0.9, np.float32)
+    img[0, 0, 0, 0], img[1, 0, 0, 0] = 0.0, 0.5
+    bright, _ = shift("digits", img, {}, np.random.default_rng(0))
+    assert bright[1, 0, 0, 0] == pytest.approx(0.65)
+    assert bright.max() == pytest.approx(0.9) and bright.min() == 0.0  # clipped to the data's range
