@@ -25,6 +25,7 @@ from toolchain.package.manifest import (
     ARTIFACT_NAMES,
     DEFAULT_GOLDEN_ATOL,
     DEFAULT_GOLDEN_RTOL,
+    DRIFT_REFERENCE_NAME,
     GOLDEN_NAME,
     MANIFEST_NAME,
     MANIFEST_SCHEMA_VERSION,
@@ -34,6 +35,7 @@ from toolchain.package.manifest import (
     SIGNATURE_NAME,
     Manifest,
     TensorSpec,
+    compact_json,
     jsonable,
     manifest_bytes,
     schema_bytes,
@@ -67,6 +69,7 @@ class PackageSpec:
     extra_files: dict[str, Path] = field(default_factory=dict)
     golden_atol: float = DEFAULT_GOLDEN_ATOL
     golden_rtol: float = DEFAULT_GOLDEN_RTOL
+    drift_reference: dict | None = None  # toolchain.drift.reference's document; hashed like every file
 
 
 def package_filename(spec: PackageSpec) -> str:
@@ -268,6 +271,8 @@ def build_package(spec: PackageSpec, dest: Path, signing_key: Path | None = None
             SCHEMA_NAME: schema_bytes(),
             **{name: Path(p) for name, p in spec.extra_files.items()},
         }
+        if spec.drift_reference is not None:
+            entries[DRIFT_REFERENCE_NAME] = compact_json(spec.drift_reference, "drift_reference")
         # The model card is rendered from the manifest, so validate once without it to render it.
         data["files"] = {}
         entries[MODEL_CARD_NAME] = render_model_card(_validated(data)).encode()

@@ -26,9 +26,11 @@ def _signature(values) -> list[dict[str, Any]]:
 
 def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_hash: str, labels: list[str],
                       preprocessing: dict, metrics: dict, verdicts: dict, samples: np.ndarray | None,
-                      extra_files: dict[str, Path] | None = None):
-    """`samples=None` draws seeded random golden inputs shaped like the model's first input."""
+                      extra_files: dict[str, Path] | None = None, reference=None):
+    """`samples=None` draws seeded random golden inputs shaped like the model's first input.
+    `reference` (an array, or input name -> array, of calibration data) adds a drift reference."""
     from toolchain.bench.session import fixed_batch, input_spec, load_session
+    from toolchain.drift.reference import reference_for_session
     from toolchain.package import PackageSpec
 
     sess = load_session(path, profile.runtime)
@@ -57,6 +59,7 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
         golden_inputs={input_name: golden},
         golden_outputs=list(outputs),
         extra_files=extra_files or {},
+        drift_reference=None if reference is None else reference_for_session(sess, reference),
     )
 
 
@@ -69,5 +72,5 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
     return spec_for_artifact(
         path, profile, name=src.name, recipe_hash=src.recipe_hash, labels=list(src.data.labels),
         preprocessing=src.data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
-        verdicts=verdicts, samples=src.data.x_test, extra_files=extra,
+        verdicts=verdicts, samples=src.data.x_test, extra_files=extra, reference=src.data.x_train,
     )

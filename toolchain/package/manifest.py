@@ -24,10 +24,12 @@ SIGNATURE_NAME = "manifest.sig"
 SCHEMA_NAME = "manifest.schema.json"
 GOLDEN_NAME = "golden.npz"
 MODEL_CARD_NAME = "model_card.md"
+DRIFT_REFERENCE_NAME = "drift_reference.json"  # input/output statistics for `edgeopt drift` (docs/drift.md)
 ARTIFACT_NAMES = {"onnx": "model.onnx", "ort": "model.ort"}
 # Names build_package writes itself; extra files may not shadow them.
 RESERVED_NAMES = frozenset(
-    {MANIFEST_NAME, SIGNATURE_NAME, SCHEMA_NAME, GOLDEN_NAME, MODEL_CARD_NAME, *ARTIFACT_NAMES.values()}
+    {MANIFEST_NAME, SIGNATURE_NAME, SCHEMA_NAME, GOLDEN_NAME, MODEL_CARD_NAME, DRIFT_REFERENCE_NAME,
+     *ARTIFACT_NAMES.values()}
 )
 
 # numpy dtype names an app can map to its own tensor types without guessing.
@@ -167,6 +169,11 @@ def jsonable(obj: Any, where: str = "value") -> Any:
 def canonical_bytes(data: Any) -> bytes:
     """The one serialization of manifest.json (and the shipped schema): same data, same bytes."""
     return (json.dumps(data, sort_keys=True, indent=2, ensure_ascii=True, allow_nan=False) + "\n").encode()
+
+
+def compact_json(data: Any, where: str) -> bytes:
+    """Deterministic bytes for data files (e.g. the drift reference): sorted keys, no spaces."""
+    return (json.dumps(jsonable(data, where), sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
