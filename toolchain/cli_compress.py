@@ -33,7 +33,19 @@ _path = click.Path(path_type=Path)
     "--input-shape",
     "input_shapes",
     multiple=True,
-    help="Override an input shape: NAME=BATCH,D1,... (repeatable).",
+    help="Fix an input's dynamic dims for calibration and benchmarking: NAME=D0,D1,... (-1 keeps one dynamic; repeatable).",
+)
+@click.option(
+    "--input-range",
+    "input_ranges",
+    multiple=True,
+    help="--data random: draw input NAME from [LO, HI): NAME=LO,HI (repeatable; ints default to [0, 10)).",
+)
+@click.option(
+    "--output",
+    "outputs",
+    multiple=True,
+    help="Evaluate only this output (repeatable; default: every output).",
 )
 @click.option("--label-column", default=None, help="CSV label column: header name or 0-based index.")
 @click.option("--evaluator", default=None, help="module:function(outputs, y) -> float or dict of floats.")
@@ -60,6 +72,8 @@ def compress_cmd(
     data,
     weights,
     input_shapes,
+    input_ranges,
+    outputs,
     label_column,
     evaluator,
     eval_fraction,
@@ -84,6 +98,8 @@ def compress_cmd(
         data=data,
         weights=weights,
         input_shapes=tuple(input_shapes),
+        input_ranges=tuple(input_ranges),
+        outputs=tuple(outputs),
         label_column=label_column,
         evaluator=evaluator,
         eval_fraction=eval_fraction,

@@ -25,21 +25,26 @@ def _signature(values) -> list[dict[str, Any]]:
 
 
 def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_hash: str, labels: list[str],
-                      preprocessing: dict, metrics: dict, verdicts: dict, samples: np.ndarray | None,
+                      preprocessing: dict, metrics: dict, verdicts: dict, samples,
                       extra_files: dict[str, Path] | None = None):
-    """`samples=None` draws seeded random golden inputs shaped like the model's first input."""
+    """`samples=None` draws seeded random golden inputs shaped like the model's first input;
+    Feeds give one run of every input (state tensors need not hold samples on axis 0)."""
     from toolchain.bench.session import fixed_batch, input_spec, load_session
+    from toolchain.feeds import Feeds
     from toolchain.package import PackageSpec
 
     sess = load_session(path, profile.runtime)
-    n = fixed_batch(sess) or GOLDEN_SAMPLES
-    input_name, shape, dtype = input_spec(sess)[0]
-    if samples is None:
-        dims = [n if d is None else d for d in shape]
-        dims[0] = n
-        samples = np.random.default_rng(0).random(dims).astype(dtype)
-    golden = np.ascontiguousarray(samples[:n])
-    outputs = sess.run(None, {input_name: golden})
+    if isinstance(samples, Feeds):
+        feed = samples.at_batch(samples.fixed_batch or GOLDEN_SAMPLES)
+    else:
+        n = fixed_batch(sess) or GOLDEN_SAMPLES
+        input_name, shape, dtype = input_spec(sess)[0]
+        if samples is None:
+            dims = [n if d is None else d for d in shape]
+            dims[0] = n
+            samples = np.random.default_rng(0).random(dims).astype(dtype)
+        feed = {input_name: np.ascontiguousarray(samples[:n])}
+    outputs = sess.run(None, feed)
     return PackageSpec(
         name=name,
         target=profile.name,
@@ -54,8 +59,9 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
         target_profile=profile.model_dump(mode="json"),
         versions=library_versions(),
         recipe_hash=recipe_hash,
-        golden_inputs={input_name: golden},
+        golden_inputs=feed,
         golden_outputs=list(outputs),
+        golden_single_run=isinstance(samples, Feeds),
         extra_files=extra_files or {},
     )
 

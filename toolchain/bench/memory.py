@@ -39,9 +39,19 @@ def probe_args(model: Path, runtime: RuntimeOptions, batch: int) -> list[str]:
     ]
 
 
-def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3) -> dict[str, float]:
+def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3,
+                   feed: dict | None = None) -> dict[str, float]:
+    """`feed` (input name -> array) is what the probe runs; without it the probe makes a
+    random float/int64 input with every symbolic dim = `batch`."""
+    import numpy as np
+
     base = [_probe(["--mode", "import"]) for _ in range(repeats)]
-    loaded = [_probe(probe_args(model, runtime, batch)) for _ in range(repeats)]
+    with tempfile.TemporaryDirectory(prefix="edgeopt-feed-") as d:
+        args = probe_args(model, runtime, batch)
+        if feed is not None:
+            np.savez(Path(d) / "feed.npz", **feed)
+            args += ["--feed", str(Path(d) / "feed.npz")]
+        loaded = [_probe(args) for _ in range(repeats)]
     b, m = statistics.median(base), statistics.median(loaded)
     return {"peak_memory_mb": max(m - b, 0.0), "process_peak_mb": m, "runtime_only_mb": b}
 
@@ -68,8 +78,9 @@ def runtime_floor_mb(runtime: RuntimeOptions, repeats: int = 3) -> float:
         return peak_memory_mb(floor_model(Path(d) / "floor.onnx"), runtime, repeats=repeats)["peak_memory_mb"]
 
 
-def memory_breakdown(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3) -> dict[str, float]:
+def memory_breakdown(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3,
+                     feed: dict | None = None) -> dict[str, float]:
     """peak_memory_mb's numbers plus `runtime_floor_mb` and `model_memory_mb` = peak - floor."""
-    mem = peak_memory_mb(model, runtime, batch=batch, repeats=repeats)
+    mem = peak_memory_mb(model, runtime, batch=batch, repeats=repeats, feed=feed)
     floor = runtime_floor_mb(runtime, repeats)
     return {**mem, "runtime_floor_mb": floor, "model_memory_mb": max(mem["peak_memory_mb"] - floor, 0.0)}

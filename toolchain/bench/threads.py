@@ -26,12 +26,15 @@ from toolchain.config.target import BenchmarkSpec, RuntimeOptions
 
 def thread_sweep(
     artifacts: Mapping[str, Path],
-    inputs: Mapping[int, np.ndarray],
+    inputs: Mapping[int, dict[str, np.ndarray] | np.ndarray],
     runtime: RuntimeOptions,
     counts: list[int],
     spec: BenchmarkSpec,
+    fixed: int | None | str = "input0",
 ) -> dict[str, dict[int, dict[int, LatencyStats]]]:
-    """label -> thread count -> batch size -> latency, for every artifact the batch fits."""
+    """label -> thread count -> batch size -> latency, for every artifact the batch fits.
+    `inputs` are feed dicts (or input 0's array) per batch size; `fixed` is the model's fixed batch (None: dynamic),
+    or "input0": read it from each artifact's first input."""
     from toolchain.bench.session import fixed_batch, load_session
 
     pairs = [(label, n) for label in artifacts for n in counts]
@@ -43,11 +46,11 @@ def thread_sweep(
     for r in range(spec.rounds):
         for label, n in pairs[r % len(pairs):] + pairs[: r % len(pairs)]:
             sess = load_session(artifacts[label], runtime.model_copy(update={"intra_op_threads": n}))
-            name, fb = sess.get_inputs()[0].name, fixed_batch(sess)
+            fb = fixed_batch(sess) if fixed == "input0" else fixed
             for b, xb in inputs.items():
                 if fb is not None and fb != b:
                     continue  # a fixed-shape artifact only runs its own batch size
-                feed = {name: xb}
+                feed = xb if isinstance(xb, dict) else {sess.get_inputs()[0].name: xb}
                 for _ in range(warmup):
                     sess.run(None, feed)
                 times = samples.setdefault((label, n, b), [])

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from toolchain.config.base import Strict
 from toolchain.config.target import BenchmarkSpec, RuntimeOptions
+from toolchain.feeds import Feeds, as_feeds
 
 TORCH_EAGER = "torch-eager"
 
@@ -37,11 +38,6 @@ def ort_default_memory(runtime: RuntimeOptions) -> RuntimeOptions:
     return RuntimeOptions(intra_op_threads=runtime.intra_op_threads, inter_op_threads=runtime.inter_op_threads)
 
 
-def _batch(x: np.ndarray, b: int) -> np.ndarray:
-    reps = -(-b // len(x))  # ceil: small test sets still fill large batches
-    return np.ascontiguousarray(np.concatenate([x] * reps)[:b]) if reps > 1 else np.ascontiguousarray(x[:b])
-
-
 def _torch_runner(model, xb: np.ndarray):
     import torch
 
@@ -54,19 +50,23 @@ def _torch_runner(model, xb: np.ndarray):
     return run
 
 
-def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig, torch_model=None) -> dict[str, Any]:
-    """Measure every candidate artifact (label -> path); returns label -> metrics."""
+def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray | None, cfg: BenchConfig, torch_model=None) -> dict[str, Any]:
+    """Measure every candidate artifact (label -> path); returns label -> metrics. `x` is a
+    single input's samples (axis 0), or Feeds for every input of the model."""
     from toolchain.bench.graph_ops import optimized_op_counts
     from toolchain.bench.memory import memory_breakdown
     from toolchain.bench.session import fixed_batch, load_session, predict
 
     sessions = {label: load_session(path, cfg.runtime) for label, path in candidates.items()}
+    feeds = as_feeds(x, next(iter(sessions.values())).get_inputs()[0].name)
+    # A bare array's model has its batch on input 0's dim 0; Feeds know their own fixed batch.
+    known_batch = isinstance(x, Feeds)
     results: dict[str, dict[str, Any]] = {}
     for label, sess in sessions.items():
         entry: dict[str, Any] = {"bytes": Path(candidates[label]).stat().st_size, "latency_ms": {},
                                  "optimized_ops": optimized_op_counts(Path(candidates[label]), cfg.runtime)}
         if y is not None:
-            entry["accuracy"] = float((predict(sess, x).argmax(1) == y).mean())
+            entry["accuracy"] = float((predict(sess, feeds).argmax(1) == y).mean())
         results[label] = entry
     if torch_model is not None:
         import torch
@@ -74,34 +74,34 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
         results[TORCH_EAGER] = {"latency_ms": {}}
         if y is not None:
             with torch.no_grad():
-                entry_acc = torch_model(torch.as_tensor(x)).argmax(1).numpy()
+                entry_acc = torch_model(torch.as_tensor(feeds.arrays[feeds.names[0]])).argmax(1).numpy()
             results[TORCH_EAGER]["accuracy"] = float((entry_acc == y).mean())
 
     for b in cfg.spec.batch_sizes:
-        xb = _batch(x, b)
+        xb = feeds.at_batch(b)
         fns = {}
         for label, sess in sessions.items():
-            fb = fixed_batch(sess)
+            fb = feeds.fixed_batch if known_batch else fixed_batch(sess)
             if fb is not None and fb != b:
                 continue  # a fixed-shape artifact only runs its own batch size
-            name = sess.get_inputs()[0].name
-            fns[label] = (lambda s=sess, n=name, xb=xb: s.run(None, {n: xb}))
+            fns[label] = (lambda s=sess, xb=xb: s.run(None, xb))
         stats = _timed(fns, cfg)
         for label, st in stats.items():
             results[label]["latency_ms"][str(b)] = st.to_dict()
         if torch_model is not None and "fp32" in fns:
             # Its own rounds, paired with ORT fp32: eager's multi-ms calls between the ORT
             # candidates' moved a pruned model's ratio from 3.6-4.2x to 5.1-5.8x (2026-11-27).
-            pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, xb)}, cfg)
+            pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, xb[feeds.names[0]])}, cfg)
             results[TORCH_EAGER]["latency_ms"][str(b)] = pair[TORCH_EAGER].to_dict()
             results[TORCH_EAGER].setdefault("fp32_p50_same_rounds", {})[str(b)] = pair["fp32"].p50
 
     if cfg.spec.thread_sweep:  # which thread count should the app use? (bench/threads.py)
         from toolchain.bench.threads import thread_sweep
 
-        inputs = {b: _batch(x, b) for b in cfg.spec.batch_sizes}
+        inputs = {b: feeds.at_batch(b) for b in cfg.spec.batch_sizes}
         del sessions, fns  # the closures hold sessions too: none may stay alive to contend with the sweep's
-        swept = thread_sweep(candidates, inputs, cfg.runtime, cfg.spec.thread_sweep, cfg.spec)
+        swept = thread_sweep(candidates, inputs, cfg.runtime, cfg.spec.thread_sweep, cfg.spec,
+                             fixed=feeds.fixed_batch if known_batch else "input0")
         for label, by_threads in swept.items():
             results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
                                          for n, by_batch in by_threads.items()}
@@ -109,7 +109,8 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
     mem_batch = cfg.spec.batch_sizes[0]
     for label, path in candidates.items():
         runtime = cfg.memory_runtime.get(label, cfg.runtime)
-        results[label].update(memory_breakdown(Path(path), runtime, batch=mem_batch, repeats=cfg.memory_repeats))
+        feed = feeds.at_batch(mem_batch) if known_batch else None  # None: memprobe makes its own input
+        results[label].update(memory_breakdown(Path(path), runtime, batch=mem_batch, repeats=cfg.memory_repeats, feed=feed))
         results[label]["memory_runtime"] = runtime.model_dump(mode="json")
     return results
 

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from toolchain.config.base import Strict
 from toolchain.config.target import QuantizeScheme
+from toolchain.feeds import Feeds, as_feeds
 
 
 class QuantizeConfig(Strict):
@@ -33,11 +34,12 @@ class QuantizeConfig(Strict):
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
-def calibration_subset(x: np.ndarray, cfg: QuantizeConfig) -> np.ndarray:
+def calibration_subset(x: np.ndarray | Feeds, cfg: QuantizeConfig) -> np.ndarray | Feeds:
     """A seeded random subset, so calibration does not depend on the dataset's order."""
     rng = np.random.default_rng(cfg.seed)
     n = min(cfg.calibration_samples, len(x))
-    return x[np.sort(rng.choice(len(x), size=n, replace=False))]
+    index = np.sort(rng.choice(len(x), size=n, replace=False))
+    return x.take(index) if isinstance(x, Feeds) else x[index]
 
 
 def static_kwargs(scheme: QuantizeScheme) -> dict[str, Any]:
@@ -99,12 +101,12 @@ def excluded_nodes(model, scheme: QuantizeScheme, extra: list[str]) -> tuple[lis
     return list(extra) + stems, stems
 
 
-def _reader(input_name: str, x: np.ndarray, batch: int):
+def _reader(feeds: Feeds, batch: int):
     from onnxruntime.quantization import CalibrationDataReader
 
     class _Batches(CalibrationDataReader):
         def __init__(self):
-            self._it = iter([{input_name: x[i : i + batch]} for i in range(0, len(x), batch)])
+            self._it = (feed for feed, _ in feeds.batches(batch))
 
         def get_next(self):
             return next(self._it, None)
@@ -119,7 +121,7 @@ def _fixed_batch(model_path: Path) -> int | None:
     return dim0.dim_value if dim0.HasField("dim_value") else None
 
 
-def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
+def quantize(src: Path, calib_x: np.ndarray | Feeds, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
     """Write a quantized copy of `src` to `dest`; `src` is never modified."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
@@ -145,10 +147,11 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
                 per_channel=scheme.per_channel, reduce_range=scheme.reduce_range, nodes_to_exclude=exclude,
             )
         elif scheme.format in ("qdq", "qoperator"):
-            calib = calibration_subset(calib_x, cfg)
-            batch = _fixed_batch(pre) or cfg.calibration_batch
+            calib = calibration_subset(as_feeds(calib_x, input_name), cfg)
+            # Feeds know their model's batch; a bare array is one input whose dim 0 is the batch.
+            batch = (calib.fixed_batch if isinstance(calib_x, Feeds) else _fixed_batch(pre)) or cfg.calibration_batch
             quantize_static(
-                str(pre), str(raw), _reader(input_name, calib, batch), nodes_to_exclude=exclude, **static_kwargs(scheme),
+                str(pre), str(raw), _reader(calib, batch), nodes_to_exclude=exclude, **static_kwargs(scheme),
             )
         stamp_onnx_metadata(raw, dest, stamp)
     return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x))),
