@@ -77,7 +77,8 @@ class Feeds:
                 index = [slice(None)] * arr.ndim
                 index[axis] = slice(start, stop)
                 arr = arr[tuple(index)]
-            out[n] = np.ascontiguousarray(arr)
+            # np.ascontiguousarray would turn a 0-d input (a sample-rate scalar) into shape (1,).
+            out[n] = np.require(arr, requirements="C")
         return out
 
     def batches(self, size: int, pad: bool = False) -> Iterator[tuple[dict[str, np.ndarray], int]]:

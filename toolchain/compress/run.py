@@ -158,8 +158,9 @@ def _prepare_model(opts: CompressOptions, tmp: Path, note: Callable[[str], None]
         feeds, y = random_feeds(model.inputs, shapes, ranges), None
         note(
             f"--data random: calibrating on {len(feeds)} seeded random samples per input (floats N(0,1), "
-            "ints [0,10), bools 50/50; set ranges with --input-range NAME=LO,HI); fidelity measured on "
-            "random inputs can mislead (a detector's outputs are near zero on noise): pass real data with --data"
+            "ints [0,10), bools 50/50; set ranges with --input-range NAME=LO,HI); accuracy cannot be checked, "
+            "and agreement with fp32 measured on random inputs can mislead (a detector's outputs are near zero "
+            "on noise): pass real data with --data FILE.npz"
         )
     else:
         if ranges:

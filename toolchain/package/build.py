@@ -115,7 +115,7 @@ def _golden_arrays(
                 "pass arrays with the model's shape (axis 0: samples, a multiple of a fixed batch)",
             )
         arrays[key] = arr
-    batch = {a.shape[0] for a in arrays.values()}
+    batch = {a.shape[0] for a in arrays.values() if a.ndim}
     if len(batch) > 1 and not spec.golden_single_run:
         raise PackageSpecError(
             f"golden arrays disagree on the number of samples: {sorted(batch)}",
