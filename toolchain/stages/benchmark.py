@@ -66,7 +66,7 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
         entry: dict[str, Any] = {"bytes": Path(candidates[label]).stat().st_size, "latency_ms": {},
                                  "optimized_ops": optimized_op_counts(Path(candidates[label]), cfg.runtime)}
         if y is not None:
-            entry["accuracy"] = float((predict(sess, feeds).argmax(1) == y).mean())
+            entry["accuracy"] = float((predict(sess, x).argmax(1) == y).mean())
         results[label] = entry
     if torch_model is not None:
         import torch
