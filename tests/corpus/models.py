@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812 - the PyTorch convention
+from torch.nn import functional as F
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:

@@ -191,7 +191,7 @@ def _session(model_bytes: bytes, model_name: str):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: a failing run raises, and its log line would be a second stderr line
     try:
         return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises several unrelated types
@@ -211,7 +211,7 @@ def _check_against_original(original, sess, feed: dict, name: str, opset: int) -
     try:
         got = sess.run(None, feed)
     except Exception as err:  # ORT raises unrelated types; an upgrade that breaks an op lands here
-        raise BadInput(f"{name}: the opset {opset} -> {MIN_OPSET} upgrade no longer runs ({_first_line(err)})", fix) from None
+        raise BadInput(f"{name}: upgraded from opset {opset} to {MIN_OPSET}, it no longer runs ({_ort_reason(err)})", fix) from None
     try:
         expected = _session(original.SerializeToString(), "original").run(None, feed)
     except Exception:
@@ -229,6 +229,18 @@ def _check_against_original(original, sess, feed: dict, name: str, opset: int) -
         if g.size and g.dtype.kind in "fc":
             worst = max(worst, float(np.max(np.abs(g.astype(np.float64) - e))))
     return worst
+
+
+def _ort_reason(err: BaseException) -> str:
+    """'PRelu: Attempting to broadcast ...' out of ORT's kernel error (source paths and C++
+    signatures dropped)."""
+    import re
+
+    text = str(err)
+    op = re.search(r"running (\w+) node", text)
+    detail = text.split("Status Message:")[-1].split("was false.")[-1].strip()
+    detail = re.sub(r"^\S+:\d+ ", "", detail).splitlines()[0][:160] if detail else type(err).__name__
+    return f"{op.group(1)}: {detail}" if op else detail
 
 
 def _first_line(err: BaseException) -> str:
