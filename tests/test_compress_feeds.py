@@ -168,3 +168,28 @@ def test_npz_per_input_end_to_end_and_package_verifies(multi, fast_targets_dir, 
     assert ev["min_sqnr_db"] is None or ev["min_sqnr_db"] >= 20, ev
     report = verify_package(Path(t["package"]))
     assert report.ok, report.to_dict()
+
+
+def test_minus_one_and_unknown_dims_are_dynamic(tmp_path):
+    """[-1, 3, ?, ?] is dynamic on axes 0, 2, 3: random data needs --input-shape for H and W
+    (and names the flag), -1 in --input-shape keeps the batch dynamic, the model stays symbolic."""
+    from toolchain.compress.feeds_input import random_feeds
+    from toolchain.compress.model_input import normalize_onnx, parse_input_shapes
+    from toolchain.errors import BadInput
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, None, None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, None, None])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    src = tmp_path / "dyn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    model = normalize_onnx(src, tmp_path / "n.onnx", {})
+    assert model.input.shape == ("batch", 3, "x_d2", "x_d3") and model.input.batch_axis == 0
+    with pytest.raises(BadInput, match=r"dynamic dimension 2 \('x_d2'\); fix it with --input-shape x=1,3,N,N"):
+        random_feeds(model.inputs, {}, {})
+    shapes = parse_input_shapes(["x=-1,3,16,20"])
+    model = normalize_onnx(src, tmp_path / "m.onnx", shapes)
+    assert model.facts["parity_vs_original_max_abs_diff"] is None  # nothing changed: no probe needed
+    feeds = random_feeds(model.inputs, shapes, {})
+    assert feeds.arrays["x"].shape == (128, 3, 16, 20) and feeds.fixed_batch is None
+    dims = onnx.load(str(model.path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["batch", "", "x_d2", "x_d3"]  # still symbolic in the file
