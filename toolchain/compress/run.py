@@ -24,9 +24,9 @@ from toolchain.build_target import ModelSource, TargetResult, build_target
 from toolchain.cache import StageCache, library_versions
 from toolchain.compress import data_input, evaluators
 from toolchain.compress.feeds_input import parse_input_ranges, random_feeds, to_feeds
-from toolchain.compress.model_input import NormalizedModel, normalize_onnx, parse_input_shapes
+from toolchain.compress.model_input import NormalizedModel, normalize_onnx, ort_reason, parse_input_shapes
 from toolchain.compress.outputs import compared_outputs, run_outputs
-from toolchain.compress.shapes import fix_dims
+from toolchain.compress.shapes import fix_dims, index_ranges
 from toolchain.config.recipe import QuantizeOverrides
 from toolchain.config.target import load_target
 from toolchain.errors import BadInput, ModelLoadError
@@ -96,7 +96,7 @@ def compress(opts: CompressOptions, warn: Callable[[str], None] = _stderr_warnin
     with tempfile.TemporaryDirectory(prefix="edgeopt-compress-") as tmp:
         model, data, torch_ref = _prepare_model(opts, Path(tmp), note)
         compared = compared_outputs(model.outputs, opts.outputs)
-        fp32_out, _ = run_outputs(model.path, data.x_test, compared)
+        fp32_out = _first_run(model, data, compared)
         ev = evaluators.resolve(opts.evaluator, data.task)
         evaluators.preflight(ev, fp32_out[compared[0].name], data.y_eval)
         if data.task == "classify":
@@ -115,6 +115,17 @@ def compress(opts: CompressOptions, warn: Callable[[str], None] = _stderr_warnin
             if created:  # nothing of a refused run is worth keeping
                 shutil.rmtree(out_dir, ignore_errors=True)
             raise
+
+
+def _first_run(model: NormalizedModel, data, compared) -> dict:
+    """The fp32 outputs on the evaluation split: also the check that the model runs on this data
+    at all, before any compression work (an index out of range, a dim the graph rejects)."""
+    try:
+        return run_outputs(model.path, data.x_test, compared)[0]
+    except Exception as err:  # ORT raises several unrelated types; all mean "not on this data"
+        fix = ("set valid values with --input-range NAME=LO,HI (token ids: 0,VOCAB) or fix dims with --input-shape"
+               if data.name == "random" else "check the data against the model's inputs")
+        raise BadInput(f"the model fails on {data.name} inputs ({ort_reason(err)})", fix) from None
 
 
 def _prepare_model(opts: CompressOptions, tmp: Path, note: Callable[[str], None]):
@@ -155,7 +166,10 @@ def _prepare_model(opts: CompressOptions, tmp: Path, note: Callable[[str], None]
     else:
         model, raw, exported, shapes = _torch_model(opts, kind, shapes, tmp)
     if raw is None:
-        feeds, y = random_feeds(model.inputs, shapes, ranges), None
+        import onnx
+
+        defaults = index_ranges(onnx.load(str(model.path), load_external_data=False))
+        feeds, y = random_feeds(model.inputs, shapes, {**defaults, **ranges}), None
         note(
             f"--data random: calibrating on {len(feeds)} seeded random samples per input (floats N(0,1), "
             "ints [0,10), bools 50/50; set ranges with --input-range NAME=LO,HI); accuracy cannot be checked, "

@@ -154,8 +154,9 @@ def probe_feed(inputs, shapes: dict, n: int = 2) -> dict[str, Any] | None:
     rng = np.random.default_rng(0)
     feed = {}
     for spec in inputs:
+        batch = spec.shape[spec.batch_axis] if spec.shape and spec.batch_axis is not None else n
         try:
-            shape = run_shape(spec, shapes.get(spec.name), n)
+            shape = run_shape(spec, shapes.get(spec.name), batch if isinstance(batch, int) else n)
         except BadInput:
             return None
         feed[spec.name] = random_array(spec, shape, rng, None)
@@ -174,3 +175,21 @@ def fix_dims(proto, run_shapes: dict[str, tuple[int, ...]]):
     with contextlib.suppress(Exception):  # output shapes that depend on values stay symbolic
         fix_output_shapes(proto)
     return proto
+
+
+def index_ranges(proto) -> dict[str, tuple[int, int]]:
+    """Default --input-range for int inputs that index a weight table directly (Gather of an
+    initializer: token ids, embeddings): [0, min(10, table size)), so random ids stay valid."""
+    inits = {t.name: list(t.dims) for t in proto.graph.initializer}
+    inputs = {i.name for i in proto.graph.input}
+    ranges: dict[str, tuple[int, int]] = {}
+    for node in proto.graph.node:
+        if node.op_type != "Gather" or len(node.input) < 2 or node.input[1] not in inputs or node.input[0] not in inits:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        dims = inits[node.input[0]]
+        size = dims[axis] if -len(dims) <= axis < len(dims) else 0
+        if size > 0:
+            hi = min(10, size, ranges.get(node.input[1], (0, size))[1])
+            ranges[node.input[1]] = (0, hi)
+    return ranges
