@@ -44,7 +44,10 @@ class Detector(nn.Module):
 
 class CRNN(nn.Module):
     """Text recognizer: convs pool the height away, a bidirectional LSTM reads the width.
-    Output [T, B, classes]: the batch sits on axis 1, like the real ones' CTC logits."""
+    Output [T, B, classes]: the batch sits on axis 1, like the real ones' CTC logits.
+    Measured: torch 2.13's exporter bakes T = 16 (the example's width 64 / 4) into a Reshape after
+    the LSTM although the width is declared dynamic; at width 96 the graph returns [16, 3B/2, 12].
+    The corpus runs it at width 64, where it is exact."""
 
     def __init__(self, classes: int = 12):
         super().__init__()
