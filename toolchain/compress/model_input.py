@@ -128,8 +128,7 @@ def normalize_onnx(
     stripped = len(graph.input) - len(real_inputs)
     del graph.input[:]
     graph.input.extend(real_inputs)
-    # IR < 4 requires every initializer to be an input; the version converter enforces it.
-    proto.ir_version = max(proto.ir_version, 4)
+    proto.ir_version = max(proto.ir_version, 4)  # IR < 4 wants every initializer as an input
     if not real_inputs:
         raise BadInput(f"{name} has no inputs (every graph input has an initializer)", "export a model that takes inputs")
     known = [i.name for i in graph.input]

@@ -26,11 +26,12 @@ from toolchain.compress import data_input, evaluators
 from toolchain.compress.feeds_input import parse_input_ranges, random_feeds, to_feeds
 from toolchain.compress.model_input import NormalizedModel, normalize_onnx, ort_reason, parse_input_shapes
 from toolchain.compress.outputs import compared_outputs, run_outputs
-from toolchain.compress.shapes import fix_dims, index_ranges
+from toolchain.compress.shapes import index_ranges
+from toolchain.compress.targets import import_entry, target_source
 from toolchain.config.recipe import QuantizeOverrides
 from toolchain.config.target import load_target
 from toolchain.errors import BadInput, ModelLoadError
-from toolchain.fsio import sha256_file, sha256_json, write_json_atomic
+from toolchain.fsio import sha256_json, write_json_atomic
 
 _WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".safetensors"}
 
@@ -231,7 +232,7 @@ def _build(
     from toolchain.hostinfo import host_info
 
     cache = StageCache(out_dir / "cache")
-    entry = _import(cache, model.path, model.facts, "import")
+    entry = import_entry(cache, model.path, model.facts, "import")
     run_hash = sha256_json(
         {
             "model": entry.record["sha256"],
@@ -257,7 +258,7 @@ def _build(
     )
     results, evaluation = {}, {}
     for tname, profile in profiles.items():
-        src = _target_source(cache, source, model, profile, Path(out_dir) / "cache")
+        src = target_source(cache, source, model, profile, Path(out_dir) / "cache")
         t = build_target(cache, src, profile, out_dir, opts.rebench, opts.sign_key)
         fp32_out, samples = run_outputs(t.fp32_artifact, src.data.x_test, compared, profile.runtime)
         got, _ = run_outputs(t.artifact, src.data.x_test, compared, profile.runtime)
@@ -271,43 +272,6 @@ def _build(
     )
     write_json_atomic(out_dir / "report.json", compress_document(result))
     return result
-
-
-def _import(cache: StageCache, path: Path, facts: dict, label: str, fixed: dict | None = None):
-    sha = sha256_file(path)
-
-    def produce(out: Path) -> dict:
-        shutil.copyfile(path, out / "model.onnx")
-        return {**facts, "file": "model.onnx", "sha256": sha}
-
-    config = {"source": facts.get("source")} if fixed is None else {"source": facts.get("source"), "fixed": fixed}
-    return cache.run("import", config, {"model": sha}, produce, label=label)
-
-
-def _target_source(cache: StageCache, source: ModelSource, model: NormalizedModel, profile, tmp: Path) -> ModelSource:
-    """A fixed-shape target runs one batch size: its Feeds say so, and when the model has
-    dynamic dims the converter cannot fix (anything but axis 0), they are fixed here to the
-    data's shapes, so the artifact, its calibration and its memory estimate are all static."""
-    if profile.artifact.shapes != "fixed":
-        return source
-    batch = model.fixed_batch or profile.artifact.fixed_batch
-    x_train = dataclasses.replace(source.data.x_train, fixed_batch=batch)
-    x_test = dataclasses.replace(source.data.x_test, fixed_batch=batch)
-    data = dataclasses.replace(source.data, x_train=x_train, x_test=x_test)
-    if not any(a != 0 for s in model.inputs for a in s.dynamic_axes):
-        return dataclasses.replace(source, data=data)
-    import onnx
-
-    feed = x_test.at_batch(batch)
-    run = {n: tuple(int(d) for d in a.shape) for n, a in feed.items()}
-    fixed = fix_dims(onnx.load(str(model.path)), run)
-    tmp.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=tmp) as d:
-        path = Path(d) / "model.onnx"
-        onnx.save(fixed, str(path))
-        facts = {**model.facts, "fixed_input_shapes": {n: list(v) for n, v in run.items()}}
-        entry = _import(cache, path, facts, f"import[{profile.name}/fixed]", {n: list(v) for n, v in run.items()})
-    return dataclasses.replace(source, fp32_onnx=entry, compressed_onnx=entry, data=data)
 
 
 def _data_facts(data) -> dict[str, Any]:

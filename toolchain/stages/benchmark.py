@@ -54,18 +54,16 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
     """Measure every candidate artifact (label -> path); returns label -> metrics. `x` is a
     single input's samples (axis 0), or Feeds for every input of the model."""
     from toolchain.bench.graph_ops import optimized_op_counts
-    from toolchain.bench.memory import memory_breakdown
     from toolchain.bench.session import fixed_batch, load_session, predict
 
     sessions = {label: load_session(path, cfg.runtime) for label, path in candidates.items()}
-    feeds = as_feeds(x, next(iter(sessions.values())).get_inputs()[0].name)
     # A bare array's model has its batch on input 0's dim 0; Feeds know their own fixed batch.
-    known_batch = isinstance(x, Feeds)
+    feeds, known_batch = as_feeds(x, next(iter(sessions.values())).get_inputs()[0].name), isinstance(x, Feeds)
     results: dict[str, dict[str, Any]] = {}
     for label, sess in sessions.items():
         entry: dict[str, Any] = {"bytes": Path(candidates[label]).stat().st_size, "latency_ms": {},
                                  "optimized_ops": optimized_op_counts(Path(candidates[label]), cfg.runtime)}
-        if y is not None:
+        if y is not None:  # top-1 accuracy on output 0
             entry["accuracy"] = float((predict(sess, x).argmax(1) == y).mean())
         results[label] = entry
     if torch_model is not None:
@@ -106,13 +104,19 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
             results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
                                          for n, by_batch in by_threads.items()}
 
-    mem_batch = cfg.spec.batch_sizes[0]
+    _memory(results, candidates, cfg, feeds.at_batch(cfg.spec.batch_sizes[0]) if known_batch else None)
+    return results
+
+
+def _memory(results: dict, candidates: dict[str, Path], cfg: BenchConfig, feed: dict | None) -> None:
+    """Peak memory per candidate at the first batch size; `feed` None: memprobe makes its input."""
+    from toolchain.bench.memory import memory_breakdown
+
     for label, path in candidates.items():
         runtime = cfg.memory_runtime.get(label, cfg.runtime)
-        feed = feeds.at_batch(mem_batch) if known_batch else None  # None: memprobe makes its own input
-        results[label].update(memory_breakdown(Path(path), runtime, batch=mem_batch, repeats=cfg.memory_repeats, feed=feed))
+        results[label].update(memory_breakdown(Path(path), runtime, batch=cfg.spec.batch_sizes[0],
+                                               repeats=cfg.memory_repeats, feed=feed))
         results[label]["memory_runtime"] = runtime.model_dump(mode="json")
-    return results
 
 
 def _timed(fns, cfg: BenchConfig):
