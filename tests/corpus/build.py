@@ -188,9 +188,14 @@ def random_inputs(path: Path, case: Case, batch: int, seed: int = 1) -> dict[str
     """Inputs from the calibration distribution (compress's --data random): floats N(0, 1), ints
     in the case's range or [0, 10), bools 50/50; `batch` on the exporter's "batch" dims, the
     case's --input-shape on its other dynamic dims."""
+    import onnx
     import onnxruntime as ort
 
+    from toolchain.compress.shapes import index_ranges
+
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    # compress's own default for ids that index a weight table (its calibration distribution)
+    ranges = {**index_ranges(onnx.load(str(case.path), load_external_data=False)), **case.ranges}
     rng = np.random.default_rng(seed)
     feed = {}
     for inp in sess.get_inputs():
@@ -201,7 +206,7 @@ def random_inputs(path: Path, case: Case, batch: int, seed: int = 1) -> dict[str
         if "bool" in kind:
             feed[inp.name] = rng.random(shape) < 0.5
         elif "int" in kind:
-            lo, hi = case.ranges.get(inp.name, (0, 10))
+            lo, hi = ranges.get(inp.name, (0, 10))
             feed[inp.name] = rng.integers(lo, hi, size=shape).astype(np.int64 if "64" in kind else np.int32)
         else:
             feed[inp.name] = rng.standard_normal(shape).astype(np.float32 if kind == "tensor(float)" else np.float64)

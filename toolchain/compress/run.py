@@ -24,7 +24,13 @@ from toolchain.build_target import ModelSource, TargetResult, build_target
 from toolchain.cache import StageCache, library_versions
 from toolchain.compress import data_input, evaluators
 from toolchain.compress.feeds_input import parse_input_ranges, random_feeds, to_feeds
-from toolchain.compress.model_input import NormalizedModel, normalize_onnx, ort_reason, parse_input_shapes
+from toolchain.compress.model_input import (
+    MIN_OPSET,
+    NormalizedModel,
+    normalize_onnx,
+    ort_reason,
+    parse_input_shapes,
+)
 from toolchain.compress.outputs import compared_outputs, run_outputs
 from toolchain.compress.shapes import index_ranges
 from toolchain.compress.targets import import_entry, target_source
@@ -126,6 +132,8 @@ def _first_run(model: NormalizedModel, data, compared) -> dict:
     except Exception as err:  # ORT raises several unrelated types; all mean "not on this data"
         fix = ("set valid values with --input-range NAME=LO,HI (token ids: 0,VOCAB) or fix dims with --input-shape"
                if data.name == "random" else "check the data against the model's inputs")
+        if model.facts.get("original_opset", MIN_OPSET) < MIN_OPSET:  # or the upgrade broke an op
+            fix += f", or re-export the model at opset {MIN_OPSET}+ (it was upgraded from opset {model.facts['original_opset']})"
         raise BadInput(f"the model fails on {data.name} inputs ({ort_reason(err)})", fix) from None
 
 
