@@ -128,6 +128,23 @@ def _fidelity(case: build.Case, artifact: Path, fp32_artifact: Path) -> dict[str
     return {n: _sqnr_db(np.concatenate(refs[n]), np.concatenate(gots[n])) for n in names}
 
 
+def _assert_shapes(case: build.Case, artifact: Path, fixed: bool) -> None:
+    """A fixed-shape target's artifact has every input dim fixed; a dynamic-shape target's keeps
+    every dim the original leaves dynamic."""
+    import onnx
+    import onnxruntime as ort
+
+    art = {i.name: i.shape for i in ort.InferenceSession(str(artifact), providers=["CPUExecutionProvider"]).get_inputs()}
+    if fixed:
+        assert all(isinstance(d, int) for shape in art.values() for d in shape), art
+        return
+    proto = onnx.load(str(case.path), load_external_data=False)
+    for inp in proto.graph.input:
+        if inp.name in art:
+            dynamic = [i for i, d in enumerate(inp.type.tensor_type.shape.dim) if not d.dim_value > 0]
+            assert all(not isinstance(art[inp.name][i], int) for i in dynamic), (inp.name, art[inp.name])
+
+
 @pytest.mark.parametrize(("name", "target"), _params())
 def test_compress_contract(name, target, corpus, fast_targets_dir, tmp_path, capsys):
     case = corpus(name)
@@ -145,6 +162,7 @@ def test_compress_contract(name, target, corpus, fast_targets_dir, tmp_path, cap
     assert code in (0, 1), cap.err
     doc = json.loads(cap.out)
     t = doc["targets"][target]
+    _assert_shapes(case, Path(t["artifact"]), fixed=target == "arm-mobile")
     sqnr = _fidelity(case, Path(t["artifact"]), Path(t["fp32_artifact"]))
     assert min(sqnr.values()) >= MIN_SQNR_DB, f"SQNR per output {sqnr} (code {code})"
     # compress's own per-output numbers cover every output of the model
