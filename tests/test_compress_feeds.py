@@ -193,3 +193,14 @@ def test_minus_one_and_unknown_dims_are_dynamic(tmp_path):
     assert feeds.arrays["x"].shape == (128, 3, 16, 20) and feeds.fixed_batch is None
     dims = onnx.load(str(model.path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param for d in dims] == ["batch", "", "x_d2", "x_d3"]  # still symbolic in the file
+
+
+def test_random_ids_stay_inside_the_table_they_index():
+    """Random int inputs feeding Gather on a weight table default to [0, min(10, rows))."""
+    from toolchain.compress.shapes import index_ranges
+
+    model = _multi_input_model()
+    assert index_ranges(model) == {"ids": (0, 10)}
+    table = next(t for t in model.graph.initializer if t.name == "table")
+    table.CopyFrom(numpy_helper.from_array(np.zeros((4, 4), np.float32), "table"))
+    assert index_ranges(model) == {"ids": (0, 4)}
