@@ -19,8 +19,10 @@ from onnx import TensorProto, helper, numpy_helper
 from toolchain.cli import cli, main
 from toolchain.cli.compress import COMMANDS
 from toolchain.compress import data_input, evaluators
+from toolchain.compress.feeds_input import random_feeds
 from toolchain.compress.model_input import normalize_onnx, parse_input_shapes
 from toolchain.config.base import to_toml
+from toolchain.data.feeds import as_feeds
 from toolchain.errors import BadInput
 from toolchain.package.errors import UnsafeModel
 
@@ -125,6 +127,7 @@ def _assert_refused(code: int, err: str, out_dir: Path, *fragments: str) -> None
 
 def test_parse_input_shapes():
     assert parse_input_shapes(["x=1,3,64,64"]) == {"x": (1, 3, 64, 64)}
+    assert parse_input_shapes(["x=-1,3,?,64"]) == {"x": (None, 3, None, 64)}  # -1 / ? stay dynamic
     for bad in ("x", "x=", "x=1,a", "x=0,3", "=1,2"):
         with pytest.raises(BadInput):
             parse_input_shapes([bad])
@@ -136,7 +139,8 @@ def test_opset9_with_initializer_inputs_is_upgraded_and_unchanged(mlp, tmp_path)
     assert model.facts["original_opset"] == 9 and model.facts["opset"] == 13
     assert model.facts["initializer_inputs_removed"] == 4
     assert [i.name for i in proto.graph.input] == ["x"]
-    assert model.input.shape == (None, N_IN) and model.outputs[0].shape == (None, N_OUT)
+    assert model.input.shape == ("N", N_IN) and model.outputs[0].shape == ("N", N_OUT)
+    assert model.input.batch_axis == 0 and model.outputs[0].batch_axis == 0
     assert model.facts["parity_vs_original_max_abs_diff"] < 1e-5
     np.testing.assert_allclose(_run(str(model.path), mlp["x"]), _run(mlp["model"].read_bytes(), mlp["x"]), atol=1e-5)
     assert mlp["model"].read_bytes() == _mlp_opset9().SerializeToString()  # the user's file is untouched
@@ -178,13 +182,17 @@ def test_an_ort_optimized_artifact_is_refused_in_one_line(mlp, tmp_path, targets
     _assert_refused(code, err, tmp_path / "run", "optimized offline by ONNX Runtime", min(fused))
 
 
-def test_symbolic_feature_dim_needs_input_shape(tmp_path):
+def test_symbolic_feature_dim_stays_dynamic_until_input_shape(tmp_path):
     src = tmp_path / "sym.onnx"
     onnx.save(_mlp_opset9(dims=("N", "F")), str(src))
-    with pytest.raises(BadInput, match="--input-shape x=1,N"):
-        normalize_onnx(src, tmp_path / "a.onnx", {})
+    model = normalize_onnx(src, tmp_path / "a.onnx", {})
+    assert model.input.shape == ("N", "F") and model.facts["parity_vs_original_max_abs_diff"] is None
+    with pytest.raises(BadInput, match="dynamic dimension 1 .'F'.; fix it with --input-shape x=1,N"):
+        random_feeds(model.inputs, {}, {})
     model = normalize_onnx(src, tmp_path / "b.onnx", {"x": (1, N_IN)})
-    assert model.input.shape == (None, N_IN)
+    assert model.input.shape == ("N", "F")  # the model stays dynamic; the run shape is the override's
+    assert model.facts["parity_vs_original_max_abs_diff"] < 1e-5
+    assert random_feeds(model.inputs, {"x": (1, N_IN)}, {}).arrays["x"].shape == (128, N_IN)
     with pytest.raises(BadInput, match="has 3 dims"):
         normalize_onnx(src, tmp_path / "c.onnx", {"x": (1, 8, 8)})
 
@@ -199,20 +207,20 @@ def test_csv_labels_decide_the_task(tmp_path):
     reg = data_input.check(data_input.load_raw(str(tmp_path / "r.csv"), None, "2"), (2,))
     assert cls.y.dtype == np.int64 and cls.y.tolist() == [0, 1, 1] and cls.x.tolist() == [[1, 2], [3, 4], [5, 6]]
     assert reg.y.dtype == np.float32 and reg.y.tolist() == [0.5, 1.5, 2.5]
-    assert data_input.split(cls, 0.34, "x", ("0", "1")).task == "classify"
-    assert data_input.split(reg, 0.34, "x", ()).task == "regress"
+    assert data_input.split(as_feeds(cls.x, "x"), cls.y, "c.csv", 0.34).task == "classify"
+    assert data_input.split(as_feeds(reg.x, "x"), reg.y, "r.csv", 0.34).task == "regress"
     with pytest.raises(BadInput, match="row 2 column 1: 'oops'"):
         (tmp_path / "bad.csv").write_text("1,2\noops,3\n")
         data_input.load_raw(str(tmp_path / "bad.csv"), None, None)
 
 
 def test_split_is_deterministic_and_disjoint(mlp):
-    raw = data_input.check(data_input.load_raw(str(mlp["data"]), "x", None), (N_IN,))
-    a, b = data_input.split(raw, 0.2, "x", ()), data_input.split(raw, 0.2, "x", ())
+    raw = data_input.check(data_input.load_raw(str(mlp["data"]), ["x"], None), (N_IN,))
+    a, b = (data_input.split(as_feeds(raw.x, "x"), raw.y, "data.npz", 0.2) for _ in range(2))
     assert len(a.x_test) == 60 and len(a.x_train) == 240
-    assert np.array_equal(a.x_test, b.x_test) and a.fingerprint() == b.fingerprint()
-    rows = {r.tobytes() for r in a.x_train}
-    assert not any(r.tobytes() in rows for r in a.x_test)
+    assert np.array_equal(a.x_test.arrays["x"], b.x_test.arrays["x"]) and a.fingerprint() == b.fingerprint()
+    rows = {r.tobytes() for r in a.x_train.arrays["x"]}
+    assert not any(r.tobytes() in rows for r in a.x_test.arrays["x"])
 
 
 def test_evaluator_numbers():
@@ -329,7 +337,7 @@ def test_pt2_needs_trust_and_then_matches_torch(torch_model, targets, tmp_path, 
     with torch.no_grad():
         expected = torch_model["net"](torch.as_tensor(x)).numpy()
     np.testing.assert_allclose(_run(str(model.path), x), expected, atol=1e-4)
-    assert model.input.shape == (None, 1, 8, 8) and model.facts["source"] == "torch-export-pt2"
+    assert model.input.shape[1:] == (1, 8, 8) and isinstance(model.input.shape[0], str) and model.facts["source"] == "torch-export-pt2"
 
 
 # ---- bad input: one line on stderr, exit 2, nothing left behind -----------------------------------

@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.config.target import QuantizeScheme
-from toolchain.stages.quantize import QuantizeConfig, calibration_batches, pre_process, quantize
+from toolchain.data.feeds import Feeds
+from toolchain.stages.quantize import QuantizeConfig, pre_process, quantize
 
 QDQ = QuantizeScheme(format="qdq", activation_type="uint8", weight_type="int8", per_channel=False)
 
@@ -49,7 +50,7 @@ def _sym_breaker(path):
 @pytest.mark.parametrize(("n", "batch", "fixed"), [(10, 4, True), (3, 4, True), (8, 4, True), (10, 4, False)])
 def test_calibration_batches_are_full_for_a_fixed_batch(n, batch, fixed):
     x = np.arange(n, dtype=np.float32)[:, None]
-    chunks = list(calibration_batches(x, batch, fixed))
+    chunks = [feed["x"] for feed, _ in Feeds({"x": x}, {"x": 0}).batches(batch, pad=fixed)]
     sizes = [len(c) for c in chunks]
     assert len(chunks) == -(-n // batch)
     if fixed:

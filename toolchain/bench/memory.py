@@ -41,16 +41,25 @@ def probe_args(model: Path, runtime: RuntimeOptions, batch: int) -> list[str]:
 
 
 def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3,
-                   max_seconds: float | None = None) -> dict[str, float]:
+                   max_seconds: float | None = None, feed: dict | None = None) -> dict[str, float]:
     """With `max_seconds`, each probe stops running the model after that long, and no further
     probe of the model starts once it has passed (the first always runs): a slow model costs
-    about one cap, not `repeats` times five runs. `memory_probes` says how many were made."""
+    about one cap, not `repeats` times five runs. `memory_probes` says how many were made.
+    `feed` (input name -> array) is what the probe runs; without it the probe makes a random
+    float/int64 input with every symbolic dim = `batch`."""
+    import numpy as np
+
     base = [_probe(["--mode", "import"]) for _ in range(repeats)]
     cap = ["--max-seconds", f"{max_seconds:g}"] if max_seconds is not None else []
     deadline = Deadline(max_seconds)
     loaded = []
-    while len(loaded) < repeats and not (loaded and deadline.expired()):
-        loaded.append(_probe(probe_args(model, runtime, batch) + cap))
+    with tempfile.TemporaryDirectory(prefix="edgeopt-feed-") as d:
+        args = probe_args(model, runtime, batch) + cap
+        if feed is not None:
+            np.savez(Path(d) / "feed.npz", **feed)
+            args += ["--feed", str(Path(d) / "feed.npz")]
+        while len(loaded) < repeats and not (loaded and deadline.expired()):
+            loaded.append(_probe(args))
     b, m = statistics.median(base), statistics.median(loaded)
     return {"peak_memory_mb": max(m - b, 0.0), "process_peak_mb": m, "runtime_only_mb": b, "memory_probes": len(loaded)}
 
@@ -78,8 +87,8 @@ def runtime_floor_mb(runtime: RuntimeOptions, repeats: int = 3) -> float:
 
 
 def memory_breakdown(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3,
-                     max_seconds: float | None = None) -> dict[str, float]:
+                     max_seconds: float | None = None, feed: dict | None = None) -> dict[str, float]:
     """peak_memory_mb's numbers plus `runtime_floor_mb` and `model_memory_mb` = peak - floor."""
-    mem = peak_memory_mb(model, runtime, batch=batch, repeats=repeats, max_seconds=max_seconds)
+    mem = peak_memory_mb(model, runtime, batch=batch, repeats=repeats, max_seconds=max_seconds, feed=feed)
     floor = runtime_floor_mb(runtime, repeats)
     return {**mem, "runtime_floor_mb": floor, "model_memory_mb": max(mem["peak_memory_mb"] - floor, 0.0)}

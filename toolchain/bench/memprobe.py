@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--max-seconds", type=float, default=None, help="stop running (after one run) once this long")
+    ap.add_argument("--feed", default=None, help=".npz with one array per input (else random inputs)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         opts.enable_mem_pattern = bool(args.mem_pattern)
         sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
         feeds = {}
-        for inp in sess.get_inputs():
+        if args.feed:  # every input as the caller recorded it: dtypes, shapes and valid values
+            with np.load(args.feed, allow_pickle=False) as npz:
+                feeds = {k: npz[k] for k in npz.files}
+        for inp in sess.get_inputs() if not feeds else ():
             shape = [d if isinstance(d, int) else args.batch for d in inp.shape]
             dtype = np.int64 if "int64" in inp.type else np.float32
             feeds[inp.name] = np.random.default_rng(0).random(shape).astype(dtype)

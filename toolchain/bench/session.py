@@ -12,7 +12,9 @@ from toolchain.errors import ModelLoadError, missing_file
 # Profile names -> onnxruntime.GraphOptimizationLevel member names (one table for every caller).
 ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-           "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
+           "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+           "tensor(bool)": np.bool_, "tensor(float16)": np.float16, "tensor(int16)": np.int16,
+           "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64}
 
 
 def graph_level(name: str):
@@ -95,8 +97,15 @@ def batch_plan(fixed: dict[str, int | None], batch_sizes: list[int]) -> tuple[li
     return batches, skipped
 
 
-def predict(session, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Run `x` through a single-input model in batches the model accepts; returns output 0."""
+def predict(session, x, batch_size: int = 256) -> np.ndarray:
+    """Run `x` (input 0's samples, or Feeds for every input) in batches the model accepts;
+    returns output 0, whose axis 0 holds the samples."""
+    from toolchain.data.feeds import Feeds
+
+    if isinstance(x, Feeds):
+        step = x.fixed_batch or batch_size
+        outs = [session.run(None, feed)[0][:real] for feed, real in x.batches(step, pad=x.fixed_batch is not None)]
+        return np.concatenate(outs)
     name = session.get_inputs()[0].name
     step = fixed_batch(session) or batch_size
     outs = []

@@ -26,13 +26,16 @@ from toolchain.config.target import BenchmarkSpec, RuntimeOptions
 
 def thread_sweep(
     artifacts: Mapping[str, Path],
-    inputs: Mapping[int, np.ndarray],
+    inputs: Mapping[int, dict[str, np.ndarray] | np.ndarray],
     runtime: RuntimeOptions,
     counts: list[int],
     spec: BenchmarkSpec,
     capped: dict[str, list[str]] | None = None,
+    fixed: int | None | str = "input0",
 ) -> dict[str, dict[int, dict[int, LatencyStats]]]:
     """label -> thread count -> batch size -> latency, for every artifact the batch fits.
+    `inputs` are feed dicts (or input 0's array) per batch size; `fixed` is the model's fixed batch
+    (None: dynamic), or "input0": read it from each artifact's first input.
 
     Each (artifact, thread count) gets `spec.max_seconds` in all, its session loads included
     (one per round): once spent, it skips the remaining rounds, and `capped[label]` names it."""
@@ -51,11 +54,12 @@ def thread_sweep(
                 continue
             pair_clock = Deadline(None)
             sess = load_session(artifacts[label], runtime.model_copy(update={"intra_op_threads": n}))
-            name, fb = sess.get_inputs()[0].name, fixed_batch(sess)
+            fb = fixed_batch(sess) if fixed == "input0" else fixed
             for b, xb in inputs.items():
                 if fb is not None and fb != b:
                     continue  # a fixed-shape artifact only runs its own batch size
-                times = _time_feed(sess, {name: xb}, warmup, per_round, budget)
+                feed = xb if isinstance(xb, dict) else {sess.get_inputs()[0].name: xb}
+                times = _time_feed(sess, feed, warmup, per_round, budget)
                 samples.setdefault((label, n, b), []).append(times)
             del sess  # its pool threads go before the next session's start
             spent[(label, n)] += pair_clock.elapsed()

@@ -4,18 +4,23 @@ verification (export or opset-upgrade parity) failed."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import sys
-from pathlib import Path
 
 import click
 
-from toolchain.cli.options import targets_dir_option, track_options
+from toolchain.cli.options import (
+    PATH,
+    emit_json,
+    json_mode,
+    json_option,
+    log_into,
+    targets_dir_option,
+    track_options,
+)
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
-_path = click.Path(path_type=Path)
+_path = PATH
 
 
 @click.command("compress")
@@ -35,7 +40,19 @@ _path = click.Path(path_type=Path)
     "--input-shape",
     "input_shapes",
     multiple=True,
-    help="Override an input shape: NAME=BATCH,D1,... (repeatable).",
+    help="Fix an input's dynamic dims for calibration and benchmarking: NAME=D0,D1,... (-1 keeps one dynamic; repeatable).",
+)
+@click.option(
+    "--input-range",
+    "input_ranges",
+    multiple=True,
+    help="--data random: draw input NAME from [LO, HI): NAME=LO,HI (repeatable; ints default to [0, 10)).",
+)
+@click.option(
+    "--output",
+    "outputs",
+    multiple=True,
+    help="Evaluate only this output (repeatable; default: every output).",
 )
 @click.option("--label-column", default=None, help="CSV label column: header name or 0-based index.")
 @click.option("--evaluator", default=None, help="module:function(outputs, y) -> float or dict of floats.")
@@ -55,7 +72,7 @@ _path = click.Path(path_type=Path)
 )
 @click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked.")
 @click.option("--sign-key", type=_path, default=None, help="Ed25519 private key: sign each package.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of tables.")
+@json_option
 @track_options
 def compress_cmd(
     model,
@@ -63,6 +80,8 @@ def compress_cmd(
     data,
     weights,
     input_shapes,
+    input_ranges,
+    outputs,
     label_column,
     evaluator,
     eval_fraction,
@@ -90,6 +109,8 @@ def compress_cmd(
         data=data,
         weights=weights,
         input_shapes=tuple(input_shapes),
+        input_ranges=tuple(input_ranges),
+        outputs=tuple(outputs),
         label_column=label_column,
         evaluator=evaluator,
         eval_fraction=eval_fraction,
@@ -101,15 +122,15 @@ def compress_cmd(
         rebench=rebench,
         sign_key=sign_key,
     )
-    # Libraries print progress to stdout; with --json, stdout carries only the document.
-    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
-    with quiet:
+    log_into(out_dir)
+    with json_mode(as_json):
         result = compress(opts)
     if as_json:
-        click.echo(json.dumps(compress_document(result), indent=2, sort_keys=True, default=str))
+        emit_json(compress_document(result))
     else:
         click.echo(render_compress(result))
-    track_run(compress_document(result), result.out_dir, track, track_required, params={"options": dataclasses.asdict(opts)}, kind="compress")
+    track_run(compress_document(result), result.out_dir, track, track_required,
+              params={"options": dataclasses.asdict(opts)}, kind="compress")
     sys.exit(EXIT_OK if result.passed else EXIT_BUDGET_FAILED)
 
 

@@ -1,8 +1,8 @@
 """A user's data -> checked arrays -> a deterministic calibration / evaluation split.
 
-Sources (`--data`): `.npz` (key `x` or the model input's name, optional `y`), `.npy` (inputs
-only), `.csv` (numeric columns, optional `--label-column`), `module:function` returning `(x, y)`
-or `x`, or `random`: seeded normal noise shaped like the input, calibration only.
+Sources (`--data`): `.npz` (key `x` for a one-input model, or one array per input name; optional
+`y`), `.npy` (inputs only), `.csv` (numeric columns, optional `--label-column`), `module:function`
+returning `(x, y)` or `x`, or `random`: seeded values per input dtype (feeds_input.py).
 
 Labels decide the evaluation: integer labels are classes (top-1 accuracy), float targets are
 regression (MSE/MAE), no labels means agreement with the fp32 model. Arrays are read with
@@ -21,15 +21,15 @@ from typing import Any
 import numpy as np
 
 from toolchain.data import Dataset
+from toolchain.data.feeds import Feeds
 from toolchain.errors import BadInput, missing_file
 
-RANDOM_SAMPLES = 128  # enough for minmax calibration of small models; evaluation is agreement only
 SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
 class RawData:
-    x: np.ndarray
+    x: np.ndarray | dict[str, np.ndarray]  # one input's samples, or input name -> samples
     y: np.ndarray | None
     source: str
     random: bool = False
@@ -37,7 +37,7 @@ class RawData:
 
 @dataclass(frozen=True)
 class CompressData(Dataset):
-    """A Dataset whose labels may be absent. `y_test` is set only for integer class labels, so the
+    """A Dataset whose inputs are Feeds (x_train, x_test: every model input) and whose labels may be absent. `y_test` is set only for integer class labels, so the
     benchmark stage computes `accuracy` exactly when it means top-1 accuracy; `y_eval` carries
     whatever targets the evaluator uses (classes, regression targets, or None)."""
 
@@ -46,16 +46,17 @@ class CompressData(Dataset):
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(self.task.encode())
-        for arr in (self.x_train, self.x_test, self.y_eval):
-            if arr is None:
-                h.update(b"none")
-                continue
-            h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
+        self.x_train.update_hash(h)
+        self.x_test.update_hash(h)
+        if self.y_eval is None:
+            h.update(b"none")
+        else:
+            h.update(str(self.y_eval.dtype).encode() + str(self.y_eval.shape).encode())
+            h.update(np.ascontiguousarray(self.y_eval).tobytes())
         return h.hexdigest()
 
 
-def load_raw(spec: str, input_name: str | None, label_column: str | None) -> RawData | None:
+def load_raw(spec: str, input_names: list[str] | None, label_column: str | None) -> RawData | None:
     """Read `--data`; `random` returns None (it needs the model's input shape: see random_data)."""
     if spec == "random":
         return None
@@ -70,7 +71,7 @@ def load_raw(spec: str, input_name: str | None, label_column: str | None) -> Raw
             "--label-column applies to CSV data only", "drop it, or store labels as key 'y' in the .npz"
         )
     if suffix == ".npz":
-        return _from_npz(path, input_name)
+        return _from_npz(path, input_names)
     if suffix == ".npy":
         return RawData(_np_load(path), None, path.name)
     if suffix == ".csv":
@@ -78,14 +79,9 @@ def load_raw(spec: str, input_name: str | None, label_column: str | None) -> Raw
     raise BadInput(f"{path.name}: unknown data format '{suffix or '(none)'}'", "use .npz, .npy or .csv")
 
 
-def random_data(sample_shape: tuple[int, ...], n: int = RANDOM_SAMPLES) -> RawData:
-    x = np.random.default_rng(SPLIT_SEED).standard_normal((n, *sample_shape)).astype(np.float32)
-    return RawData(x, None, "random", random=True)
-
-
 def check(raw: RawData, sample_shape: tuple[int, ...]) -> RawData:
-    """Validate against the model's input; returns float32 inputs and normalized labels."""
-    x = raw.x
+    """Validate one float input's samples (x as one array); returns float32 inputs and checked labels."""
+    x = np.asarray(raw.x)
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise BadInput(f"{raw.source}: inputs have dtype {x.dtype}", "give numeric inputs")
     if (
@@ -105,59 +101,67 @@ def check(raw: RawData, sample_shape: tuple[int, ...]) -> RawData:
             f"{raw.source}: {len(x)} sample(s)", "give at least 2: one to calibrate, one to evaluate"
         )
     x = x.astype(np.float32)
+    check_finite(x, raw.source, 0)
+    return RawData(x, check_labels(raw.y, len(x), raw.source), raw.source, raw.random)
+
+
+def check_finite(x: np.ndarray, source: str, axis: int | None) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise BadInput(
-            f"{raw.source}: {int(bad.sum())} NaN/inf input value(s), first in sample {row}",
-            "clean or drop those samples",
-        )
-    y = raw.y
-    if y is not None:
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise BadInput(f"{raw.source}: {len(y)} labels for {len(x)} samples", "give one label per sample")
-        if np.issubdtype(y.dtype, np.bool_) or np.issubdtype(y.dtype, np.integer):
-            y = y.astype(np.int64)
-            if y.ndim != 1 or (y < 0).any():
-                raise BadInput(
-                    f"{raw.source}: integer labels must be a 1-D array of class indices >= 0",
-                    "store class indices, or float targets for regression",
-                )
-        elif np.issubdtype(y.dtype, np.floating):
-            y = y.astype(np.float32)
-            if not np.isfinite(y).all():
-                raise BadInput(f"{raw.source}: NaN/inf in the targets", "clean or drop those samples")
-        else:
+        first = np.argwhere(bad)[0]
+        where = f", first in sample {int(first[axis])}" if axis is not None else ""
+        raise BadInput(f"{source}: {int(bad.sum())} NaN/inf input value(s){where}", "clean or drop those samples")
+
+
+def check_labels(y, n: int, source: str) -> np.ndarray | None:
+    """Integer labels are class indices (classify), float ones regression targets."""
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if len(y) != n:
+        raise BadInput(f"{source}: {len(y)} labels for {n} samples", "give one label per sample")
+    if np.issubdtype(y.dtype, np.bool_) or np.issubdtype(y.dtype, np.integer):
+        y = y.astype(np.int64)
+        if y.ndim != 1 or (y < 0).any():
             raise BadInput(
-                f"{raw.source}: labels have dtype {y.dtype}", "give integer classes or float targets"
+                f"{source}: integer labels must be a 1-D array of class indices >= 0",
+                "store class indices, or float targets for regression",
             )
-    return RawData(x, y, raw.source, raw.random)
+    elif np.issubdtype(y.dtype, np.floating):
+        y = y.astype(np.float32)
+        if not np.isfinite(y).all():
+            raise BadInput(f"{source}: NaN/inf in the targets", "clean or drop those samples")
+    else:
+        raise BadInput(f"{source}: labels have dtype {y.dtype}", "give integer classes or float targets")
+    return y
 
 
-def split(raw: RawData, eval_fraction: float, input_name: str, labels: tuple[str, ...]) -> CompressData:
-    """Seeded permutation: the same data always gives the same calibration and evaluation parts."""
-    n = len(raw.x)
-    n_eval = min(max(1, round(n * eval_fraction)), n - 1)
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)
-    ev, cal = np.sort(order[:n_eval]), np.sort(order[n_eval:])
-    y = raw.y
+def split(feeds: Feeds, y: np.ndarray | None, source: str, eval_fraction: float) -> CompressData:
+    """Seeded permutation: the same data always gives the same calibration and evaluation parts.
+    Data that is a single run (no input has a batch axis) calibrates and evaluates on that run."""
+    n = len(feeds)
+    if not feeds.batched:
+        cal = ev = np.arange(1)
+    else:
+        n_eval = min(max(1, round(n * eval_fraction)), n - 1)
+        order = np.random.default_rng(SPLIT_SEED).permutation(n)
+        ev, cal = np.sort(order[:n_eval]), np.sort(order[n_eval:])
     task = "agreement" if y is None else ("classify" if y.dtype == np.int64 else "regress")
-    y_test = y[ev] if task == "classify" else None
+    first = next(iter(feeds.arrays.values()))
     return CompressData(
-        name=raw.source,
-        x_train=raw.x[cal],
+        name=source,
+        x_train=feeds.take(cal),
         y_train=y[cal] if task == "classify" else None,
-        x_test=raw.x[ev],
-        y_test=y_test,
-        labels=labels if task == "classify" else (),
+        x_test=feeds.take(ev),
+        y_test=y[ev] if task == "classify" else None,
+        labels=(),
         # The axis order of a user's model is not knowable from shapes alone, so claim none.
         preprocessing={
-            "layout": "NC" if raw.x.ndim == 2 else "as-given",
-            "dtype": "float32",
+            "layout": "NC" if len(feeds.names) == 1 and first.ndim == 2 else "as-given",
+            "dtype": str(first.dtype),  # of the first input; the manifest's inputs list every dtype
             "description": "user data, fed as given",
         },
-        input_name=input_name,
+        input_name=feeds.names[0],
         y_eval=None if y is None else y[ev],
         task=task,
     )
@@ -180,17 +184,28 @@ def _np_load(path: Path, **kw) -> Any:
         ) from None
 
 
-def _from_npz(path: Path, input_name: str | None) -> RawData:
+def _from_npz(path: Path, input_names: list[str] | None) -> RawData:
+    """Key 'x' (one input), or one key per model input name; optional 'y' (or 'labels')."""
+    names = list(input_names or [])
     with _np_load(path) as npz:
         keys = list(npz.files)
-        x_key = "x" if "x" in keys else input_name if input_name in keys else None
-        if x_key is None or set(keys) - {x_key, "y"}:
-            raise BadInput(
-                f"{path.name}: keys {keys}",
-                f"use 'x' (or '{input_name}') for inputs and optional 'y' for labels",
-            )
+        label_key = "y" if "y" in keys else "labels" if "labels" in keys else None
+        data_keys = [k for k in keys if k != label_key]
         try:
-            return RawData(npz[x_key], npz["y"] if "y" in keys else None, path.name)
+            y = npz[label_key] if label_key else None
+            if data_keys == ["x"] and "x" not in names and len(names) <= 1:
+                return RawData(npz["x"], y, path.name)
+            if len(names) == 1 and data_keys == names:
+                return RawData(npz[names[0]], y, path.name)
+            missing = [n for n in names if n not in data_keys]
+            extra = [k for k in data_keys if k not in names]
+            if missing or extra or not names:
+                problem = f"no array for input '{missing[0]}'" if missing else f"unexpected key '{extra[0]}'"
+                raise BadInput(
+                    f"{path.name}: {problem} (keys {keys})",
+                    f"store one array per input ({', '.join(names) or 'x'}) and optional 'y' for labels",
+                )
+            return RawData({n: npz[n] for n in names}, y, path.name)
         except ValueError as err:
             raise BadInput(
                 f"{path.name}: holds pickled objects ({err})", "save plain numeric arrays"

@@ -1,5 +1,6 @@
-"""How good is the compressed model? One strategy per kind of label, computed on output 0 of the
-fp32 and the compressed artifact over the evaluation split.
+"""How good is the compressed model? One strategy per kind of label, computed on the first
+compared output (output 0, or the first `--output`) of the fp32 and the compressed artifact over
+the evaluation split; every compared output also gets its own fidelity (`evaluate_outputs`).
 
 - classify (integer labels): top-1 `accuracy` / `accuracy_drop` come from the benchmark stage,
   as in `edgeopt run`; here we add agreement and SQNR.
@@ -114,6 +115,40 @@ def evaluate(ev: Evaluator, fp32_out: np.ndarray, out: np.ndarray, y: np.ndarray
             "fp32": run_custom(ev, fp32_out, y),
         }
     return metrics
+
+
+def evaluate_outputs(ev: Evaluator, fp32: dict[str, np.ndarray], got: dict[str, np.ndarray],
+                     y: np.ndarray | None, specs, samples: int) -> dict[str, Any]:
+    """`evaluate` on the first compared output (labels and a custom evaluator apply to it), plus
+    per-output fidelity under "outputs" and the worst SQNR over them as `min_sqnr_db`."""
+    primary = specs[0].name
+    metrics = evaluate(ev, fp32[primary], got[primary], y)
+    metrics["samples"] = samples
+    metrics["output"] = primary
+    metrics["outputs"] = {s.name: output_metrics(fp32[s.name], got[s.name], s.batch_axis) for s in specs}
+    sqnrs = [m["sqnr_db"] for m in metrics["outputs"].values() if m.get("sqnr_db") is not None]
+    metrics["min_sqnr_db"] = min(sqnrs) if sqnrs else None
+    return metrics
+
+
+def output_metrics(ref: np.ndarray, got: np.ndarray, batch_axis: int | None) -> dict[str, Any]:
+    """Fidelity of one output: SQNR, max abs diff and cosine for floats, exact matches for ints
+    and bools; top-1 agreement for (samples, classes) outputs."""
+    m: dict[str, Any] = {"shape": list(ref.shape), "dtype": str(ref.dtype)}
+    if ref.shape != got.shape:
+        m["shape_mismatch"] = list(got.shape)
+        return m
+    if ref.dtype.kind not in "fc":
+        m["exact_match"] = float(np.mean(ref == got)) if ref.size else 1.0
+        return m
+    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    m["sqnr_db"] = sqnr_db(r, g)
+    m["max_abs_diff"] = float(np.max(np.abs(r - g))) if r.size else 0.0
+    norm = float(np.linalg.norm(r) * np.linalg.norm(g))
+    m["cosine"] = float(np.dot(r, g) / norm) if norm > 0 else None
+    if ref.ndim == 2 and ref.shape[1] > 1 and batch_axis == 0:
+        m["top1_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
+    return m
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float | None:

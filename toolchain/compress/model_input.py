@@ -9,9 +9,9 @@ What the stages need, and why each fix exists:
 - Default-domain opset >= 13: per-channel QDQ (every bundled profile) needs per-axis
   QuantizeLinear, which arrived in opset 13. Older models are upgraded with onnx's version
   converter and the result is checked against the original in ONNX Runtime.
-- Exactly one float32 input, with concrete dimensions after the batch: the stages feed one input
-  (quantize's calibration reader, the benchmark, golden samples), and `.ort` conversion can only
-  fix the batch dimension.
+- Named dynamic dimensions: -1, '?' and unnamed dims get a symbolic name (axis 0: "batch"), so
+  the batch axis of every input can be told apart (feeds.batch_axes) and ORT's tools can fix
+  them by name for fixed-shape targets (shapes.fix_dims).
 """
 
 from __future__ import annotations
@@ -22,53 +22,45 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.errors import BadInput, ModelLoadError, ToleranceExceeded, missing_file
+from toolchain.compress.shapes import declare_dims, graph_specs, probe_feed
+from toolchain.data.feeds import TensorSpec, fixed_batch_of
+from toolchain.errors import BadInput, ModelLoadError, missing_file
 
 MIN_OPSET = 13  # per-axis QuantizeLinear (per_channel = true in the bundled profiles) needs 13
 _MAX_PROTO_BYTES = 2**31 - 1  # protobuf's hard limit for one serialized message
 _PARITY_ATOL, _PARITY_RTOL = 1e-4, 1e-3  # same defaults as [export]: float reassociation only
-_PROBE_BATCH = 2
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int | None, ...]  # None: symbolic (only the batch dimension, for inputs)
-    dtype: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
 class NormalizedModel:
     path: Path
-    input: TensorInfo
-    outputs: tuple[TensorInfo, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def sample_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.input.shape[1:])
+    def input(self) -> TensorSpec:
+        """The first input (torch sources and single-input models have only this one)."""
+        return self.inputs[0]
 
     @property
     def fixed_batch(self) -> int | None:
-        return self.input.shape[0]
+        return fixed_batch_of(self.inputs)
 
 
-def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int, ...]]:
-    """`["x=1,3,64,64"]` -> {"x": (1, 3, 64, 64)}; the first number is the batch dimension."""
-    shapes: dict[str, tuple[int, ...]] = {}
+def parse_input_shapes(specs: tuple[str, ...] | list[str]) -> dict[str, tuple[int | None, ...]]:
+    """`["x=1,3,64,64"]` -> {"x": (1, 3, 64, 64)}; -1 or ? leaves a dimension dynamic (None)."""
+    shapes: dict[str, tuple[int | None, ...]] = {}
     for spec in specs:
         name, sep, dims = spec.partition("=")
         try:
-            parsed = tuple(int(d) for d in dims.split(","))
+            parsed = tuple(None if d.strip() in ("-1", "?") else int(d) for d in dims.split(","))
         except ValueError:
             parsed = ()
-        if not sep or not name or not parsed or min(parsed) < 1:
+        if not sep or not name.strip() or not parsed or any(d is not None and d < 1 for d in parsed):
             raise BadInput(
                 f"bad --input-shape {spec!r}",
-                "write NAME=BATCH,D1,D2,... with positive integers, e.g. x=1,3,64,64",
+                "write NAME=D0,D1,... with positive integers (-1 keeps a dimension dynamic), e.g. x=1,3,64,64",
             )
         shapes[name.strip()] = parsed
     return shapes
@@ -132,32 +124,13 @@ def _refuse_ort_optimized(proto, name: str) -> None:
                        "ONNX Runtime-internal", "compress the model before optimization (the one you exported)")
 
 
-def _single_float_input(graph, name: str):
-    """The graph's one float32 input (the message inside the graph, to edit in place)."""
-    import onnx
-
-    if len(graph.input) != 1:
-        names = ", ".join(i.name for i in graph.input) or "none"
-        raise BadInput(
-            f"{name} has {len(graph.input)} inputs ({names})",
-            "compress takes single-input models; wrap the model so it takes one tensor",
-        )
-    inp = graph.input[0]
-    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
-        raise BadInput(
-            f"input '{inp.name}' is {kind}",
-            "compress quantizes float32-input models; export with a float32 input",
-        )
-    return inp
-
-
 def normalize_onnx(
-    src: Path, dest: Path, shapes: dict[str, tuple[int, ...]], facts: dict | None = None
+    src: Path, dest: Path, shapes: dict[str, tuple[int | None, ...]], facts: dict | None = None
 ) -> NormalizedModel:
     """Write the normalized model to `dest` and return what it takes and gives; `src` is not touched."""
     import onnx
 
+    name = Path(src).name
     original, locations = read_onnx(src)
     proto = onnx.ModelProto.FromString(original.SerializeToString())
     graph = proto.graph
@@ -166,36 +139,40 @@ def normalize_onnx(
     stripped = len(graph.input) - len(real_inputs)
     del graph.input[:]
     graph.input.extend(real_inputs)
-    # IR < 4 requires every initializer to be an input; the version converter enforces it.
-    proto.ir_version = max(proto.ir_version, 4)
-    inp = _single_float_input(graph, Path(src).name)
-    unknown = sorted(set(shapes) - {inp.name})
+    proto.ir_version = max(proto.ir_version, 4)  # IR < 4 wants every initializer as an input
+    if not real_inputs:
+        raise BadInput(f"{name} has no inputs (every graph input has an initializer)", "export a model that takes inputs")
+    known = [i.name for i in graph.input]
+    unknown = sorted(set(shapes) - set(known))
     if unknown:
         raise BadInput(
             f"--input-shape names '{unknown[0]}', which is not an input of the model",
-            f"the input is '{inp.name}'",
+            f"the inputs are {', '.join(known)}",
         )
-    _set_input_shape(inp, shapes.get(inp.name), Path(src).name)
+    for inp in graph.input:  # the messages inside the graph: extend() copied them
+        declare_dims(inp, shapes.get(inp.name))
 
     opset_before = default_opset(proto)
     if opset_before < MIN_OPSET:
-        proto = _upgrade(proto, opset_before, Path(src).name)
+        proto = _upgrade(proto, opset_before, name)
     proto.ir_version = max(proto.ir_version, onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True))
-    del proto.graph.value_info[:]  # stale intermediate shapes after fixing input dims; ORT re-infers them
-    _refuse_ort_optimized(proto, Path(src).name)
+    del proto.graph.value_info[:]  # stale intermediate shapes after naming input dims; ORT re-infers them
+    _refuse_ort_optimized(proto, name)
     try:
         onnx.checker.check_model(proto)
     except Exception as err:
         raise ModelLoadError(
-            f"{Path(src).name} is not a valid ONNX model ({_first_line(err)})",
+            f"{name} is not a valid ONNX model ({_first_line(err)})",
             "re-export it; `python -m onnx.checker` shows the problem",
         ) from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(dest))
 
-    sess = _session(dest.read_bytes(), Path(src).name)
-    sig_in, outputs = _signature(sess)
-    max_diff = _check_against_original(original, sess, sig_in)
+    sess = _session(dest.read_bytes(), name)
+    inputs, outputs = graph_specs(proto)
+    changed = stripped > 0 or opset_before < MIN_OPSET
+    probe = probe_feed(inputs, shapes)
+    max_diff = _check_against_original(original, sess, probe, name, opset_before) if changed and probe else None
     done = dict(facts or {})
     done.update(
         opset=default_opset(proto),
@@ -203,49 +180,10 @@ def normalize_onnx(
         initializer_inputs_removed=stripped,
         external_data_inlined=sorted(set(locations)),
         parity_vs_original_max_abs_diff=max_diff,
-        inputs=[sig_in.to_dict()],
+        inputs=[i.to_dict() for i in inputs],
         outputs=[o.to_dict() for o in outputs],
     )
-    return NormalizedModel(dest, sig_in, outputs, done)
-
-
-def _set_input_shape(inp, override: tuple[int, ...] | None, model_name: str) -> None:
-    dims = inp.type.tensor_type.shape.dim
-    current = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    if override is not None:
-        if current and len(override) != len(current):
-            raise BadInput(
-                f"--input-shape {inp.name} has {len(override)} dims but the model's input has {len(current)}",
-                f"give {len(current)} numbers, batch first",
-            )
-        if current and current[0] is not None and override[0] != current[0]:
-            raise BadInput(
-                f"the model's batch size is fixed at {current[0]}, not {override[0]}",
-                f"use --input-shape {inp.name}={','.join(str(d) for d in [current[0], *override[1:]])}",
-            )
-        if not current:  # no declared shape at all: adopt the override's rank, batch stays symbolic
-            inp.type.tensor_type.shape.dim.add().dim_param = "batch"
-            for _ in override[1:]:
-                inp.type.tensor_type.shape.dim.add()
-            dims = inp.type.tensor_type.shape.dim
-            current = [None] * len(override)
-        for d, want in zip(list(dims)[1:], override[1:]):
-            d.Clear()
-            d.dim_value = want
-        current = [current[0], *override[1:]]
-    if not current:
-        raise BadInput(
-            f"input '{inp.name}' of {model_name} declares no shape", f"pass --input-shape {inp.name}=1,..."
-        )
-    if not dims[0].HasField("dim_value") and not dims[0].dim_param:
-        dims[0].dim_param = "batch"
-    if any(d is None for d in current[1:]):
-        axis = next(i for i, d in enumerate(current) if i and d is None)
-        example = ",".join("N" if d is None else str(d) for d in current[1:])
-        raise BadInput(
-            f"input '{inp.name}' has a symbolic dimension {axis} ('{dims[axis].dim_param or '?'}')",
-            f"fix it with --input-shape {inp.name}=1,{example}",
-        )
+    return NormalizedModel(dest, inputs, outputs, done)
 
 
 def _upgrade(proto, opset: int, model_name: str):
@@ -264,7 +202,7 @@ def _session(model_bytes: bytes, model_name: str):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # fatal only: a failing run raises, and its log line would be a second stderr line
     try:
         return ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # ORT raises several unrelated types
@@ -274,44 +212,46 @@ def _session(model_bytes: bytes, model_name: str):
         ) from None
 
 
-def _signature(sess) -> tuple[TensorInfo, tuple[TensorInfo, ...]]:
-    def info(v, is_input: bool) -> TensorInfo:
-        shape = tuple(d if isinstance(d, int) else None for d in v.shape)
-        return TensorInfo(v.name, shape, v.type.removeprefix("tensor(").rstrip(")"))
-
-    return info(sess.get_inputs()[0], True), tuple(info(o, False) for o in sess.get_outputs())
-
-
-def probe_input(sig: TensorInfo, batch: int = _PROBE_BATCH) -> np.ndarray:
-    b = sig.shape[0] or batch
-    return np.random.default_rng(0).standard_normal((b, *sig.shape[1:])).astype(np.float32)
-
-
-def _check_against_original(original, sess, sig: TensorInfo) -> float | None:
-    """Run the untouched model and the normalized one on the same seeded input; raise on mismatch.
+def _check_against_original(original, sess, feed: dict, name: str, opset: int) -> float | None:
+    """Run the untouched model and the normalized one on the same seeded feed; refuse on mismatch.
 
     Returns the max abs difference, or None when ONNX Runtime cannot run the original at all
     (e.g. a declared shape it rejects), in which case only the normalized model is checked."""
-    x = probe_input(sig)
-    got = sess.run(None, {sig.name: x})
+    ops = sorted({n.op_type for n in original.graph.node})
+    fix = f"re-export the model at opset {MIN_OPSET} or newer (its ops: {', '.join(ops[:6])})"
     try:
-        ref_sess = _session(original.SerializeToString(), "original")
-        expected = ref_sess.run(None, {sig.name: x})
-    except Exception:
+        expected = _session(original.SerializeToString(), "original").run(None, feed)
+    except Exception:  # the original rejects the seeded probe (e.g. index ranges): nothing to compare
         return None
+    try:
+        got = sess.run(None, feed)
+    except Exception as err:  # ORT raises unrelated types; an upgrade that breaks an op lands here
+        raise BadInput(f"{name}: upgraded from opset {opset} to {MIN_OPSET}, it no longer runs ({ort_reason(err)})", fix) from None
     worst = 0.0
     for g, e in zip(got, expected):
         g, e = np.asarray(g), np.asarray(e)
-        if g.shape != e.shape or not np.allclose(g, e, atol=_PARITY_ATOL, rtol=_PARITY_RTOL, equal_nan=True):
-            diff = float(np.max(np.abs(g - e))) if g.shape == e.shape and g.size else float("nan")
-            raise ToleranceExceeded(
-                f"normalizing the model changed its outputs (max abs diff {diff:.3g})",
-                f"re-export the model at opset {MIN_OPSET} or newer yourself",
-                max_abs_diff=diff,
-            )
-        if g.size and np.issubdtype(g.dtype, np.floating):
-            worst = max(worst, float(np.max(np.abs(g - e))))
+        same = g.shape == e.shape and (
+            np.array_equal(g, e) if g.dtype.kind not in "fc" else np.allclose(g, e, atol=_PARITY_ATOL, rtol=_PARITY_RTOL, equal_nan=True)
+        )
+        if not same:
+            diff = float(np.max(np.abs(g.astype(np.float64) - e))) if g.shape == e.shape and g.size else float("nan")
+            # Bad input, not a failed verification: the user's old opset is what we cannot use.
+            raise BadInput(f"{name}: upgrading opset {opset} to {MIN_OPSET} changes its outputs (max abs diff {diff:.3g})", fix)
+        if g.size and g.dtype.kind in "fc":
+            worst = max(worst, float(np.max(np.abs(g.astype(np.float64) - e))))
     return worst
+
+
+def ort_reason(err: BaseException) -> str:
+    """'PRelu: Attempting to broadcast ...' out of ORT's kernel error (source paths and C++
+    signatures dropped)."""
+    import re
+
+    text = str(err)
+    op = re.search(r"running (\w+) node", text)
+    detail = text.split("Status Message:")[-1].split("was false.")[-1].strip()
+    detail = re.sub(r"^\S+:\d+ ", "", detail).splitlines()[0][:160] if detail else type(err).__name__
+    return f"{op.group(1)}: {detail}" if op else detail
 
 
 def _first_line(err: BaseException) -> str:

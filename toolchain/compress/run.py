@@ -21,16 +21,24 @@ from typing import Any
 import numpy as np
 
 from toolchain.compress import data_input, evaluators
-from toolchain.compress.model_input import NormalizedModel, normalize_onnx, parse_input_shapes
+from toolchain.compress.feeds_input import parse_input_ranges, random_feeds, to_feeds
+from toolchain.compress.model_input import (
+    MIN_OPSET,
+    NormalizedModel,
+    normalize_onnx,
+    ort_reason,
+    parse_input_shapes,
+)
+from toolchain.compress.outputs import compared_outputs, run_outputs
+from toolchain.compress.shapes import index_ranges
+from toolchain.compress.targets import import_entry, target_source
 from toolchain.config.recipe import QuantizeOverrides
 from toolchain.config.target import load_target
 from toolchain.errors import BadInput, ModelLoadError
-from toolchain.fsio import sha256_file, sha256_json, write_json_atomic
+from toolchain.fsio import sha256_json, write_json_atomic
 from toolchain.pipeline.build_target import ModelSource, TargetResult, build_target
-from toolchain.pipeline.cache import StageCache, StageSpec, library_versions
+from toolchain.pipeline.cache import StageCache, library_versions
 
-# The import stage only copies the normalized model: its key follows this module alone.
-IMPORT = StageSpec("import", ("toolchain.compress.run",))
 _WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".safetensors"}
 
 
@@ -41,6 +49,8 @@ class CompressOptions:
     data: str | None = None  # file, module:function, or "random"
     weights: Path | None = None
     input_shapes: tuple[str, ...] = ()
+    input_ranges: tuple[str, ...] = ()  # NAME=LO,HI for --data random
+    outputs: tuple[str, ...] = ()  # outputs to evaluate (default: all)
     label_column: str | None = None
     evaluator: str | None = None
     eval_fraction: float = 0.2
@@ -91,20 +101,14 @@ def compress(opts: CompressOptions, warn: Callable[[str], None] = _stderr_warnin
         warn(message)
 
     with tempfile.TemporaryDirectory(prefix="edgeopt-compress-") as tmp:
-        model, raw, torch_ref = _prepare_model(opts, Path(tmp))
-        if raw is None:
-            raw = data_input.random_data(model.sample_shape)
-            note(
-                f"--data random: calibrating on {len(raw.x)} seeded N(0,1) samples; "
-                "accuracy cannot be checked, only agreement with the fp32 model"
-            )
-        raw = data_input.check(raw, model.sample_shape)
-        data = data_input.split(raw, opts.eval_fraction, model.input.name, labels=())
-        fp32_out = _predict(model.path, data.x_test)
+        model, data, torch_ref = _prepare_model(opts, Path(tmp), note)
+        compared = compared_outputs(model.outputs, opts.outputs)
+        fp32_out = _first_run(model, data, compared)
         ev = evaluators.resolve(opts.evaluator, data.task)
-        evaluators.preflight(ev, fp32_out, data.y_eval)
+        evaluators.preflight(ev, fp32_out[compared[0].name], data.y_eval)
         if data.task == "classify":
-            data = dataclasses.replace(data, labels=tuple(str(i) for i in range(fp32_out.shape[1])))
+            classes = fp32_out[compared[0].name].shape[1]
+            data = dataclasses.replace(data, labels=tuple(str(i) for i in range(classes)))
         else:
             note(
                 f"no integer labels ({data.task}): budget max_accuracy_drop is not applied; see 'evaluation'"
@@ -113,18 +117,32 @@ def compress(opts: CompressOptions, warn: Callable[[str], None] = _stderr_warnin
         out_dir = Path(opts.out_dir) if opts.out_dir is not None else Path("runs") / name
         created = not out_dir.exists()
         try:
-            return _build(opts, profiles, model, data, ev, torch_ref, name, out_dir, warnings)
+            return _build(opts, profiles, model, data, ev, torch_ref, name, out_dir, warnings, compared)
         except BadInput:
             if created:  # nothing of a refused run is worth keeping
                 shutil.rmtree(out_dir, ignore_errors=True)
             raise
 
 
-def _prepare_model(opts: CompressOptions, tmp: Path):
-    """-> (normalized model, raw data or None for 'random', torch export or None)."""
+def _first_run(model: NormalizedModel, data, compared) -> dict:
+    """The fp32 outputs on the evaluation split: also the check that the model runs on this data
+    at all, before any compression work (an index out of range, a dim the graph rejects)."""
+    try:
+        return run_outputs(model.path, data.x_test, compared)[0]
+    except Exception as err:  # ORT raises several unrelated types; all mean "not on this data"
+        fix = ("set valid values with --input-range NAME=LO,HI (token ids: 0,VOCAB) or fix dims with --input-shape"
+               if data.name == "random" else "check the data against the model's inputs")
+        if model.facts.get("original_opset", MIN_OPSET) < MIN_OPSET:  # or the upgrade broke an op
+            fix += f", or re-export the model at opset {MIN_OPSET}+ (it was upgraded from opset {model.facts['original_opset']})"
+        raise BadInput(f"the model fails on {data.name} inputs ({ort_reason(err)})", fix) from None
+
+
+def _prepare_model(opts: CompressOptions, tmp: Path, note: Callable[[str], None]):
+    """-> (normalized model, data split into calibration/evaluation Feeds, torch export or None)."""
     from toolchain.compress import torch_input
 
     shapes = parse_input_shapes(opts.input_shapes)
+    ranges = parse_input_ranges(opts.input_ranges)
     spec = opts.model
     if torch_input.is_factory_ref(spec):
         kind = "factory"
@@ -148,18 +166,44 @@ def _prepare_model(opts: CompressOptions, tmp: Path):
             "drop --weights, or pass MODEL as module:factory",
         )
 
+    exported = None
     if kind == "onnx":
         model = normalize_onnx(
             Path(spec), tmp / "model.onnx", shapes, {"source": "onnx", "model_file": Path(spec).name}
         )
-        raw = data_input.load_raw(opts.data, model.input.name, opts.label_column)
-        return model, raw, None
+        raw = data_input.load_raw(opts.data, [s.name for s in model.inputs], opts.label_column)
+    else:
+        model, raw, exported, shapes = _torch_model(opts, kind, shapes, tmp)
+    if raw is None:
+        import onnx
 
-    # Torch sources: the data (or --input-shape) says what the model takes.
+        defaults = index_ranges(onnx.load(str(model.path), load_external_data=False))
+        feeds, y = random_feeds(model.inputs, shapes, {**defaults, **ranges}), None
+        note(
+            f"--data random: calibrating on {len(feeds)} seeded random samples per input (floats N(0,1), "
+            "ints [0,10), bools 50/50; set ranges with --input-range NAME=LO,HI); accuracy cannot be checked, "
+            "and agreement with fp32 measured on random inputs can mislead (a detector's outputs are near zero "
+            "on noise): pass real data with --data FILE.npz"
+        )
+    else:
+        if ranges:
+            raise BadInput("--input-range applies to --data random only", "drop it, or use --data random")
+        feeds, y = to_feeds(raw, model.inputs, shapes)
+    source = "random" if raw is None else raw.source
+    return model, data_input.split(feeds, y, source, opts.eval_fraction), exported
+
+
+def _torch_model(opts: CompressOptions, kind: str, shapes: dict, tmp: Path):
+    """Torch sources take one input; the data (or --input-shape) says its shape."""
+    from toolchain.compress import torch_input
+
     raw = data_input.load_raw(opts.data, None, opts.label_column)
     if len(shapes) > 1:
         raise BadInput("more than one --input-shape for a single-input model", "pass one")
     override = next(iter(shapes.values()), None)
+    if override is not None and None in override[1:]:
+        raise BadInput("a PyTorch model's --input-shape must give every dimension after the batch",
+                       "pass e.g. --input-shape x=1,3,64,64")
     if raw is not None:
         sample_shape = tuple(override[1:]) if override else tuple(np.asarray(raw.x).shape[1:])
         raw = data_input.check(raw, sample_shape)  # NaNs and bad shapes fail here, not inside the exporter
@@ -171,40 +215,35 @@ def _prepare_model(opts: CompressOptions, tmp: Path):
             "--data random with a PyTorch model needs the input shape", "pass --input-shape x=1,C,H,W"
         )
     if kind == "factory":
-        exported = torch_input.from_factory(spec, opts.weights, example, tmp)
+        exported = torch_input.from_factory(opts.model, opts.weights, example, tmp)
     else:
-        exported = torch_input.from_pt2(Path(spec), example, tmp, opts.trust_pt2)
+        exported = torch_input.from_pt2(Path(opts.model), example, tmp, opts.trust_pt2)
     # The exporter names the input after forward()'s argument; --input-shape applies to it whatever its name.
-    model = normalize_onnx(
-        exported.onnx_path, tmp / "model.onnx", _renamed(override, exported.onnx_path), exported.facts
-    )
-    return model, raw, exported
+    renamed = _renamed(override, exported.onnx_path)
+    model = normalize_onnx(exported.onnx_path, tmp / "model.onnx", renamed, exported.facts)
+    return model, raw, exported, renamed
 
 
-def _renamed(override: tuple[int, ...] | None, onnx_path: Path) -> dict:
+def _renamed(override: tuple[int | None, ...] | None, onnx_path: Path) -> dict:
     import onnx
 
     if override is None:
         return {}
-    return {onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name: override}
+    # The batch stays dynamic: only the dims after it are the user's.
+    return {onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name: (None, *override[1:])}
 
 
 def _build(
-    opts, profiles, model: NormalizedModel, data, ev, torch_ref, name: str, out_dir: Path, warnings: list[str]
+    opts, profiles, model: NormalizedModel, data, ev, torch_ref, name: str, out_dir: Path, warnings: list[str],
+    compared,
 ) -> CompressResult:
     from toolchain.hostinfo import host_info
 
     cache = StageCache(out_dir / "cache")
-    sha = sha256_file(model.path)
-
-    def produce(out: Path) -> dict:
-        shutil.copyfile(model.path, out / "model.onnx")
-        return {**model.facts, "file": "model.onnx", "sha256": sha}
-
-    entry = cache.run(IMPORT, {"source": model.facts.get("source")}, {"model": sha}, produce, label="import")
+    entry = import_entry(cache, model.path, model.facts, "import")
     run_hash = sha256_json(
         {
-            "model": sha,
+            "model": entry.record["sha256"],
             "data": data.fingerprint(),
             "evaluator": ev.custom_ref or ev.kind,
             "calibration_samples": opts.calibration_samples,
@@ -227,11 +266,11 @@ def _build(
     )
     results, evaluation = {}, {}
     for tname, profile in profiles.items():
-        t = build_target(cache, source, profile, out_dir, opts.rebench, opts.sign_key)
-        fp32_out = _predict(t.fp32_artifact, data.x_test, profile.runtime)
-        evaluation[tname] = evaluators.evaluate(
-            ev, fp32_out, _predict(t.artifact, data.x_test, profile.runtime), data.y_eval
-        )
+        src = target_source(cache, source, model, profile, Path(out_dir) / "cache")
+        t = build_target(cache, src, profile, out_dir, opts.rebench, opts.sign_key)
+        fp32_out, samples = run_outputs(t.fp32_artifact, src.data.x_test, compared, profile.runtime)
+        got, _ = run_outputs(t.artifact, src.data.x_test, compared, profile.runtime)
+        evaluation[tname] = evaluators.evaluate_outputs(ev, fp32_out, got, data.y_eval, compared, samples)
         if skip_accuracy:
             evaluation[tname]["budgets_not_applied"] = ["max_accuracy_drop"]
         results[tname] = t
@@ -239,15 +278,12 @@ def _build(
     result = CompressResult(
         name, run_hash, out_dir, results, evaluation, list(cache.events), baseline, warnings
     )
-    write_json_atomic(out_dir / "report.json", compress_document(result))
+    from toolchain.pipeline.page import write_page
+
+    doc = compress_document(result)
+    write_json_atomic(out_dir / "report.json", doc)
+    write_page(doc, out_dir / "report.html")
     return result
-
-
-def _predict(path: Path, x: np.ndarray, runtime=None) -> np.ndarray:
-    from toolchain.bench.session import load_session, predict
-    from toolchain.config.target import RuntimeOptions
-
-    return predict(load_session(path, runtime or RuntimeOptions()), x)
 
 
 def _data_facts(data) -> dict[str, Any]:
@@ -256,7 +292,10 @@ def _data_facts(data) -> dict[str, Any]:
         "task": data.task,
         "calibration_samples": len(data.x_train),
         "evaluation_samples": len(data.x_test),
-        "sample_shape": list(data.x_train.shape[1:]),
+        "inputs": {
+            n: {"dtype": str(a.dtype), "shape": list(a.shape), "batch_axis": data.x_train.axes[n]}
+            for n, a in data.x_train.arrays.items()
+        },
         "fingerprint": data.fingerprint(),
     }
 
@@ -295,6 +334,16 @@ def compress_document(result: CompressResult) -> dict[str, Any]:
     }
 
 
+def _fidelity(m: dict[str, Any]) -> str:
+    if "exact_match" in m:
+        return f"exact match {m['exact_match']:.4g}"
+    if "shape_mismatch" in m:
+        return f"shape {m['shape_mismatch']} != fp32 {m['shape']}"
+    sqnr = "identical" if m.get("sqnr_db") is None else f"SQNR {m['sqnr_db']:.1f} dB"
+    cos = "" if m.get("cosine") is None else f", cosine {m['cosine']:.5f}"
+    return f"{sqnr}, max abs diff {m['max_abs_diff']:.3g}{cos}"
+
+
 def render_compress(result: CompressResult) -> str:
     from toolchain.pipeline.report import render_target
 
@@ -308,6 +357,9 @@ def render_compress(result: CompressResult) -> str:
         for key in ("top1_agreement", "sqnr_db", "mse", "fp32_mse", "mae", "fp32_mae"):
             if ev.get(key) is not None:
                 lines.append(f"    {key}: {ev[key]:.6g}")
+        if len(ev.get("outputs", {})) > 1:  # one line per output: a whole-model number can hide one
+            for out_name, m in ev["outputs"].items():
+                lines.append(f"    output {out_name}: " + _fidelity(m))
         if "custom" in ev:
             for k, v in ev["custom"]["artifact"].items():
                 lines.append(f"    {k}: {v:.6g} (fp32 {ev['custom']['fp32'][k]:.6g})")

@@ -70,6 +70,9 @@ class PackageSpec:
     golden_atol: float = DEFAULT_GOLDEN_ATOL
     golden_rtol: float = DEFAULT_GOLDEN_RTOL
     drift_reference: dict | None = None  # toolchain.drift.reference's document; hashed like every file
+    # The golden arrays are one run of the model, fed whole: inputs and outputs need not share a
+    # sample axis (a recurrent state [layers, batch, hidden] does not have one at axis 0).
+    golden_single_run: bool = False
 
 
 def package_filename(spec: PackageSpec) -> str:
@@ -104,7 +107,7 @@ def _golden_arrays(
         # verify runs the samples in chunks of that batch.
         dims_ok = (
             arr.ndim == len(t.shape)
-            and arr.ndim >= 1
+            and (arr.ndim >= 1 or spec.golden_single_run)
             and all(
                 not isinstance(d, int) or (n % d == 0 and n > 0 if axis == 0 else d == n)
                 for axis, (d, n) in enumerate(zip(t.shape, arr.shape))
@@ -116,8 +119,8 @@ def _golden_arrays(
                 "pass arrays with the model's shape (axis 0: samples, a multiple of a fixed batch)",
             )
         arrays[key] = arr
-    batch = {a.shape[0] for a in arrays.values()}
-    if len(batch) > 1:
+    batch = {a.shape[0] for a in arrays.values() if a.ndim}
+    if len(batch) > 1 and not spec.golden_single_run:
         raise PackageSpecError(
             f"golden arrays disagree on the number of samples: {sorted(batch)}",
             "give the same number of samples for every input and output",
@@ -259,7 +262,7 @@ def build_package(spec: PackageSpec, dest: Path, signing_key: Path | None = None
             # Stamped before hashing, so files[model.onnx] is the hash of what ships.
             artifact = stamp_onnx_metadata(artifact, Path(tmp) / "model.onnx", props)
         data["golden"] = {
-            "samples": int(next(iter(golden.values())).shape[0]),
+            "samples": int(golden["input_0"].shape[0]) if golden["input_0"].ndim else 1,
             "input_keys": {t.name: f"input_{i}" for i, t in enumerate(inputs)},
             "output_keys": {t.name: f"output_{i}" for i, t in enumerate(outputs)},
             "atol": float(spec.golden_atol),

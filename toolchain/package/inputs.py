@@ -25,23 +25,28 @@ def _signature(values) -> list[dict[str, Any]]:
 
 
 def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_hash: str, labels: list[str],
-                      preprocessing: dict, metrics: dict, verdicts: dict, samples: np.ndarray | None,
+                      preprocessing: dict, metrics: dict, verdicts: dict, samples,
                       extra_files: dict[str, Path] | None = None, reference=None):
-    """`samples=None` draws seeded random golden inputs shaped like the model's first input.
+    """`samples=None` draws seeded random golden inputs shaped like the model's first input;
+    Feeds give one run of every input (state tensors need not hold samples on axis 0).
     `reference` (an array, or input name -> array, of calibration data) adds a drift reference."""
     from toolchain.bench.session import fixed_batch, input_spec, load_session
+    from toolchain.data.feeds import Feeds
     from toolchain.drift.reference import reference_for_session
     from toolchain.package import PackageSpec
 
     sess = load_session(path, profile.runtime)
-    n = fixed_batch(sess) or GOLDEN_SAMPLES
-    input_name, shape, dtype = input_spec(sess)[0]
-    if samples is None:
-        dims = [n if d is None else d for d in shape]
-        dims[0] = n
-        samples = np.random.default_rng(0).random(dims).astype(dtype)
-    golden = np.ascontiguousarray(samples[:n])
-    outputs = sess.run(None, {input_name: golden})
+    if isinstance(samples, Feeds):
+        feed = samples.at_batch(samples.fixed_batch or GOLDEN_SAMPLES)
+    else:
+        n = fixed_batch(sess) or GOLDEN_SAMPLES
+        input_name, shape, dtype = input_spec(sess)[0]
+        if samples is None:
+            dims = [n if d is None else d for d in shape]
+            dims[0] = n
+            samples = np.random.default_rng(0).random(dims).astype(dtype)
+        feed = {input_name: np.ascontiguousarray(samples[:n])}
+    outputs = sess.run(None, feed)
     return PackageSpec(
         name=name,
         target=profile.name,
@@ -56,8 +61,9 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
         target_profile=profile.model_dump(mode="json"),
         versions=library_versions(),
         recipe_hash=recipe_hash,
-        golden_inputs={input_name: golden},
+        golden_inputs=feed,
         golden_outputs=list(outputs),
+        golden_single_run=isinstance(samples, Feeds),
         extra_files=extra_files or {},
         drift_reference=None if reference is None else reference_for_session(sess, reference),
     )
@@ -72,5 +78,12 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
     return spec_for_artifact(
         path, profile, name=src.name, recipe_hash=src.recipe_hash, labels=list(src.data.labels),
         preprocessing=src.data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
-        verdicts=verdicts, samples=src.data.x_test, extra_files=extra, reference=src.data.x_train,
+        verdicts=verdicts, samples=src.data.x_test, extra_files=extra, reference=_reference_data(src.data.x_train),
     )
+
+
+def _reference_data(x):
+    """Calibration data for the drift reference: one array, or input name -> array for Feeds."""
+    from toolchain.data.feeds import Feeds
+
+    return dict(x.arrays) if isinstance(x, Feeds) else x

@@ -200,9 +200,13 @@ def _session_options(m: Manifest):
 
 
 def _batches(m: Manifest, arrays: dict):
-    """Feeds in chunks of the model's fixed batch (axis 0), or all samples at once when it is symbolic."""
+    """Feeds in chunks of the model's fixed batch (axis 0), or all samples at once when it is symbolic.
+    One chunk is fed whole: a one-run golden file's state inputs have no sample axis to slice."""
     first = m.inputs[0].shape[0]
     step = first if isinstance(first, int) else m.golden.samples
+    if step >= m.golden.samples:
+        yield {name: arrays[key] for name, key in m.golden.input_keys.items()}
+        return
     for start in range(0, m.golden.samples, step):
         yield {name: arrays[key][start : start + step] for name, key in m.golden.input_keys.items()}
 

@@ -189,16 +189,13 @@ def eval_feeds(session, x, samples: int = FIDELITY_SAMPLES) -> list[dict]:
     import numpy as np
 
     from toolchain.bench.session import fixed_batch
+    from toolchain.data.feeds import Feeds, as_feeds
 
-    name, x = session.get_inputs()[0].name, x[:samples]
-    step = fixed_batch(session) or 32
-    feeds = []
-    for start in range(0, len(x), step):
-        chunk = x[start : start + step]
-        if len(chunk) < step and fixed_batch(session):
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
-        feeds.append({name: chunk})
-    return feeds
+    feeds = as_feeds(x, session.get_inputs()[0].name)
+    if feeds.batched and len(feeds) > samples:
+        feeds = feeds.take(np.arange(samples))
+    fixed = feeds.fixed_batch if isinstance(x, Feeds) else fixed_batch(session)
+    return [feed for feed, _ in feeds.batches(fixed or 32, pad=fixed is not None)]
 
 
 def fidelity(cache: StageCache, runtime, src, reference: Entry, candidates: dict[str, Entry], label: str) -> Entry:

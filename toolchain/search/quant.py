@@ -46,12 +46,13 @@ def _quantize(pre: Path, dest: Path, calib_x: np.ndarray, exclude: list[str], sc
     import onnx
     from onnxruntime.quantization import quantize_static
 
+    from toolchain.data.feeds import as_feeds
     from toolchain.stages.quantize import _reader, excluded_nodes, static_kwargs
 
     model = onnx.load(str(pre), load_external_data=False)
     nodes, _ = excluded_nodes(model, scheme, exclude)
     with contextlib.redirect_stdout(sys.stderr):
-        quantize_static(str(pre), str(dest), _reader(model.graph.input[0].name, calib_x, 32), nodes_to_exclude=nodes,
+        quantize_static(str(pre), str(dest), _reader(as_feeds(calib_x, model.graph.input[0].name), 32), nodes_to_exclude=nodes,
                         **static_kwargs(scheme))
     return dest
 

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from toolchain.config.base import Strict
 from toolchain.config.target import BenchmarkSpec, RuntimeOptions
+from toolchain.data.feeds import Feeds, as_feeds
 
 TORCH_EAGER = "torch-eager"
 
@@ -35,11 +36,6 @@ def ort_default_memory(runtime: RuntimeOptions) -> RuntimeOptions:
     entries: RuntimeOptions' defaults) at the profile's thread counts. Threads are a speed
     choice, and ORT's own default (one per core) would tie the reference to the build host."""
     return RuntimeOptions(intra_op_threads=runtime.intra_op_threads, inter_op_threads=runtime.inter_op_threads)
-
-
-def _batch(x: np.ndarray, b: int) -> np.ndarray:
-    reps = -(-b // len(x))  # ceil: small test sets still fill large batches
-    return np.ascontiguousarray(np.concatenate([x] * reps)[:b]) if reps > 1 else np.ascontiguousarray(x[:b])
 
 
 def _torch_runner(model, xb: np.ndarray):
@@ -61,52 +57,65 @@ def headline_batch(results: dict[str, Any], batch_sizes: list[int], label: str =
     return next((str(b) for b in batch_sizes if str(b) in timed), next(iter(timed), str(batch_sizes[0])))
 
 
-def benchmark(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig, torch_model=None) -> dict[str, Any]:
-    """Measure every candidate artifact (label -> path); returns label -> metrics. Every phase is
+def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray | None, cfg: BenchConfig,
+              torch_model=None) -> dict[str, Any]:
+    """Measure every candidate artifact (label -> path); returns label -> metrics. `x` is a
+    single input's samples (axis 0), or Feeds for every input of the model. Every phase is
     bounded by `spec.max_seconds` per candidate (a session load is timed, not interrupted); what
     the cap cut short is listed in the candidate's `capped`, skipped batch sizes in `skipped_batch_sizes`."""
-    from toolchain.bench.memory import memory_breakdown
     from toolchain.bench.session import batch_plan, fixed_batch
 
     spec = cfg.spec
     sessions, results = _load_all(candidates, x, y, cfg)
+    # A bare array's model has its batch on input 0's dim 0; Feeds know their own fixed batch.
+    feeds, known_batch = as_feeds(x, next(iter(sessions.values())).get_inputs()[0].name), isinstance(x, Feeds)
+    fixed = {label: feeds.fixed_batch if known_batch else fixed_batch(s) for label, s in sessions.items()}
     capped: dict[str, list[str]] = {label: [] for label in candidates}
-    batches, skipped = batch_plan({label: fixed_batch(s) for label, s in sessions.items()}, spec.batch_sizes)
+    batches, skipped = batch_plan(fixed, spec.batch_sizes)
     for label, why in skipped.items():
         results[label]["skipped_batch_sizes"] = why
     for label, r in results.items():
         if r["load_seconds"] > spec.max_seconds:
             capped[label].append(f"session load took {r['load_seconds']:.1f} s, over the {spec.max_seconds:g} s cap")
     if torch_model is not None:
-        results[TORCH_EAGER] = _eager_accuracy(torch_model, x, y)
+        results[TORCH_EAGER] = _eager_accuracy(torch_model, feeds.arrays[feeds.names[0]], y)
         capped[TORCH_EAGER] = []
     for b in batches:
-        _time_batch(b, _batch(x, b), sessions, results, capped, cfg, torch_model)
+        _time_batch(b, feeds.at_batch(b), feeds.names[0], sessions, fixed, results, capped, cfg, torch_model)
 
     if spec.thread_sweep:  # which thread count should the app use? (bench/threads.py)
         from toolchain.bench.threads import thread_sweep
 
-        inputs = {b: _batch(x, b) for b in batches}
+        inputs = {b: feeds.at_batch(b) for b in batches}
         del sessions  # none may stay alive to contend with the sweep's
-        swept = thread_sweep(candidates, inputs, cfg.runtime, spec.thread_sweep, spec, capped)
+        swept = thread_sweep(candidates, inputs, cfg.runtime, spec.thread_sweep, spec, capped,
+                             fixed=feeds.fixed_batch if known_batch else "input0")
         for label, by_threads in swept.items():
             results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
                                          for n, by_batch in by_threads.items()}
 
-    for label, path in candidates.items():
-        runtime = cfg.memory_runtime.get(label, cfg.runtime)
-        results[label].update(memory_breakdown(Path(path), runtime, batch=spec.batch_sizes[0],
-                                               repeats=cfg.memory_repeats, max_seconds=spec.max_seconds))
-        results[label]["memory_runtime"] = runtime.model_dump(mode="json")
-        if results[label]["memory_probes"] < cfg.memory_repeats:
-            capped[label].append(f"memory: {results[label]['memory_probes']}/{cfg.memory_repeats} probes in the cap")
+    _memory(results, candidates, cfg, capped, feeds.at_batch(batches[0]) if known_batch and batches else None)
     for label, what in capped.items():
         if what:
             results[label]["capped"] = what
     return results
 
 
-def _load_all(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, cfg: BenchConfig):
+def _memory(results: dict, candidates: dict[str, Path], cfg: BenchConfig, capped: dict, feed: dict | None) -> None:
+    """Peak memory per candidate at the first batch size; `feed` None: memprobe makes its input."""
+    from toolchain.bench.memory import memory_breakdown
+
+    for label, path in candidates.items():
+        runtime = cfg.memory_runtime.get(label, cfg.runtime)
+        results[label].update(memory_breakdown(Path(path), runtime, batch=cfg.spec.batch_sizes[0],
+                                               repeats=cfg.memory_repeats, max_seconds=cfg.spec.max_seconds,
+                                               feed=feed))
+        results[label]["memory_runtime"] = runtime.model_dump(mode="json")
+        if results[label]["memory_probes"] < cfg.memory_repeats:
+            capped[label].append(f"memory: {results[label]['memory_probes']}/{cfg.memory_repeats} probes in the cap")
+
+
+def _load_all(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray | None, cfg: BenchConfig):
     """(label -> session, label -> entry with bytes, load time, optimized op counts, accuracy)."""
     import time
 
@@ -120,7 +129,7 @@ def _load_all(candidates: dict[str, Path], x: np.ndarray, y: np.ndarray | None, 
         entry: dict[str, Any] = {"bytes": Path(path).stat().st_size, "latency_ms": {},
                                  "load_seconds": time.perf_counter() - start,
                                  "optimized_ops": optimized_op_counts(Path(path), cfg.runtime)}
-        if y is not None:
+        if y is not None:  # top-1 accuracy on output 0
             entry["accuracy"] = float((predict(sessions[label], x).argmax(1) == y).mean())
         results[label] = entry
     return sessions, results
@@ -137,17 +146,14 @@ def _eager_accuracy(torch_model, x: np.ndarray, y: np.ndarray | None) -> dict[st
     return entry
 
 
-def _time_batch(b: int, xb: np.ndarray, sessions: dict, results: dict, capped: dict, cfg: BenchConfig, torch_model) -> None:
+def _time_batch(b: int, feed: dict, first_input: str, sessions: dict, fixed: dict, results: dict, capped: dict,
+                cfg: BenchConfig, torch_model) -> None:
     """Time every session that takes batch `b` (interleaved), and torch eager paired with fp32."""
-    from toolchain.bench.session import fixed_batch
-
     fns = {}
     for label, sess in sessions.items():
-        fb = fixed_batch(sess)
-        if fb is not None and fb != b:
+        if fixed[label] is not None and fixed[label] != b:
             continue  # a fixed-shape artifact only runs its own batch size (batch_plan notes it)
-        name = sess.get_inputs()[0].name
-        fns[label] = (lambda s=sess, n=name, xb=xb: s.run(None, {n: xb}))
+        fns[label] = (lambda s=sess, feed=feed: s.run(None, feed))
     timed = _timed(fns, cfg)
     for label, st in timed.stats.items():
         results[label]["latency_ms"][str(b)] = st.to_dict()
@@ -156,7 +162,7 @@ def _time_batch(b: int, xb: np.ndarray, sessions: dict, results: dict, capped: d
     if torch_model is not None and "fp32" in fns:
         # Its own rounds, paired with ORT fp32: eager's multi-ms calls between the ORT
         # candidates' moved a pruned model's ratio from 3.6-4.2x to 5.1-5.8x (2026-11-27).
-        pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, xb)}, cfg)
+        pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, feed[first_input])}, cfg)
         results[TORCH_EAGER]["latency_ms"][str(b)] = pair.stats[TORCH_EAGER].to_dict()
         results[TORCH_EAGER].setdefault("fp32_p50_same_rounds", {})[str(b)] = pair.stats["fp32"].p50
         for label, what in pair.capped.items():

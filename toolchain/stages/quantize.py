@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from pydantic import Field
 
 from toolchain.config.base import Strict
 from toolchain.config.target import QuantizeScheme
+from toolchain.data.feeds import Feeds, as_feeds
 
 
 class QuantizeConfig(Strict):
@@ -35,11 +35,12 @@ class QuantizeConfig(Strict):
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
-def calibration_subset(x: np.ndarray, cfg: QuantizeConfig) -> np.ndarray:
+def calibration_subset(x: np.ndarray | Feeds, cfg: QuantizeConfig) -> np.ndarray | Feeds:
     """A seeded random subset, so calibration does not depend on the dataset's order."""
     rng = np.random.default_rng(cfg.seed)
     n = min(cfg.calibration_samples, len(x))
-    return x[np.sort(rng.choice(len(x), size=n, replace=False))]
+    index = np.sort(rng.choice(len(x), size=n, replace=False))
+    return x.take(index) if isinstance(x, Feeds) else x[index]
 
 
 def static_kwargs(scheme: QuantizeScheme) -> dict[str, Any]:
@@ -101,25 +102,14 @@ def excluded_nodes(model, scheme: QuantizeScheme, extra: list[str]) -> tuple[lis
     return list(extra) + stems, stems
 
 
-def calibration_batches(x: np.ndarray, batch: int, fixed: bool) -> Iterator[np.ndarray]:
-    """Consecutive batches of `batch` samples, sliced on demand (calibration streams; it never
-    holds a second copy of the set). For a fixed-batch model the last batch is padded with
-    repeats of the first samples, since ORT rejects a short one ("Got: 2 Expected: 4");
-    repeats do not move a min/max range. A dynamic-batch model takes the last batch as it is."""
-    n = len(x)
-    for start in range(0, n, batch):
-        chunk = x[start : start + batch]
-        if fixed and len(chunk) < batch:
-            chunk = np.concatenate([chunk, x[np.arange(batch - len(chunk)) % n]])
-        yield chunk
-
-
-def _reader(input_name: str, x: np.ndarray, batch: int, fixed: bool = False):
+def _reader(feeds: Feeds, batch: int, fixed: bool = False):
     from onnxruntime.quantization import CalibrationDataReader
 
     class _Batches(CalibrationDataReader):
         def __init__(self):
-            self._it = ({input_name: chunk} for chunk in calibration_batches(x, batch, fixed))
+            # A fixed-batch model takes only full batches ("Got: 2 Expected: 4"): pad the last one
+            # with copies of its last sample, which does not move a min/max range.
+            self._it = (feed for feed, _ in feeds.batches(batch, pad=fixed))
 
         def get_next(self):
             return next(self._it, None)
@@ -174,7 +164,7 @@ def pre_process(src: Path, dest: Path) -> dict[str, Any]:
     return {"pre_process": "skipped", "pre_process_note": "; ".join(reasons)}
 
 
-def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
+def quantize(src: Path, calib_x: np.ndarray | Feeds, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
     """Write a quantized copy of `src` to `dest`; `src` is never modified. Temporary files go to
     a directory next to `dest` (the stage's output dir), removed on return."""
     import onnx
@@ -201,9 +191,10 @@ def quantize(src: Path, calib_x: np.ndarray, cfg: QuantizeConfig, dest: Path, st
                 per_channel=scheme.per_channel, reduce_range=scheme.reduce_range, nodes_to_exclude=exclude,
             )
         elif scheme.format in ("qdq", "qoperator"):
-            calib = calibration_subset(calib_x, cfg)
-            fixed = _fixed_batch(pre)
-            reader = _reader(_first_input(pre), calib, fixed or cfg.calibration_batch, fixed=fixed is not None)
+            calib = calibration_subset(as_feeds(calib_x, _first_input(pre)), cfg)
+            # Feeds know their model's batch; a bare array is one input whose dim 0 is the batch.
+            fixed = calib.fixed_batch if isinstance(calib_x, Feeds) else _fixed_batch(pre)
+            reader = _reader(calib, fixed or cfg.calibration_batch, fixed=fixed is not None)
             quantize_static(str(pre), str(raw), reader, nodes_to_exclude=exclude, **static_kwargs(scheme))
         stamp_onnx_metadata(raw, dest, stamp)
     return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x))),
