@@ -83,7 +83,13 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
 
 
 def _reference_data(x):
-    """Calibration data for the drift reference: one array, or input name -> array for Feeds."""
+    """Calibration data for the drift reference: one array, or input name -> array for Feeds.
+    None (no reference) when an input holds no samples on axis 0 (a recurrent state, a scalar
+    sample rate): per-sample statistics of it mean nothing, and the drift check feeds samples."""
     from toolchain.data.feeds import Feeds
 
-    return dict(x.arrays) if isinstance(x, Feeds) else x
+    if not isinstance(x, Feeds):
+        return x
+    if any(x.axes[n] != 0 or np.ndim(a) == 0 for n, a in x.arrays.items()):
+        return None
+    return dict(x.arrays)
