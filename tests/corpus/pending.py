@@ -16,7 +16,10 @@ REASONS = {
 _CASES: dict[str, dict[str, list[str]]] = {
     "bench": {
         "cpu-server": [
-            "crnn_fixed", "detector_fixed", "encoder_fixed", "gru_state_fixed", "lstm_state_fixed",
+            "crnn_fixed", "detector_fixed", "encoder_fixed", "gru_state_fixed",
+            "light/light_bvlc_alexnet", "light/light_densenet121", "light/light_inception_v1",
+            "light/light_inception_v2", "light/light_resnet50", "light/light_shufflenet",
+            "light/light_squeezenet", "light/light_vgg19", "light/light_zfnet512", "lstm_state_fixed",
             "pytorch-converted/test_AvgPool1d", "pytorch-converted/test_AvgPool1d_stride",
             "pytorch-converted/test_AvgPool2d", "pytorch-converted/test_AvgPool2d_stride",
             "pytorch-converted/test_AvgPool3d", "pytorch-converted/test_AvgPool3d_stride",
@@ -118,13 +121,25 @@ _CASES: dict[str, dict[str, list[str]]] = {
             "pytorch-operator/test_operator_add_size1_broadcast",
             "pytorch-operator/test_operator_add_size1_right_broadcast",
             "pytorch-operator/test_operator_add_size1_singleton_broadcast",
-            "pytorch-operator/test_operator_addconstant", "pytorch-operator/test_operator_addmm",
-            "pytorch-operator/test_operator_chunk", "pytorch-operator/test_operator_clip",
-            "pytorch-operator/test_operator_concat2", "pytorch-operator/test_operator_convtranspose",
+            "pytorch-operator/test_operator_addconstant", "pytorch-operator/test_operator_chunk",
+            "pytorch-operator/test_operator_clip", "pytorch-operator/test_operator_convtranspose",
             "pytorch-operator/test_operator_exp", "pytorch-operator/test_operator_max",
-            "pytorch-operator/test_operator_min", "pytorch-operator/test_operator_mm",
-            "pytorch-operator/test_operator_non_float_params", "pytorch-operator/test_operator_params",
-            "pytorch-operator/test_operator_sqrt", "pytorch-operator/test_operator_symbolic_override",
+            "pytorch-operator/test_operator_min", "pytorch-operator/test_operator_non_float_params",
+            "pytorch-operator/test_operator_params", "pytorch-operator/test_operator_sqrt",
+            "pytorch-operator/test_operator_symbolic_override",
+        ],
+    },
+    "bench+fidelity": {
+        "arm-mobile": [
+            "pytorch-operator/test_operator_addmm", "pytorch-operator/test_operator_concat2",
+            "pytorch-operator/test_operator_mm",
+        ],
+    },
+    "fidelity": {
+        "arm-mobile": [
+            "light/light_bvlc_alexnet", "light/light_inception_v1", "light/light_inception_v2",
+            "light/light_resnet50", "light/light_shufflenet", "light/light_squeezenet",
+            "light/light_vgg19", "light/light_zfnet512",
         ],
     },
     "pre": {
