@@ -101,3 +101,12 @@ def test_pre_process_that_always_fails_is_skipped_with_a_note(tmp_path, monkeypa
     assert facts["pre_process"] == "skipped"
     assert facts["pre_process_note"].count("AssertionError") == 2  # both levels were tried
     assert (tmp_path / "pre.onnx").read_bytes() == src.read_bytes()
+
+
+def test_every_quantize_format_has_a_quantizer():
+    from typing import get_args
+
+    from toolchain.config.target import QuantizeScheme
+    from toolchain.stages.quantize import QUANTIZERS
+
+    assert set(QUANTIZERS) == set(get_args(QuantizeScheme.model_fields["format"].annotation))

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -167,11 +168,38 @@ def pre_process(src: Path, dest: Path) -> dict[str, Any]:
     return {"pre_process": "skipped", "pre_process_note": "; ".join(reasons)}
 
 
+def _keep_fp32(src: Path, pre: Path, raw: Path, calib_x, cfg: QuantizeConfig, exclude: list[str]) -> None:
+    shutil.copyfile(src, raw)
+
+
+def _dynamic(src: Path, pre: Path, raw: Path, calib_x, cfg: QuantizeConfig, exclude: list[str]) -> None:
+    """Weights int8 ahead of time, activations quantized at run time: no calibration."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    scheme = cfg.scheme
+    quantize_dynamic(str(pre), str(raw), weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.weight_type],
+                     per_channel=scheme.per_channel, reduce_range=scheme.reduce_range, nodes_to_exclude=exclude)
+
+
+def _static(src: Path, pre: Path, raw: Path, calib_x, cfg: QuantizeConfig, exclude: list[str]) -> None:
+    """QDQ or QOperator, calibrated on every input at the model's own batch."""
+    from onnxruntime.quantization import quantize_static
+
+    calib = calibration_subset(as_feeds(calib_x, _first_input(pre)), cfg)
+    # Feeds know their model's batch; a bare array is one input whose dim 0 is the batch.
+    fixed = calib.fixed_batch if isinstance(calib_x, Feeds) else _fixed_batch(pre)
+    reader = _reader(calib, fixed or cfg.calibration_batch, fixed=fixed is not None)
+    quantize_static(str(pre), str(raw), reader, nodes_to_exclude=exclude, **static_kwargs(cfg.scheme))
+
+
+# [quantize] format -> how; a new format is one function and one entry (like PRUNERS).
+QUANTIZERS: dict[str, Callable[..., None]] = {"none": _keep_fp32, "dynamic": _dynamic, "qdq": _static, "qoperator": _static}
+
+
 def quantize(src: Path, calib_x: np.ndarray | Feeds, cfg: QuantizeConfig, dest: Path, stamp: dict[str, str]) -> dict[str, Any]:
     """Write a quantized copy of `src` to `dest`; `src` is never modified. Temporary files go to
     a directory next to `dest` (the stage's output dir), removed on return."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 
     from toolchain.package.metadata import stamp_onnx_metadata
 
@@ -182,23 +210,11 @@ def quantize(src: Path, calib_x: np.ndarray | Feeds, cfg: QuantizeConfig, dest: 
           _inside(Path(tmp)), contextlib.redirect_stdout(sys.stderr)):
         pre = Path(tmp) / "pre.onnx"
         raw = Path(tmp) / "quant.onnx"
-        if scheme.format == "none":
-            shutil.copyfile(src, raw)
-        else:
+        if scheme.format != "none":
             facts = pre_process(src, pre)
             # Stems are found in the pre-processed graph: those are the node names ORT's quantizer sees.
             exclude, stems = excluded_nodes(onnx.load(str(pre), load_external_data=False), scheme, exclude)
-        if scheme.format == "dynamic":
-            quantize_dynamic(
-                str(pre), str(raw), weight_type={"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}[scheme.weight_type],
-                per_channel=scheme.per_channel, reduce_range=scheme.reduce_range, nodes_to_exclude=exclude,
-            )
-        elif scheme.format in ("qdq", "qoperator"):
-            calib = calibration_subset(as_feeds(calib_x, _first_input(pre)), cfg)
-            # Feeds know their model's batch; a bare array is one input whose dim 0 is the batch.
-            fixed = calib.fixed_batch if isinstance(calib_x, Feeds) else _fixed_batch(pre)
-            reader = _reader(calib, fixed or cfg.calibration_batch, fixed=fixed is not None)
-            quantize_static(str(pre), str(raw), reader, nodes_to_exclude=exclude, **static_kwargs(scheme))
+        QUANTIZERS[scheme.format](src, pre, raw, calib_x, cfg, exclude)
         stamp_onnx_metadata(raw, dest, stamp)
     return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x))),
             "fp32_nodes": exclude, "fp32_stem_nodes": stems, **facts}
