@@ -13,22 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from toolchain.config.base import Strict
-from toolchain.config.target import BenchmarkSpec, RuntimeOptions
+from toolchain.config.stages import BenchConfig
+from toolchain.config.target import RuntimeOptions
 from toolchain.data.feeds import Feeds, as_feeds
 
 TORCH_EAGER = "torch-eager"
-
-
-class BenchConfig(Strict):
-    runtime: RuntimeOptions
-    spec: BenchmarkSpec
-    memory_repeats: int = Field(3, ge=1)
-    # label -> session options for that candidate's memory probe only (latency always uses
-    # `runtime`). The fp32 reference is what a user gets from ORT by default, not the profile.
-    memory_runtime: dict[str, RuntimeOptions] = Field(default_factory=dict)
 
 
 def ort_default_memory(runtime: RuntimeOptions) -> RuntimeOptions:

@@ -18,23 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from toolchain.config.base import Strict
+from toolchain.config.stages import QuantizeConfig
 from toolchain.config.target import QuantizeScheme
 from toolchain.data.feeds import Feeds, as_feeds
-
-
-class QuantizeConfig(Strict):
-    scheme: QuantizeScheme = QuantizeScheme()
-    calibration_samples: int = Field(256, ge=1)
-    # ORT's calibration session holds a whole batch's activations: at 32 a 14 MB MobileNetV2 (224 px)
-    # peaked at 3.9 GB RSS, at 4 at 0.97 GB (and calibrated faster: 8.7 vs 14.1 s). Min/max ranges
-    # merge exactly across batches, so the batch size does not change a minmax-calibrated model.
-    calibration_batch: int = Field(4, ge=1, description="samples per calibration batch (dynamic-batch models)")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="node names kept in fp32")
-    seed: int = 0
-
 
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
