@@ -18,10 +18,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.cli import cli, main
 from toolchain.cli.compress import COMMANDS
-from toolchain.compress import data_input, evaluators
+from toolchain.compress import evaluators
 from toolchain.compress.feeds_input import random_feeds
 from toolchain.compress.model_input import normalize_onnx, parse_input_shapes
 from toolchain.config.base import to_toml
+from toolchain.data import user as data_input
 from toolchain.data.feeds import as_feeds
 from toolchain.errors import BadInput
 from toolchain.package.errors import UnsafeModel

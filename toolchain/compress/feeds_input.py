@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolchain.compress import data_input
 from toolchain.compress.shapes import random_array, run_shape
+from toolchain.data import user as data_input
 from toolchain.data.feeds import Feeds, TensorSpec, fixed_batch_of
 from toolchain.errors import BadInput
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.compress import data_input, evaluators
+from toolchain.compress import evaluators
 from toolchain.compress.feeds_input import parse_input_ranges, random_feeds, to_feeds
 from toolchain.compress.model_input import (
     MIN_OPSET,
@@ -34,6 +34,7 @@ from toolchain.compress.shapes import index_ranges
 from toolchain.compress.targets import import_entry, target_source
 from toolchain.config.recipe import QuantizeOverrides
 from toolchain.config.target import load_target
+from toolchain.data import user as data_input
 from toolchain.errors import BadInput, ModelLoadError
 from toolchain.fsio import sha256_json, write_json_atomic
 from toolchain.pipeline.build_target import ModelSource, TargetResult, build_target
