@@ -31,7 +31,7 @@ def thread_sweep(
     counts: list[int],
     spec: BenchmarkSpec,
     capped: dict[str, list[str]] | None = None,
-    fixed: int | None | str = "input0",
+    fixed: int | None | str | Mapping[str, int | None] = "input0",
 ) -> dict[str, dict[int, dict[int, LatencyStats]]]:
     """label -> thread count -> batch size -> latency, for every artifact the batch fits.
     `inputs` are feed dicts (or input 0's array) per batch size; `fixed` is the model's fixed batch
@@ -54,7 +54,7 @@ def thread_sweep(
                 continue
             pair_clock = Deadline(None)
             sess = load_session(artifacts[label], runtime.model_copy(update={"intra_op_threads": n}))
-            fb = fixed_batch(sess) if fixed == "input0" else fixed
+            fb = fixed[label] if isinstance(fixed, Mapping) else fixed_batch(sess) if fixed == "input0" else fixed
             for b, xb in inputs.items():
                 if fb is not None and fb != b:
                     continue  # a fixed-shape artifact only runs its own batch size

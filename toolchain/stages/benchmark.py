@@ -53,13 +53,13 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
     single input's samples (axis 0), or Feeds for every input of the model. Every phase is
     bounded by `spec.max_seconds` per candidate (a session load is timed, not interrupted); what
     the cap cut short is listed in the candidate's `capped`, skipped batch sizes in `skipped_batch_sizes`."""
-    from toolchain.bench.session import batch_plan, fixed_batch
+    from toolchain.bench.session import batch_plan
 
     spec = cfg.spec
     sessions, results = _load_all(candidates, x, y, cfg)
     # A bare array's model has its batch on input 0's dim 0; Feeds know their own fixed batch.
     feeds, known_batch = as_feeds(x, next(iter(sessions.values())).get_inputs()[0].name), isinstance(x, Feeds)
-    fixed = {label: feeds.fixed_batch if known_batch else fixed_batch(s) for label, s in sessions.items()}
+    fixed = {label: session_fixed_batch(s, feeds) for label, s in sessions.items()}
     capped: dict[str, list[str]] = {label: [] for label in candidates}
     batches, skipped = batch_plan(fixed, spec.batch_sizes)
     for label, why in skipped.items():
@@ -78,26 +78,38 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
 
         inputs = {b: feeds.at_batch(b) for b in batches}
         del sessions  # none may stay alive to contend with the sweep's
-        swept = thread_sweep(candidates, inputs, cfg.runtime, spec.thread_sweep, spec, capped,
-                             fixed=feeds.fixed_batch if known_batch else "input0")
+        swept = thread_sweep(candidates, inputs, cfg.runtime, spec.thread_sweep, spec, capped, fixed=fixed)
         for label, by_threads in swept.items():
             results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
                                          for n, by_batch in by_threads.items()}
 
-    _memory(results, candidates, cfg, capped, feeds.at_batch(batches[0]) if known_batch and batches else None)
+    # memory at the first batch every candidate takes (batch_plan lists the profile's sizes first)
+    mem_batch = next((b for b in batches if all(f in (None, b) for f in fixed.values())), spec.batch_sizes[0])
+    _memory(results, candidates, cfg, capped, mem_batch, feeds.at_batch(mem_batch) if known_batch else None)
     for label, what in capped.items():
         if what:
             results[label]["capped"] = what
     return results
 
 
-def _memory(results: dict, candidates: dict[str, Path], cfg: BenchConfig, capped: dict, feed: dict | None) -> None:
+def session_fixed_batch(session, feeds: Feeds) -> int | None:
+    """The batch this artifact takes, read from its own inputs on the axes that hold samples (a
+    fixed-shape target's artifact is fixed even where the original model was not)."""
+    for inp in session.get_inputs():
+        axis = feeds.axes.get(inp.name)
+        if axis is not None and axis < len(inp.shape) and isinstance(inp.shape[axis], int) and inp.shape[axis] > 0:
+            return inp.shape[axis]
+    return None
+
+
+def _memory(results: dict, candidates: dict[str, Path], cfg: BenchConfig, capped: dict, batch: int,
+            feed: dict | None) -> None:
     """Peak memory per candidate at the first batch size; `feed` None: memprobe makes its input."""
     from toolchain.bench.memory import memory_breakdown
 
     for label, path in candidates.items():
         runtime = cfg.memory_runtime.get(label, cfg.runtime)
-        results[label].update(memory_breakdown(Path(path), runtime, batch=cfg.spec.batch_sizes[0],
+        results[label].update(memory_breakdown(Path(path), runtime, batch=batch,
                                                repeats=cfg.memory_repeats, max_seconds=cfg.spec.max_seconds,
                                                feed=feed))
         results[label]["memory_runtime"] = runtime.model_dump(mode="json")
