@@ -1,6 +1,6 @@
 """`edgeopt compress` on models nobody here trained: outcome, fidelity, size, speed and tool cost.
 
-The corpus is the one the tests build (tests/corpus): PyTorch re-creations of shipped model
+The corpus is the one the tests build (tests/compress/corpus): PyTorch re-creations of shipped model
 families (YOLO-style detector, CRNN, GRU/LSTM with state, transformer encoder, segmentation net;
 dynamic-axes and fixed-shape exports, one with external data) and the graphs shipped inside the
 `onnx` package (light CNNs, pytorch-converted, pytorch-operator). Each case runs through
@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "compress"))
 sys.path.insert(0, str(ROOT))
 
 from corpus import build

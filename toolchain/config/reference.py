@@ -2,7 +2,7 @@
 
 The field descriptions are the one statement of what each key means; docs/recipes.md and
 docs/targets.md carry the rendered tables between marker comments, so the docs cannot drift
-from the schema (tests/test_docs.py fails when they are stale).
+from the schema (tests/config/test_docs.py fails when they are stale).
 
     python -m toolchain.config.reference            # print both tables
     python -m toolchain.config.reference --write    # rewrite them in docs/

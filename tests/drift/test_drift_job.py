@@ -14,7 +14,7 @@ import pytest
 from test_drift import _package
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _edgeopt(env: dict, *args: str) -> subprocess.CompletedProcess:

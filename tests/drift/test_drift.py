@@ -185,7 +185,7 @@ def test_a_dict_of_inputs_is_referenced_and_compared_per_input():
 def test_benchmark_shifts_are_the_ones_it_names():
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from drift_reliability import shift
 
     z = np.random.default_rng(0).standard_normal((50, 3)).astype(np.float32)

@@ -37,7 +37,7 @@ from toolchain.package.manifest import manifest_json_schema, parse_manifest
 from toolchain.package.session_config import session_config
 from toolchain.package.zipwrite import write_zip
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_model(path: Path, batch: int | str = "batch") -> Path:
@@ -436,7 +436,7 @@ def test_standardized_tabular_preprocessing_round_trips_through_the_consumer_con
     import importlib.util
     from pathlib import Path as _P
 
-    spec = importlib.util.spec_from_file_location("consumer", _P(__file__).parents[1] / "examples" / "consume_package.py")
+    spec = importlib.util.spec_from_file_location("consumer", _P(__file__).parents[2] / "examples" / "consume_package.py")
     consumer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(consumer)
     pre = {"scale": 1.0, "offset": 0.0, "mean": [1.0, -2.0, 3.0], "std": [2.0, 0.5, 4.0], "dtype": "float32"}
