@@ -16,7 +16,7 @@ import click
 
 from toolchain import __version__
 from toolchain.cli import arm, bench, compress, drift, gate, mobile, package, registry, run, search, targets
-from toolchain.cli.options import log_dir
+from toolchain.cli.options import log_dir, log_into
 from toolchain.errors import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_OK, EdgeoptError
 
 # A new command group is one module with a COMMANDS list plus one entry here.
@@ -64,6 +64,7 @@ def _environment_fault(err: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    log_into(None)  # a crash log belongs to this invocation's --out, not an earlier one's in this process
     try:
         cli.main(args=argv, prog_name="edgeopt", standalone_mode=False)
     except EdgeoptError as err:

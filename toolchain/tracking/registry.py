@@ -202,9 +202,10 @@ def parse_ref(ref: str) -> tuple[str, str]:
 
 def pull(ref: str, out_dir: Path, uri: str, public_key: Path | None = None) -> dict[str, Any]:
     """Download the package `ref` (NAME@ALIAS) names into `out_dir`, verified before it lands there."""
-    import mlflow
+    from toolchain.tracking.store import load_mlflow
 
     name, alias = parse_ref(ref)
+    mlflow = load_mlflow()  # without the extra: one line naming it, exit 2
     client = existing_client(uri)
     with _store_errors(uri, ref):
         version = client.get_model_version_by_alias(name, alias)
