@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from toolchain.cli.options import PATH, emit_json, json_mode, json_option
+from toolchain.cli.options import PATH, emit, json_mode, json_option
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 
@@ -39,10 +39,7 @@ def drift_cmd(package, data, thresholds_file, markdown_file, as_json):
     doc = {"package": str(package), "data": str(data), **compare(reference, inputs, outputs, thresholds)}
     if markdown_file:
         write_text_atomic(markdown_file, render_markdown(doc))
-    if as_json:
-        emit_json(doc)
-    else:
-        click.echo(render_text(doc))
+    emit(doc, as_json, render_text)
     sys.exit(EXIT_BUDGET_FAILED if doc["drift"] else EXIT_OK)
 
 

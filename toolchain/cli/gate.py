@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from toolchain.cli.options import PATH, emit_json, json_option, targets_dir_option
+from toolchain.cli.options import PATH, emit, json_option, targets_dir_option
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 _path = PATH
@@ -57,10 +57,7 @@ def gate_cmd(path, targets, budgets_file, baseline_file, junit, markdown_file, a
         write_text_atomic(junit, junit_xml(doc))
     if markdown_file:
         write_text_atomic(markdown_file, markdown(doc))
-    if as_json:
-        emit_json(doc)
-    else:
-        click.echo(render_text(doc))
+    emit(doc, as_json, render_text)
     sys.exit(EXIT_OK if doc["passed"] else EXIT_BUDGET_FAILED)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 
 def emit_json(doc: Any) -> None:
     click.echo(json_text(doc))
+
+
+def emit(doc: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    """The command's result: one JSON document under --json, else its text rendering."""
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(render(doc))
 
 
 @contextlib.contextmanager
