@@ -65,7 +65,7 @@ def test_onnx_opset9_end_to_end_and_cached_rerun(mlp, targets, tmp_path, capsys)
     assert json.loads((out / "report.json").read_text())["recipe"] == doc["recipe"]
     code, stdout, _ = _cli(args, capsys)
     again = json.loads(stdout)
-    assert code == 0 and {s["status"] for s in again["stages"]} == {"hit"} and len(again["stages"]) == 13
+    assert code == 0 and {s["status"] for s in again["stages"]} == {"hit"} and len(again["stages"]) == 15  # 7 stages per target (fidelity included) + import
     assert again["recipe"]["hash"] == doc["recipe"]["hash"]
 
 
