@@ -19,21 +19,27 @@ FP32_COMPUTE = {"Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "FusedC
 QDQ = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
+def optimized_op_types(model: Path, opts) -> Counter:
+    """Op types of the graph ORT builds from `model` with session options `opts` (the session
+    only optimizes and saves; it never runs). The one place the optimized graph is read back."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        return Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath, load_external_data=False).graph.node)
+
+
 def optimized_op_counts(model: Path, runtime: RuntimeOptions) -> dict[str, int] | None:
     """Counts for the graph ORT builds from `model` here; None for .ort files (already optimized,
     and ORT cannot re-save them as ONNX)."""
-    import onnx
-    import onnxruntime as ort
 
     from toolchain.bench.session import session_options
 
     if Path(model).suffix == ".ort":
         return None
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = session_options(runtime)
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-        ops = Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath, load_external_data=False).graph.node)
+    ops = optimized_op_types(model, session_options(runtime))
     return {
         "total": sum(ops.values()),
         "fp32_compute": sum(c for op, c in ops.items() if op in FP32_COMPUTE),

@@ -219,20 +219,16 @@ def compact(src: Path, cfg: CompactConfig, dest: Path, names: Path | None = None
 def optimized_ops(path: Path, int8_allowed: bool) -> Counter:
     """Op types of the graph ORT builds at level "all" on this host: the int8 fusions show here.
     `int8_allowed` is the switch ORT's .ort converter sets for ARM targets (S8S8 QDQ fusions)."""
-    import tempfile
-
-    import onnx
     import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.add_session_config_entry("session.qdqisint8allowed", "1" if int8_allowed else "0")
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = 1  # only optimizes, never runs: no need for a thread pool
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)
+    from toolchain.bench.graph_ops import optimized_op_types
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.qdqisint8allowed", "1" if int8_allowed else "0")
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1  # only optimizes, never runs: no need for a thread pool
+    return optimized_op_types(path, opts)
 
 
 _NUMERIC = {"tensor(float)", "tensor(double)", "tensor(int64)", "tensor(int32)", "tensor(uint8)", "tensor(int8)"}
