@@ -74,6 +74,16 @@ def fixed_batch(session) -> int | None:
     return shape[0] if shape and _is_fixed(shape[0]) else None
 
 
+def session_fixed_batch(session, feeds) -> int | None:
+    """The batch this artifact takes, read from its own inputs on the axes that hold samples (a
+    fixed-shape target's artifact is fixed even where the original model was not)."""
+    for inp in session.get_inputs():
+        axis = feeds.axes.get(inp.name)
+        if axis is not None and axis < len(inp.shape) and isinstance(inp.shape[axis], int) and inp.shape[axis] > 0:
+            return inp.shape[axis]
+    return None
+
+
 def _is_fixed(dim) -> bool:
     """A fixed dimension. ORT reports a symbolic one as a str or None (also a -1 in the file),
     but a 0 that some exporters write for "unknown" as the int 0: dynamic, not a batch of 0."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from toolchain.cli.options import PATH, emit_json, json_mode, json_option, targets_dir_option
+from toolchain.cli.options import PATH, emit, json_mode, json_option, targets_dir_option
 
 
 def remote_options(fn):
@@ -57,10 +57,7 @@ def bench(artifact, target, targets_dir, as_json, remote, remote_python, ssh_key
                                known_hosts=known_hosts, strict_host_key_checking=strict_host_key_checking)
         else:
             doc = bench_file(artifact, profile)
-    if as_json:
-        emit_json(doc)
-    else:
-        click.echo(render_bench(doc))
+    emit(doc, as_json, render_bench)
 
 
 COMMANDS = [bench]

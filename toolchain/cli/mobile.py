@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from toolchain.cli.options import PATH, emit_json, json_option, targets_dir_option
+from toolchain.cli.options import PATH, emit, json_option, targets_dir_option
 from toolchain.mobile.report import mobile_report
 
 
@@ -62,10 +62,7 @@ def mobile_report_cmd(model, target, device_name, targets_dir, as_json):
     from toolchain.config.target import load_target
 
     doc = mobile_report(model, load_target(target, targets_dir), device_name, strict=True)
-    if as_json:
-        emit_json(doc)
-    else:
-        click.echo(render(doc))
+    emit(doc, as_json, render)
 
 
 COMMANDS = [mobile_report_cmd]

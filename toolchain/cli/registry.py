@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.options import DIR, PATH, emit_json, json_mode, json_option
+from toolchain.cli.options import DIR, PATH, emit, json_mode, json_option
 
 _registry_option = click.option(
     "--registry", "uri", default=None, metavar="URI",
@@ -27,10 +27,7 @@ def _uri(uri: str | None) -> str:
 
 
 def _say(doc, as_json: bool, text: str) -> None:
-    if as_json:
-        emit_json(doc)
-    else:
-        click.echo(text)
+    emit(doc, as_json, lambda _doc: text)
 
 
 @click.group()

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.bench import fidelity
 from toolchain.errors import BadInput
 
 
@@ -144,20 +145,17 @@ def output_metrics(ref: np.ndarray, got: np.ndarray, batch_axis: int | None) -> 
     r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
     m["sqnr_db"] = sqnr_db(r, g)
     m["max_abs_diff"] = float(np.max(np.abs(r - g))) if r.size else 0.0
-    norm = float(np.linalg.norm(r) * np.linalg.norm(g))
-    m["cosine"] = float(np.dot(r, g) / norm) if norm > 0 else None
+    m["cosine"] = fidelity.cosine(r, g) if np.any(r) and np.any(g) else None
     if ref.ndim == 2 and ref.shape[1] > 1 and batch_axis == 0:
         m["top1_agreement"] = float((got.argmax(1) == ref.argmax(1)).mean())
     return m
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float | None:
-    """None when the outputs are bit-identical (infinite SQNR has no JSON number)."""
-    ref = reference.astype(np.float64)
-    noise = float(np.sum((ref - test.astype(np.float64)) ** 2))
-    if noise == 0.0:
+    """bench/fidelity's SQNR; None when the outputs are bit-identical (infinite SQNR has no JSON number)."""
+    if np.array_equal(reference, test):
         return None
-    return float(10 * math.log10(max(float(np.sum(ref**2)), 1e-300) / noise))
+    return fidelity.sqnr_db(reference, test)
 
 
 def _squeeze(a: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
     single input's samples (axis 0), or Feeds for every input of the model. Every phase is
     bounded by `spec.max_seconds` per candidate (a session load is timed, not interrupted); what
     the cap cut short is listed in the candidate's `capped`, skipped batch sizes in `skipped_batch_sizes`."""
-    from toolchain.bench.session import batch_plan
+    from toolchain.bench.session import batch_plan, session_fixed_batch
 
     spec = cfg.spec
     sessions, results = _load_all(candidates, x, y, cfg)
@@ -90,16 +90,6 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
         if what:
             results[label]["capped"] = what
     return results
-
-
-def session_fixed_batch(session, feeds: Feeds) -> int | None:
-    """The batch this artifact takes, read from its own inputs on the axes that hold samples (a
-    fixed-shape target's artifact is fixed even where the original model was not)."""
-    for inp in session.get_inputs():
-        axis = feeds.axes.get(inp.name)
-        if axis is not None and axis < len(inp.shape) and isinstance(inp.shape[axis], int) and inp.shape[axis] > 0:
-            return inp.shape[axis]
-    return None
 
 
 def _memory(results: dict, candidates: dict[str, Path], cfg: BenchConfig, capped: dict, batch: int,
