@@ -51,6 +51,20 @@ def arm_env_or_skip():
         pytest.skip(f"ARM emulation unavailable: {err}")
 
 
+def require_extra(module: str, extra: str):
+    """Import an optional extra's module. Without it the test skips with the install command,
+    except under CI=true, where `.ci/run` installs every extra and a missing one must fail."""
+    import importlib
+    import os
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"extra '{extra}' missing under CI ({err}): .ci/run installs every extra")
+        pytest.skip(f"needs the '{extra}' extra: pip install -e '.[{extra}]'", allow_module_level=True)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Two shared cores: torch's default pool oversubscribes them (measured 17x slower epochs)."""

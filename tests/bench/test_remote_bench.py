@@ -119,6 +119,8 @@ def test_remote_bench_same_keys_as_local(sshd, artifact, profile):
     remote = _bench(sshd, artifact, profile)
     local = bench_file(artifact, profile)
     assert set(remote) == set(local) | {"remote"}
+    assert remote.get("skipped_batch_sizes") == local.get("skipped_batch_sizes")
+    assert 1 <= remote["memory_probes"] <= 3
     assert remote["remote"] == _url(sshd)
     assert set(remote["latency_by_batch"]) == set(local["latency_by_batch"]) == {"1"}
     assert set(remote["latency_by_batch"]["1"]) == set(local["latency_by_batch"]["1"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_extra
 from test_drift import _package
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,7 @@ def _edgeopt(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_drift_job_rolls_production_back_only_on_drift(tmp_path):
-    pytest.importorskip("mlflow")
+    require_extra("mlflow", "mlflow")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "PYTHONPATH": str(ROOT), "REGISTRY": f"sqlite:///{tmp_path}/mlruns.db", "MODEL": "digits-drift"}
     for version in ("v1", "v2"):

@@ -23,12 +23,13 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from conftest import require_extra
 from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.cli.main import main
 from toolchain.config.base import to_toml
 
-pytest.importorskip("mlflow")
+require_extra("mlflow", "mlflow")
 pytestmark = pytest.mark.slow  # each compress run and the server start take seconds
 
 

@@ -8,6 +8,7 @@ import math
 import socket
 
 import pytest
+from conftest import require_extra
 
 from toolchain.errors import BadInput
 from toolchain.tracking import flatten, registry, store, track_run
@@ -78,7 +79,7 @@ def test_reading_commands_never_create_a_store(tmp_path):
 
 
 def test_a_store_that_cannot_be_created_is_a_skip_not_a_crash(tmp_path, capsys):
-    pytest.importorskip("mlflow")
+    require_extra("mlflow", "mlflow")
     (tmp_path / "a-file").write_text("not a folder")
     doc = {"recipe": {"name": "r", "hash": "h"}, "passed": True, "targets": {}}
     assert track_run(doc, tmp_path / "run", f"sqlite:///{tmp_path / 'a-file' / 'mlruns.db'}") is None

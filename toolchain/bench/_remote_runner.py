@@ -114,23 +114,29 @@ def probe(mode, model, cfg, batch):
     return peak_rss_kb()
 
 
-def memory(model, cfg, batch, repeats=3):
+def memory(model, cfg, batch, repeats=3, max_seconds=None):
+    """As the local probe: no further loaded probe starts once `max_seconds` has passed (the first always runs)."""
     def one(mode):
         out = subprocess.run([sys.executable, __file__, "--probe", mode, "--model", model, "--config", json.dumps(cfg),
                               "--batch", str(batch)], capture_output=True, text=True, check=True, timeout=300)
         return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_kb"] / 1024.0
 
     base = statistics.median(one("import") for _ in range(repeats))
-    loaded = statistics.median(one("run") for _ in range(repeats))
-    return {"peak_memory_mb": max(loaded - base, 0.0), "process_peak_mb": loaded, "runtime_only_mb": base}
+    start, loaded = time.perf_counter(), []
+    while len(loaded) < repeats and not (loaded and max_seconds is not None and time.perf_counter() - start > max_seconds):
+        loaded.append(one("run"))
+    peak = statistics.median(loaded)
+    return {"peak_memory_mb": max(peak - base, 0.0), "process_peak_mb": peak, "runtime_only_mb": base,
+            "memory_probes": len(loaded)}
 
 
 def bench(model, cfg):
     sess = session(model, cfg["runtime"])
     first = sess.get_inputs()[0].shape
     fb = first[0] if first and isinstance(first[0], int) else None
-    batches = [fb] if fb is not None else list(cfg["benchmark"]["batch_sizes"])
     spec = cfg["benchmark"]
+    batches = [fb] if fb is not None else list(spec["batch_sizes"])
+    skipped = {str(b): f"the model's batch dimension is fixed at {fb}" for b in spec["batch_sizes"] if b != fb and fb is not None}
     latency = {}
     for b in batches:
         feed = random_feed(sess, b)
@@ -144,7 +150,8 @@ def bench(model, cfg):
         "batch": batches[0],
         "latency_ms": {k: head[k] for k in ("p50", "p90", "p99")},
         "latency_by_batch": latency,
-        **memory(model, cfg, batches[0]),
+        **({"skipped_batch_sizes": skipped} if skipped else {}),
+        **memory(model, cfg, batches[0], max_seconds=spec["max_seconds"]),
         "host": {**host_info(), "python": platform.python_version(), "onnxruntime": onnxruntime.__version__},
     }
 
