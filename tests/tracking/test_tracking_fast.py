@@ -85,3 +85,30 @@ def test_a_store_that_cannot_be_created_is_a_skip_not_a_crash(tmp_path, capsys):
     assert track_run(doc, tmp_path / "run", f"sqlite:///{tmp_path / 'a-file' / 'mlruns.db'}") is None
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("edgeopt: warning: tracking skipped:")
+
+
+def test_prefetched_import_is_joined_and_its_failure_reported_by_load_mlflow(monkeypatch):
+    """--track starts importing mlflow in a thread; load_mlflow waits for it, and an import that
+    failed there fails again, visibly, in the caller (no silent background work)."""
+    import sys
+
+    monkeypatch.setattr(store, "_prefetch", [])
+    monkeypatch.setattr(store, "_prefetch_failed", [])
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
+    store.prefetch()
+    store.prefetch()  # once per process
+    assert len(store._prefetch) == 1
+    with pytest.raises(store.TrackingUnavailable, match="mlflow is not installed"):
+        store.load_mlflow()
+    assert not store._prefetch[0].is_alive()
+
+
+def test_prefetch_loads_the_embedded_store(monkeypatch):
+    require_extra("mlflow", "mlflow")
+    import sys
+
+    monkeypatch.setattr(store, "_prefetch", [])
+    monkeypatch.setattr(store, "_prefetch_failed", [])
+    store.prefetch()
+    assert store.load_mlflow().MlflowClient is not None
+    assert "mlflow.store.tracking.sqlalchemy_store" in sys.modules

@@ -65,10 +65,13 @@ def log_dir() -> Path | None:
 
 def _track_uri(ctx, param, value: str | None) -> str | None:
     """A mistyped URI is refused before the run starts, not after it ends."""
-    if value:
-        from toolchain.tracking.store import resolve_uri
+    if value is None:
+        return None
+    from toolchain.tracking import store
 
-        resolve_uri(value)
+    if value:
+        store.resolve_uri(value)
+    store.prefetch()
     return value
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.options import emit_json, json_mode, json_option, targets_dir_option
+from toolchain.cli.options import emit_json, json_mode, json_option, targets_dir_option, track_options
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 
@@ -30,15 +30,19 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
 @targets_dir_option
 @json_option
-def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, targets_dir, as_json):
+@track_options
+def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, targets_dir, as_json,
+               track, track_required):
     """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
     amount; with --drop-blocks, the most blocks to drop) under an accuracy budget; writes candidates, a JSON report and Pareto plots
-    (accuracy vs latency / bytes) under <run dir>/search/<target>/."""
+    (accuracy vs latency / bytes) under <run dir>/search/<target>/. With --track, one MLflow run
+    per search with a nested run per candidate (docs/tracking.md)."""
     from toolchain.config.recipe import load_recipe
     from toolchain.config.target import load_target
     from toolchain.errors import BadInput
     from toolchain.search import SearchBudget
     from toolchain.search.session import render_search, run_search, slower_int8_warning
+    from toolchain.tracking.search import track_search
 
     if prune_amount and drop_blocks:
         raise BadInput("--prune-amount and --drop-blocks search different knobs", "pass one of them per search")
@@ -46,8 +50,9 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
     profile = load_target(target, targets_dir)
     budget = SearchBudget(max_drop=max_drop, drop_kind="relative" if relative else "absolute", objective=objective)
     knob = "drop_blocks" if drop_blocks else "prune_amount" if prune_amount else "quantization"
+    run_dir = out_dir or Path("runs") / rec.name
     with json_mode(True):  # stage progress goes to stderr: stdout holds the result only
-        outcome = run_search(rec, profile, target, out_dir or Path("runs") / rec.name, budget, knob)
+        outcome = run_search(rec, profile, target, run_dir, budget, knob)
     warning = slower_int8_warning(outcome)
     if warning:
         click.echo(warning, err=True)
@@ -55,6 +60,8 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
         emit_json(outcome.document)
     else:
         click.echo(render_search(outcome, rec.name))
+    track_search(outcome.document, run_dir, outcome.out_dir, track, track_required, recipe=rec.model_dump(mode="json"),
+                 recipe_hash=rec.content_hash(), target=target, knob=knob)
     sys.exit(EXIT_OK if outcome.report.met else EXIT_BUDGET_FAILED)
 
 

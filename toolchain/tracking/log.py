@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,6 @@ from toolchain.tracking import store
 
 # Nested blocks logged their own way (tags, candidate metrics) or not numbers at all.
 _NOT_METRICS = ("budgets", "selection", "candidates", "artifact", "fp32_artifact", "package")
-_BATCH = 100  # MLflow's per-request cap for params and tags
 
 
 def track_run(document: dict[str, Any], out_dir: Path, track: str | None, required: bool = False,
@@ -38,12 +39,18 @@ def track_run(document: dict[str, Any], out_dir: Path, track: str | None, requir
     """
     if track is None:
         return None
+    return log_with(out_dir, track, required, lambda client, uri: _log(client, uri, document, Path(out_dir), params or {}, kind))
+
+
+def log_with(out_dir: Path, track: str, required: bool, log: Callable[[Any, str], str]) -> str | None:
+    """Open the store `track` names and call `log(client, uri)` -> run id, under the skip-or-exit-2
+    rule of track_run (shared by every tracked command)."""
     # stdout carries the command's report (one JSON document under --json); MLflow may print
     with contextlib.redirect_stdout(sys.stderr):
-        return _track(document, Path(out_dir), track, required, params or {}, kind)
+        return _track(Path(out_dir), track, required, log)
 
 
-def _track(document: dict[str, Any], out_dir: Path, track: str, required: bool, params: dict[str, Any], kind: str) -> str | None:
+def _track(out_dir: Path, track: str, required: bool, log: Callable[[Any, str], str]) -> str | None:
     try:
         uri = store.resolve_uri(track, out_dir.resolve().parent)  # a bad MLFLOW_TRACKING_URI: a skip too
         why = store.unreachable(uri)
@@ -52,7 +59,7 @@ def _track(document: dict[str, Any], out_dir: Path, track: str, required: bool, 
         store.load_mlflow()
         errors = store.mlflow_errors()
         try:
-            return _log(store.open_client(uri), uri, document, out_dir, params, kind)
+            return log(store.open_client(uri), uri)
         except errors as err:
             raise store.TrackingUnavailable(f"{uri}: {type(err).__name__}: {_first_line(err)}",
                                             "check the tracking store") from None
@@ -73,11 +80,11 @@ def _log(client, uri: str, document: dict[str, Any], out_dir: Path, params: dict
     from mlflow.entities import RunStatus
 
     name = document.get("recipe", {}).get("name", out_dir.name)
-    parent = client.create_run(store.experiment_id(client, uri), run_name=f"{kind} {name}", tags=_run_tags(document, kind))
+    parent = client.create_run(store.experiment_id(client, uri), run_name=f"{kind} {name}", tags=run_tags(document, kind))
     run_id = parent.info.run_id
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
-        _batch(client, run_id, params=flat.params(params),
+        log_batch(client, run_id, params=flat.params(params),
                metrics={"passed": float(bool(document.get("passed"))), "targets": float(len(document.get("targets", {})))})
         for target, doc in document.get("targets", {}).items():
             _log_target(client, parent.info.experiment_id, run_id, target, doc)
@@ -88,19 +95,19 @@ def _log(client, uri: str, document: dict[str, Any], out_dir: Path, params: dict
     return run_id
 
 
-def _run_tags(document: dict[str, Any], kind: str) -> dict[str, str]:
+def run_tags(document: dict[str, Any], kind: str) -> dict[str, str]:
     recipe = document.get("recipe", {})
     tags = {"edgeopt.kind": kind, "edgeopt.recipe": str(recipe.get("name")), "edgeopt.recipe_hash": str(recipe.get("hash")),
             "edgeopt.passed": str(bool(document.get("passed"))).lower(), "edgeopt.out_dir": str(document.get("out_dir")),
             "host": platform.node(), "host.cpu": str(document.get("baseline", {}).get("host", {}).get("cpu", ""))}
     tags.update({f"version.{lib}": str(v) for lib, v in (document.get("versions") or {}).items()})
-    commit = _git_commit()
+    commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
     return {flat.key(k): v[:5000] for k, v in tags.items()}
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     try:
         proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -122,7 +129,7 @@ def _log_target(client, experiment_id: str, parent_id: str, target: str, doc: di
         metrics.update(flat.metrics({k: v for k, v in cand.items() if k != "failed_budgets"}, f"candidate.{label}"))
         metrics[flat.key(f"candidate.{label}.failed_budgets")] = float(len(cand.get("failed_budgets") or ()))
     package = Path(doc["package"]) if doc.get("package") else None
-    _batch(client, child.info.run_id, params=flat.params(_profile(package)), metrics=metrics)
+    log_batch(client, child.info.run_id, params=flat.params(_profile(package)), metrics=metrics)
     if package is not None and package.is_file():
         client.log_artifact(child.info.run_id, str(package), "package")
     client.set_terminated(child.info.run_id, status=RunStatus.to_string(RunStatus.FINISHED))
@@ -145,16 +152,25 @@ def _log_files(client, run_id: str, out_dir: Path) -> None:
     report = out_dir / "report.json"
     if report.is_file():
         client.log_artifact(run_id, str(report))
-    for png in sorted(out_dir.rglob("*.png")):
-        if "cache" not in png.relative_to(out_dir).parts:  # cached stage outputs are not results
-            client.log_artifact(run_id, str(png), "plots")
+    for png in plots(out_dir):
+        client.log_artifact(run_id, str(png), "plots")
 
 
-def _batch(client, run_id: str, params: dict[str, str], metrics: dict[str, float]) -> None:
+def plots(out_dir: Path) -> list[Path]:
+    """The PNGs under `out_dir`, not walking into stage caches (cached outputs are not results,
+    and a long-used cache holds thousands of files)."""
+    found = []
+    for root, dirs, files in os.walk(out_dir):
+        dirs[:] = sorted(d for d in dirs if d != "cache")
+        found += [Path(root) / f for f in sorted(files) if f.endswith(".png")]
+    return found
+
+
+def log_batch(client, run_id: str, params: dict[str, str], metrics: dict[str, float]) -> None:
     from mlflow.entities import Metric, Param
 
+    # One call per run: the client splits it into as few store writes as MLflow's per-request
+    # caps allow (100 params, 1000 entities), each one SQLite transaction.
     now = int(time.time() * 1000)
-    plist = [Param(k, v) for k, v in params.items()]
-    mlist = [Metric(k, v, now, 0) for k, v in metrics.items()]
-    for i in range(0, max(len(plist), len(mlist)), _BATCH):
-        client.log_batch(run_id, metrics=mlist[i:i + _BATCH], params=plist[i:i + _BATCH])
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                     params=[Param(k, v) for k, v in params.items()])
