@@ -24,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from toolchain.config.drift import DriftThresholds
 from toolchain.data import DataConfig, load_dataset
-from toolchain.drift.compare import DriftThresholds, compare
+from toolchain.drift.compare import compare
 from toolchain.drift.reference import build_reference
 
 DATASETS = ("digits", "breast_cancer", "wine", "sequences")

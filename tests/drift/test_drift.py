@@ -77,7 +77,7 @@ def test_reference_is_listed_hashed_and_aggregate(digits):
     assert manifest.files[DRIFT_REFERENCE_NAME].sha256 == hashlib.sha256(raw).hexdigest()
     assert verify_package(pkg).ok
     ref = json.loads(raw)
-    assert ref["schema_version"] == 1 and ref["min_bin_count"] == MIN_BIN_COUNT
+    assert ref["schema_version"] == 2 and ref["min_bin_count"] == MIN_BIN_COUNT and ref["inputs"]["x"]["batch_axis"] == 0
     hists = [c["histogram"] for c in ref["inputs"]["x"]["channels"]] + [ref["outputs"]["y"]["histogram"]]
     assert ref["outputs"]["y"]["kind"] == "classes"
     for h in hists:
@@ -127,7 +127,7 @@ def test_thresholds_file_overrides_the_defaults(digits, tmp_path, capsys):
     (tmp_path / "t.toml").write_text("schema_version = 1\n[drift]\npsi = 50.0\n")
     code, _ = _drift(tmp_path, pkg, capsys, "--thresholds", str(tmp_path / "t.toml"), x=data.x_test * 1.3)
     assert code == 0
-    (tmp_path / "t.toml").write_text("[drift]\npsii = 1.0\n")
+    (tmp_path / "t.toml").write_text("schema_version = 1\n[drift]\npsii = 1.0\n")
     code, err = _drift(tmp_path, pkg, capsys, "--thresholds", str(tmp_path / "t.toml"), x=data.x_test)
     assert code == EXIT_BAD_INPUT and "psii" in err and "ks_pvalue" in err
 

@@ -17,26 +17,37 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 @click.argument("package", type=PATH)
 @click.option("--data", "data", type=PATH, required=True,
               help="Live inputs: .npz with one array per model input name (single-input models: that name or `x`).")
-@click.option("--thresholds", "thresholds_file", type=PATH, default=None,
-              help="TOML file with a [drift] table (psi, ks_pvalue) overriding the defaults (docs/drift.md).")
+@click.option("--budgets", "--thresholds", "budgets_file", type=PATH, default=None,
+              help="Budgets file (schema_version = 1) whose [drift] table (psi, ks_pvalue) overrides the thresholds "
+              "of the target profile recorded in PACKAGE (docs/drift.md).")
+@click.option("--psi", type=click.FloatRange(0, min_open=True), default=None,
+              help="A channel drifts at PSI >= this (overrides the profile and --budgets).")
+@click.option("--ks-pvalue", "ks_pvalue", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Family-wise KS significance (overrides the profile and --budgets).")
 @click.option("--markdown", "markdown_file", type=PATH, default=None, help="Write a Markdown summary here.")
 @json_option
-def drift_cmd(package, data, thresholds_file, markdown_file, as_json):
+def drift_cmd(package, data, budgets_file, psi, ks_pvalue, markdown_file, as_json):
     """Compare live inputs (and the model's outputs on them) with PACKAGE's drift reference.
 
-    Per input channel and output: PSI and the two-sample KS statistic. Exit 0 no drift, 1 drift.
+    Per input channel and output: PSI and the two-sample KS statistic. Thresholds: the target
+    profile's [drift] recorded in PACKAGE, then --budgets FILE, then --psi/--ks-pvalue. Exit 0 no
+    drift, 1 drift.
     """
-    from toolchain.drift.compare import compare, load_thresholds
+    from toolchain.drift.compare import compare, resolve_thresholds
     from toolchain.drift.live import load_live, load_package, run_outputs
     from toolchain.drift.render import render_markdown, render_text
     from toolchain.fsio import write_text_atomic
+    from toolchain.gating.budgets_file import load_drift_table
 
-    thresholds = load_thresholds(thresholds_file)
+    overrides = [("budgets", load_drift_table(budgets_file))] if budgets_file else []
+    overrides.append(("flag", {"psi": psi, "ks_pvalue": ks_pvalue}))
     manifest, reference, model = load_package(package)
-    inputs = load_live(data, manifest)
+    thresholds, sources = resolve_thresholds(manifest.target_profile, *overrides, source=str(package))
+    inputs = load_live(data, manifest, reference)
     with json_mode(as_json):
-        outputs = run_outputs(model, inputs)
-    doc = {"package": str(package), "data": str(data), **compare(reference, inputs, outputs, thresholds)}
+        outputs, why_not = run_outputs(model, inputs, reference)
+    doc = {"package": str(package), "data": str(data), **compare(reference, inputs, outputs, thresholds, why_not)}
+    doc["thresholds"]["sources"] = sources
     if markdown_file:
         write_text_atomic(markdown_file, render_markdown(doc))
     emit(doc, as_json, render_text)

@@ -19,22 +19,27 @@ _path = PATH
 @click.option("--name", default=None, help="Package name (default: the artifact's file stem).")
 @click.option("--out", "out", type=_path, default=None, help="Zip file or directory (default: beside the artifact).")
 @click.option("--sign-key", type=_path, default=None, help="Ed25519 private key (edgeopt keygen) to sign with.")
+@click.option("--data", "data", default=None, metavar="FILE",
+              help="Calibration samples (.npz with one array per input, .npy or .csv): the package then carries a "
+              "drift reference of them for `edgeopt drift` (docs/drift.md).")
 @targets_dir_option
-def package_cmd(artifact, target, name, out, sign_key, targets_dir):
+def package_cmd(artifact, target, name, out, sign_key, data, targets_dir):
     """Package a bare .onnx/.ort file (golden inputs drawn at random, seeded; no metrics).
 
     `edgeopt run` packages its own artifacts with measured metrics and held-out golden samples.
+    With --data, the package carries a drift reference of those samples.
     """
     from toolchain.config.target import load_target
     from toolchain.errors import ModelLoadError, missing_file
     from toolchain.package import build_package
-    from toolchain.package.inputs import spec_for_artifact
+    from toolchain.package.inputs import reference_from_file, spec_for_artifact
 
     if not artifact.is_file():
         raise missing_file(artifact, "artifact", "check the path", ModelLoadError)
     profile = load_target(target, targets_dir)
+    reference = None if data is None else reference_from_file(data, artifact, profile)
     spec = spec_for_artifact(artifact, profile, name=name or artifact.stem, recipe_hash="", labels=[],
-                             preprocessing={}, metrics={}, verdicts={}, samples=None)
+                             preprocessing={}, metrics={}, verdicts={}, samples=reference, reference=reference)
     dest = build_package(spec, out or artifact.parent, signing_key=sign_key)
     click.echo(str(dest.resolve()))
 

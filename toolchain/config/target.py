@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from toolchain.config.base import Strict, read_toml, validate
 from toolchain.config.budgets import Budgets
 from toolchain.config.device import DeviceFigures
+from toolchain.config.drift import DriftSettings
 from toolchain.errors import BadInput
 from toolchain.resources import bundled_dir
 
@@ -107,6 +108,9 @@ class TargetProfile(Strict):
     artifact: ArtifactSpec = Field(ArtifactSpec(), description="the artifact file and the ship rule")
     benchmark: BenchmarkSpec = Field(BenchmarkSpec(), description="the latency protocol")
     budgets: Budgets = Field(Budgets(), description="default budgets for this device; a recipe's `[budgets]` override them")
+    drift: DriftSettings = Field(DriftSettings(), description=(
+        "drift thresholds recorded in this device's packages (`edgeopt drift` flags and budgets files override them) "
+        "and the drift reference's privacy floor"))
     device: DeviceFigures | None = Field(None, description=(  # for estimates only; never reported as measurements
         "peak compute and bandwidth for `edgeopt mobile-report`'s latency estimate (never used as a measurement)"))
     price_per_hour: float | None = Field(

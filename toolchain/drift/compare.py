@@ -15,35 +15,31 @@ very many samples can call shifts significant that are too small to matter.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from toolchain.config.base import Strict, read_toml, validate
-from toolchain.drift.reference import bin_counts, channel_values, class_values
+from toolchain.config.base import validate
+from toolchain.config.drift import DriftSettings, DriftThresholds
+from toolchain.drift.reference import SKIPPED_KINDS, bin_counts, channel_values, class_values
 
 PSI_FLOOR = 1e-4  # an empty bin on one side would make PSI infinite; this caps its term
 
 
-class DriftThresholds(Strict):
-    """The `[drift]` table of a thresholds file (docs/drift.md)."""
-
-    # 0.2 is the customary "significant shift" line of PSI in credit scoring, where it comes from.
-    psi: float = Field(0.2, gt=0, description="a channel drifts at PSI >= this (and a significant KS)")
-    ks_pvalue: float = Field(0.01, gt=0, lt=1, description="family-wise KS significance over all channels")
-
-
-class _ThresholdsFile(Strict):
-    schema_version: int = Field(1, ge=1, le=1)
-    drift: DriftThresholds = DriftThresholds()
-
-
-def load_thresholds(path: Path | None) -> DriftThresholds:
-    if path is None:
-        return DriftThresholds()
-    return validate(_ThresholdsFile, read_toml(path, "drift thresholds"), str(path)).drift
+def resolve_thresholds(profile: dict[str, Any] | None, *overrides: tuple[str, dict[str, float]],
+                       source: str = "package") -> tuple[DriftThresholds, dict[str, str]]:
+    """The thresholds to apply and where each came from: the target profile recorded in the
+    package (its `[drift]`; defaults for packages built before it existed), then each
+    (name, keys it sets) of `overrides` in order, later ones winning (a budgets file, then flags)."""
+    recorded = (profile or {}).get("drift")
+    settings = DriftSettings() if recorded is None else validate(DriftSettings, recorded, f"{source}: target profile [drift]")
+    values = settings.thresholds().model_dump()
+    sources = dict.fromkeys(values, "default" if recorded is None else "profile")
+    for name, keys in overrides:
+        for key, value in keys.items():
+            if value is not None:
+                values[key], sources[key] = value, name
+    return validate(DriftThresholds, values, " and ".join(n for n, _ in overrides) or source), sources
 
 
 def psi(ref: np.ndarray, live: np.ndarray) -> float:
@@ -84,22 +80,31 @@ def _rows(kind: str, name: str, ref: dict, arr: np.ndarray) -> list[dict[str, An
 
 
 def compare(reference: dict, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray] | None = None,
-            thresholds: DriftThresholds | None = None) -> dict[str, Any]:
-    """The drift document: one row per channel of every input and output, flags and the verdict."""
+            thresholds: DriftThresholds | None = None, outputs_skipped: str | None = None) -> dict[str, Any]:
+    """The drift document: one row per channel of every input and output, flags and the verdict;
+    the inputs and outputs the reference records as constant or state are listed as skipped with
+    the reason (so are all outputs, with `outputs_skipped`, when the model could not be run)."""
     thresholds = thresholds or DriftThresholds()
-    rows = [r for n, ref in reference["inputs"].items() for r in _rows("input", n, ref, inputs[n])]
-    for n, ref in reference.get("outputs", {}).items():
-        if outputs is not None and n in outputs:
-            rows += _rows("output", n, ref, outputs[n])
+    rows, skipped = [], []
+    for kind, refs, arrays in (("input", reference["inputs"], inputs), ("output", reference.get("outputs", {}), outputs)):
+        for n, ref in refs.items():
+            if ref["kind"] in SKIPPED_KINDS:
+                skipped.append({"kind": kind, "tensor": n, "as": ref["kind"], "reason": ref["reason"]})
+            elif kind == "output" and outputs_skipped:
+                skipped.append({"kind": kind, "tensor": n, "as": ref["kind"], "reason": outputs_skipped})
+            elif arrays is not None and n in arrays:
+                rows += _rows(kind, n, ref, arrays[n])
     alpha = thresholds.ks_pvalue / max(len(rows), 1)
     for r in rows:
         r["drift"] = bool(r["psi"] >= thresholds.psi and r["ks_pvalue"] < alpha)
     flagged = sorted({f"{r['kind']} {r['tensor']}" for r in rows if r["drift"]})
+    compared = {n for n, ref in reference["inputs"].items() if ref["kind"] not in SKIPPED_KINDS}
     return {
         "schema_version": 1,
         "thresholds": {**thresholds.model_dump(), "ks_pvalue_per_channel": alpha},
-        "samples": {n: int(a.shape[0]) for n, a in inputs.items()},
+        "samples": {n: int(a.shape[0]) for n, a in inputs.items() if n in compared},
         "rows": rows,
+        "skipped": skipped,
         "flagged": flagged,
         "drift": bool(flagged),
     }

@@ -23,3 +23,23 @@ def run_model(sess, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for part, out in zip(parts, sess.run(None, feeds)):
             part.append(np.asarray(out))
     return {name: np.concatenate(part) for name, part in zip(names, parts) if part}
+
+
+def run_feeds(sess, feeds) -> dict[str, np.ndarray | None]:
+    """Output name -> outputs for every sample of `feeds` (toolchain.data.feeds.Feeds: inputs may
+    hold samples off axis 0, or none), stacked on axis 0; None for an output whose axis 0 does not
+    follow the batch (e.g. a state [layers, batch, hidden]), which no sample-wise statistic fits."""
+    from toolchain.bench.session import session_fixed_batch
+
+    fixed = session_fixed_batch(sess, feeds) or feeds.fixed_batch
+    names = [o.name for o in sess.get_outputs()]
+    parts: dict[str, list[np.ndarray] | None] = {n: [] for n in names}
+    for feed, real in feeds.batches(fixed or CHUNK, pad=fixed is not None):
+        size = fixed or real
+        for name, out in zip(names, sess.run(None, feed)):
+            out = np.asarray(out)
+            if parts[name] is None or not feeds.batched or out.ndim == 0 or out.shape[0] != size:
+                parts[name] = None
+            else:
+                parts[name].append(out[:real])
+    return {n: None if p is None else np.concatenate(p) for n, p in parts.items()}

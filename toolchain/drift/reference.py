@@ -4,6 +4,13 @@ calibration (training) data, as a small versioned JSON (`drift_reference.json`, 
 Only aggregates: per channel (axis 1) or feature a mean, std, a few quantiles and a fixed-bin
 histogram whose bins each hold at least `min_bin_count` values (neighbours are merged until they
 do), so no bin describes fewer than that many samples (issue 17).
+
+An input without samples on axis 0 has no per-sample statistic that means anything: one fed
+whole on every run (a scalar sample rate) is recorded as kind "constant", one whose samples sit on
+another axis (a recurrent state [layers, batch, hidden]) as kind "state", each with the reason;
+`edgeopt drift` skips them and says why. So does an output without samples on axis 0.
+Schema 2 added those kinds and each input's `batch_axis`; schema 1 files hold only "values" and
+"classes" entries and are read as they are.
 """
 
 from __future__ import annotations
@@ -12,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.config.drift import DEFAULT_MIN_BIN_COUNT
+from toolchain.data.feeds import Feeds, TensorSpec, batch_axes
 from toolchain.errors import BadInput
 from toolchain.package.manifest import DRIFT_REFERENCE_NAME
 
 __all__ = ["DRIFT_REFERENCE_NAME", "build_reference", "reference_for_session"]
-DRIFT_SCHEMA_VERSION = 1
-MIN_BIN_COUNT = 10  # issue 17's default `min_bin_count`
+DRIFT_SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+MIN_BIN_COUNT = DEFAULT_MIN_BIN_COUNT  # issue 17: a target profile's [drift] min_bin_count
 BINS = 20  # fixed-width bins before merging: enough resolution for PSI, a few hundred bytes a channel
 MAX_CHANNELS = 64  # more channels than this (e.g. a sequence's time axis) are pooled into one
 MAX_SAMPLES = 2000  # a seeded subset bounds the model run at package time; PSI needs far fewer
@@ -108,42 +118,75 @@ def tensor_stats(arr: np.ndarray, min_count: int = MIN_BIN_COUNT, *, output: boo
             "channels": [channel_stats(v, min_count) for v in chans]}
 
 
-def as_named(data: np.ndarray | dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-    """Accept one array (for the first input, as before multi-input models) or name -> array."""
-    if isinstance(data, dict):
-        missing = [n for n in names if n not in data]
-        if missing:
-            raise BadInput(f"reference data has no array for input {missing[0]!r}", f"give one per input: {names}")
-        return {n: np.asarray(data[n]) for n in names}
-    if len(names) != 1:
+SKIPPED_KINDS = ("constant", "state")
+_UNBATCHED_OUTPUT = {"kind": "state", "reason": "no samples on axis 0 (e.g. the next recurrent state): not a feature"}
+
+
+def skipped_entry(arr: np.ndarray, axis: int | None) -> dict[str, Any]:
+    """What is recorded for an input without samples on axis 0, and why it is not compared."""
+    arr = np.asarray(arr)
+    if axis is None or arr.ndim == 0:
+        return {"kind": "constant", "batch_axis": None, "shape": list(arr.shape), "dtype": arr.dtype.name,
+                "reason": "fed whole on every run (e.g. a sample rate): no samples to describe"}
+    return {"kind": "state", "batch_axis": int(axis), "shape": list(arr.shape[:axis] + arr.shape[axis + 1:]),
+            "dtype": arr.dtype.name,
+            "reason": f"samples on axis {axis}, not 0 (e.g. a recurrent state carried between runs): not a feature"}
+
+
+def session_specs(sess) -> list[TensorSpec]:
+    """The session's inputs with the batch axis each one's declared shape implies."""
+    from toolchain.bench.session import numpy_dtype
+
+    specs = [TensorSpec(i.name, np.dtype(numpy_dtype(i.type)).name, tuple(i.shape) if i.shape is not None else None)
+             for i in sess.get_inputs()]
+    return [TensorSpec(s.name, s.dtype, s.shape, a) for s, a in zip(specs, batch_axes(specs))]
+
+
+def as_feeds(data: np.ndarray | dict[str, np.ndarray] | Feeds, specs: list[TensorSpec]) -> Feeds:
+    """One array (for a single-input model), name -> array, or Feeds; batch axes from `specs`
+    unless Feeds say otherwise (a 0-d array never has one)."""
+    names = [s.name for s in specs]
+    if isinstance(data, Feeds):
+        arrays, axes = dict(data.arrays), dict(data.axes)
+    elif isinstance(data, dict):
+        arrays, axes = {n: np.asarray(a) for n, a in data.items()}, {s.name: s.batch_axis for s in specs}
+    elif len(names) != 1:
         raise BadInput(f"one reference array for a model with inputs {names}", "pass a dict input name -> array")
-    return {names[0]: np.asarray(data)}
+    else:
+        arrays, axes = {names[0]: np.asarray(data)}, {names[0]: 0}
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise BadInput(f"reference data has no array for input {missing[0]!r}", f"give one per input: {names}")
+    axes = {n: None if np.ndim(arrays[n]) == 0 else axes.get(n, 0) for n in names}
+    return Feeds({n: arrays[n] for n in names}, axes, data.fixed_batch if isinstance(data, Feeds) else None, tuple(names))
 
 
-def subset(named: dict[str, np.ndarray], limit: int = MAX_SAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
-    n = min(len(a) for a in named.values())
-    if n <= limit:
-        return named
-    idx = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-    return {k: a[idx] for k, a in named.items()}
+def subset(feeds: Feeds, limit: int = MAX_SAMPLES, seed: int = 0) -> Feeds:
+    n = len(feeds)
+    if not feeds.batched or n <= limit:
+        return feeds
+    return feeds.take(np.sort(np.random.default_rng(seed).choice(n, limit, replace=False)))
 
 
-def build_reference(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+def build_reference(inputs: dict[str, np.ndarray] | Feeds, outputs: dict[str, np.ndarray | None],
                     min_count: int = MIN_BIN_COUNT) -> dict[str, Any]:
-    return {
-        "schema_version": DRIFT_SCHEMA_VERSION,
-        "min_bin_count": int(min_count),
-        "inputs": {n: tensor_stats(a, min_count) for n, a in inputs.items()},
-        "outputs": {n: tensor_stats(a, min_count, output=True) for n, a in outputs.items()},
-    }
+    """`inputs` as name -> samples on axis 0, or Feeds (inputs off axis 0 are recorded as skipped);
+    an output of None had no samples on axis 0."""
+    if not isinstance(inputs, Feeds):
+        inputs = Feeds(dict(inputs), {n: 0 for n in inputs})
+    ins = {}
+    for n in inputs.names:
+        arr, axis = inputs.arrays[n], inputs.axes[n]
+        ins[n] = {**tensor_stats(arr, min_count), "batch_axis": 0} if axis == 0 and np.ndim(arr) else skipped_entry(arr, axis)
+    outs = {n: dict(_UNBATCHED_OUTPUT) if a is None else tensor_stats(a, min_count, output=True)
+            for n, a in outputs.items()}
+    return {"schema_version": DRIFT_SCHEMA_VERSION, "min_bin_count": int(min_count), "inputs": ins, "outputs": outs}
 
 
-def reference_for_session(sess, data: np.ndarray | dict[str, np.ndarray],
-                          min_count: int = MIN_BIN_COUNT) -> dict[str, Any]:
-    """Package time: statistics of `data` (calibration/training inputs) and of the model's outputs on it."""
-    from toolchain.drift.model import run_model
+def reference_for_session(sess, data, min_count: int = MIN_BIN_COUNT) -> dict[str, Any]:
+    """Package time: statistics of `data` (calibration/training inputs: an array, name -> array,
+    or Feeds) and of the model's outputs on it."""
+    from toolchain.drift.model import run_feeds
 
-    names = [i.name for i in sess.get_inputs()]
-    named = subset(as_named(data, names))
-    outputs = run_model(sess, named)
-    return build_reference(named, outputs, min_count)
+    feeds = subset(as_feeds(data, session_specs(sess)))
+    return build_reference(feeds, run_feeds(sess, feeds), min_count)

@@ -12,6 +12,10 @@ def _worst(doc: dict) -> list[dict]:
     return sorted(doc["rows"], key=lambda r: (not r["drift"], -r["psi"]))[:20]
 
 
+def _skipped(doc: dict) -> list[str]:
+    return [f"skipped {s['kind']} {s['tensor']} ({s['as']}): {s['reason']}" for s in doc.get("skipped", ())]
+
+
 def render_text(doc: dict) -> str:
     t = doc["thresholds"]
     head = (f"drift: {'DRIFT in ' + ', '.join(doc['flagged']) if doc['drift'] else 'none'} "
@@ -20,7 +24,7 @@ def render_text(doc: dict) -> str:
     for r in _worst(doc):
         lines.append(f"{_where(r):<28} {r['psi']:>8.3f} {r['ks_statistic']:>7.3f} {r['ks_pvalue']:>9.2g}  "
                      f"{'DRIFT' if r['drift'] else 'ok'}")
-    return "\n".join(lines)
+    return "\n".join(lines + _skipped(doc))
 
 
 def render_markdown(doc: dict) -> str:
@@ -33,4 +37,5 @@ def render_markdown(doc: dict) -> str:
     for r in _worst(doc):
         lines.append(f"| {_where(r)} | {r['psi']:.3f} | {r['ks_statistic']:.3f} | {r['ks_pvalue']:.2g} | "
                      f"{'drift' if r['drift'] else 'ok'} |")
-    return "\n".join(lines) + "\n"
+    skipped = _skipped(doc)
+    return "\n".join(lines + ([""] + [f"- {line}" for line in skipped] if skipped else [])) + "\n"

@@ -29,7 +29,8 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
                       extra_files: dict[str, Path] | None = None, reference=None):
     """`samples=None` draws seeded random golden inputs shaped like the model's first input;
     Feeds give one run of every input (state tensors need not hold samples on axis 0).
-    `reference` (an array, or input name -> array, of calibration data) adds a drift reference."""
+    `reference` (calibration data: an array, input name -> array, or Feeds) adds a drift
+    reference, its histograms as coarse as the profile's [drift] min_bin_count."""
     from toolchain.bench.session import fixed_batch, input_spec, load_session
     from toolchain.data.feeds import Feeds
     from toolchain.drift.reference import reference_for_session
@@ -65,7 +66,7 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
         golden_outputs=list(outputs),
         golden_single_run=isinstance(samples, Feeds),
         extra_files=extra_files or {},
-        drift_reference=None if reference is None else reference_for_session(sess, reference),
+        drift_reference=None if reference is None else reference_for_session(sess, reference, profile.drift.min_bin_count),
     )
 
 
@@ -78,18 +79,24 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
     return spec_for_artifact(
         path, profile, name=src.name, recipe_hash=src.recipe_hash, labels=list(src.data.labels),
         preprocessing=src.data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
-        verdicts=verdicts, samples=src.data.x_test, extra_files=extra, reference=_reference_data(src.data.x_train),
+        # the calibration (training) samples, whatever they are: a recipe's data, the user's, or
+        # compress's seeded random feeds; inputs without samples on axis 0 are recorded as skipped
+        verdicts=verdicts, samples=src.data.x_test, extra_files=extra, reference=src.data.x_train,
     )
 
 
-def _reference_data(x):
-    """Calibration data for the drift reference: one array, or input name -> array for Feeds.
-    None (no reference) when an input holds no samples on axis 0 (a recurrent state, a scalar
-    sample rate): per-sample statistics of it mean nothing, and the drift check feeds samples."""
-    from toolchain.data.feeds import Feeds
+def reference_from_file(data: str, artifact: Path, profile: TargetProfile):
+    """`edgeopt package --data FILE`: the user's samples (.npz one array per input, .npy, .csv) as
+    checked Feeds for the drift reference, each input on the batch axis its shape implies."""
+    from toolchain.bench.session import load_session
+    from toolchain.compress.feeds_input import to_feeds
+    from toolchain.data import user as data_input
+    from toolchain.drift.reference import session_specs
+    from toolchain.errors import BadInput
 
-    if not isinstance(x, Feeds):
-        return x
-    if any(x.axes[n] != 0 or np.ndim(a) == 0 for n, a in x.arrays.items()):
-        return None
-    return dict(x.arrays)
+    specs = session_specs(load_session(artifact, profile.runtime))
+    raw = data_input.load_raw(data, [s.name for s in specs], None)
+    if raw is None:
+        raise BadInput("--data random describes no data: a drift reference of random values would flag every "
+                       "real input", "pass the samples the model was calibrated on, e.g. --data calib.npz")
+    return to_feeds(raw, specs, {})[0]
