@@ -27,17 +27,30 @@ DEFAULT_MIN_BIN_COUNT = 10
 class DriftThresholds(Strict):
     """When `edgeopt drift` flags a channel: both a large shift and one that is not chance."""
 
-    psi: float = Field(DEFAULT_PSI, gt=0, description="a channel drifts at PSI >= this (and a significant KS test)")
-    ks_pvalue: float = Field(DEFAULT_KS_PVALUE, gt=0, lt=1, description=(
-        "family-wise KS significance: a channel drifts at a KS p-value below this divided by the number of channels"))
+    psi: float = Field(
+        DEFAULT_PSI, gt=0, description="a channel drifts at PSI >= this (and a significant KS test)"
+    )
+    ks_pvalue: float = Field(
+        DEFAULT_KS_PVALUE,
+        gt=0,
+        lt=1,
+        description=(
+            "family-wise KS significance: a channel drifts at a KS p-value below this divided by the number of channels"
+        ),
+    )
 
 
 class DriftSettings(DriftThresholds):
     """A target profile's `[drift]`: the thresholds its packages carry, and the reference's coarseness."""
 
-    min_bin_count: int = Field(DEFAULT_MIN_BIN_COUNT, ge=1, description=(
-        "reference histogram bins holding fewer samples are merged with a neighbour at package time, so no stored "
-        "statistic describes fewer than this many samples (privacy)"))
+    min_bin_count: int = Field(
+        DEFAULT_MIN_BIN_COUNT,
+        ge=1,
+        description=(
+            "reference histogram bins holding fewer samples are merged with a neighbour at package time, so no stored "
+            "statistic describes fewer than this many samples (privacy)"
+        ),
+    )
 
     def thresholds(self) -> DriftThresholds:
         return DriftThresholds(psi=self.psi, ks_pvalue=self.ks_pvalue)
