@@ -6,6 +6,7 @@
 #
 # LIVE is an .npz with one array per model input name (single-input models: that name or `x`),
 # collected by the app; crontab line: `0 3 * * * cd /srv/edgeopt && ./examples/drift_job.sh`.
+# Thresholds: the package's own (its target profile's [drift]), or BUDGETS=FILE with a [drift] table.
 # Exit codes: 0 no drift, 1 drift (rolled back, or nothing to roll back to), 2 bad input, 3 crash.
 set -u
 
@@ -19,7 +20,7 @@ trap 'rm -rf "$WORK"' EXIT
 edgeopt registry pull "$MODEL@production" --out "$WORK" --registry "$REGISTRY" || exit $?
 PACKAGE="$(ls "$WORK"/*.zip)"
 
-edgeopt drift "$PACKAGE" --data "$LIVE" --markdown "$WORK/drift.md"
+edgeopt drift "$PACKAGE" --data "$LIVE" --markdown "$WORK/drift.md" ${BUDGETS:+--budgets "$BUDGETS"}
 status=$?
 [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f "$WORK/drift.md" ] && cat "$WORK/drift.md" >> "$GITHUB_STEP_SUMMARY"
 
