@@ -64,6 +64,8 @@ def data_members(m: Manifest, flat: dict[str, bytes]) -> list[dict[str, Any]]:
             kind, origin = "model", "weights learned from the training data (parameters, not rows); node and metadata names"
         elif name == GOLDEN_NAME:
             kind, origin = "golden archive", "the golden arrays listed below"
+        elif name == "names.json":
+            kind, origin = "names", "compacted node name -> original node name (graph names, no data)"
         elif name == "mobile_report.json":
             kind, origin = "metadata", "graph analysis: node and operator names"
         else:
@@ -101,14 +103,15 @@ def load_check_data(data: Path | None, recipe: Path | None) -> tuple[str, dict[s
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise missing_file(path, "data file", "pass an .npz of the data to check against")
+    fix = "save the arrays with numpy.savez (no pickled objects)"
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise ValueError("not an .npz archive")
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise BadInput(f"{path}: not a readable .npz (a single array, not an archive)", fix)
+        with loaded as npz:
             return {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError) as err:
-        raise BadInput(f"{path}: not a readable .npz ({str(err).strip()[:120]})",
-                       "save the arrays with numpy.savez (no pickled objects)") from None
+        raise BadInput(f"{path}: not a readable .npz ({str(err).strip()[:120]})", fix) from None
 
 
 def privacy_report(pkg: Path, check: tuple[str, dict[str, np.ndarray]] | None = None) -> dict[str, Any]:

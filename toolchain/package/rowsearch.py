@@ -159,4 +159,5 @@ def find_rows(members: Mapping[str, bytes], arrays: Mapping[str, np.ndarray]) ->
                 part = index[start:start + step]
                 _search_chunk(members, name, flat[part], part, encoding, result, found)
     result.rows_found = len(found)
+    result.hits.sort(key=lambda h: (h.array, h.row, h.member, h.offset, h.encoding))
     return result
