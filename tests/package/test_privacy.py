@@ -63,7 +63,9 @@ def test_synthetic_integers_are_uniform_in_the_recorded_range_and_feeds_keep_the
     assert got.arrays["ids"].dtype == np.int64 and got.arrays["ids"].shape == (4000, 12)
     assert got.arrays["ids"].min() == ids.min() and got.arrays["ids"].max() == ids.max()
     assert abs(got.arrays["ids"].mean() - (ids.min() + ids.max()) / 2) < 0.5
-    assert got.arrays["h"].shape == (2, 4000, 8) and not got.arrays["h"].any()  # constant channel stays constant
+    assert (
+        got.arrays["h"].shape == (2, 4000, 8) and not got.arrays["h"].any()
+    )  # constant channel stays constant
 
 
 # --- the row search ------------------------------------------------------------------------------
@@ -82,8 +84,12 @@ def test_row_search_finds_rows_at_any_offset_encoding_and_nesting():
     }
     result = find_rows(flatten_zip(_zip(members)), {"x": x, "ids": ids})
     found = {(h.array, h.row, h.encoding, h.member) for h in result.hits}
-    assert found == {("x", 5, "float32", "odd.bin"), ("x", 9, "float64", "wide.bin"),
-                     ("x", 17, "float32", "golden.npz/input_0.npy"), ("ids", 4, "int64", "ids.bin")}
+    assert found == {
+        ("x", 5, "float32", "odd.bin"),
+        ("x", 9, "float64", "wide.bin"),
+        ("x", 17, "float32", "golden.npz/input_0.npy"),
+        ("ids", 4, "int64", "ids.bin"),
+    }
     assert result.rows_found == 4 and result.rows_searched == 250 and result.rows_skipped == 0
 
 
@@ -103,11 +109,18 @@ def _linear_model(path: Path, sample_shape: tuple[int, ...], classes: int = 3) -
     from onnx import TensorProto, helper, numpy_helper
 
     features = int(np.prod(sample_shape))
-    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(features, classes)).astype(np.float32), "w")
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).normal(size=(features, classes)).astype(np.float32), "w"
+    )
     shape = numpy_helper.from_array(np.array([-1, features], np.int64), "flat")
     nodes = [helper.make_node("Reshape", ["x", "flat"], ["f"]), helper.make_node("MatMul", ["f", "w"], ["y"])]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *sample_shape])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])], [w, shape])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *sample_shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])],
+        [w, shape],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -126,10 +139,19 @@ def _build(tmp: Path, data, golden: str) -> Path:
     from toolchain.package.inputs import _reference_data, spec_for_artifact
 
     model = _linear_model(tmp / f"{data.name}.onnx", data.input_shape)
-    spec = spec_for_artifact(model, load_target("cpu-server"), name=data.name, recipe_hash="", labels=[],
-                             preprocessing=data.preprocessing, metrics={}, verdicts={},
-                             samples=data.x_test if golden == "samples" else data.x_train, golden=golden,
-                             reference=_reference_data(data.x_train))
+    spec = spec_for_artifact(
+        model,
+        load_target("cpu-server"),
+        name=data.name,
+        recipe_hash="",
+        labels=[],
+        preprocessing=data.preprocessing,
+        metrics={},
+        verdicts={},
+        samples=data.x_test if golden == "samples" else data.x_train,
+        golden=golden,
+        reference=_reference_data(data.x_train),
+    )
     return build_package(spec, tmp / f"{data.name}-{golden}.zip")
 
 
@@ -168,20 +190,31 @@ def test_inspect_privacy_lists_members_and_passes_a_synthetic_package(tmp_path, 
     assert main(["inspect", "--privacy", str(pkg), "--recipe", str(recipe), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     members = {m["member"]: m for m in doc["members"]}
-    assert {"golden.npz/input_0.npy", "golden.npz/output_0.npy", "drift_reference.json", "manifest.json",
-            "model.onnx", "model_card.md"} <= set(members)
+    assert {
+        "golden.npz/input_0.npy",
+        "golden.npz/output_0.npy",
+        "drift_reference.json",
+        "manifest.json",
+        "model.onnx",
+        "model_card.md",
+    } <= set(members)
     assert members["golden.npz/input_0.npy"]["origin"].startswith("synthetic")
-    assert members["golden.npz/input_0.npy"]["bytes"] == 128 + 4 * 64 * 4  # npy header + 4 samples of 8x8 float32
+    assert (
+        members["golden.npz/input_0.npy"]["bytes"] == 128 + 4 * 64 * 4
+    )  # npy header + 4 samples of 8x8 float32
     assert doc["checked_against"]["rows_searched"] == 1797 and doc["rows_found"] is False
     assert main(["inspect", "--privacy", str(pkg)]) == 0  # nothing to check against: a listing only
     assert "not checked against data" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "{npy}"], "not a readable .npz"),
-    (["--privacy", "--data", "{npy}", "--recipe", "{npy}"], "both --data and --recipe"),
-    (["--data", "{npz}"], "add --privacy"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "{npy}"], "not a readable .npz"),
+        (["--privacy", "--data", "{npy}", "--recipe", "{npy}"], "both --data and --recipe"),
+        (["--data", "{npz}"], "add --privacy"),
+    ],
+)
 def test_inspect_privacy_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys):
     pkg = _build(tmp_path, _dataset("wine"), "synthetic")
     np.save(tmp_path / "a.npy", np.zeros(3))
@@ -193,3 +226,37 @@ def test_inspect_privacy_bad_input_is_one_line_exit_2(args, message, tmp_path, c
     assert main(["inspect", str(pkg), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_a_schema_2_package_still_verifies_and_its_golden_origin_reads_as_unknown(tmp_path, capsys):
+    from toolchain.package import verify_package
+    from toolchain.package.manifest import canonical_bytes
+
+    pkg = _build(tmp_path, _dataset("wine"), "synthetic")
+    with zipfile.ZipFile(pkg) as zf:
+        entries = {n: zf.read(n) for n in zf.namelist()}
+    manifest = json.loads(entries["manifest.json"])
+    assert manifest["schema_version"] == 3 and manifest["golden"].pop("source") == "synthetic"
+    entries["manifest.json"] = canonical_bytes({**manifest, "schema_version": 2})
+    old = tmp_path / "old.zip"
+    old.write_bytes(_zip(entries))
+    assert verify_package(old).ok
+    capsys.readouterr()
+    assert main(["inspect", "--privacy", str(old), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 2 and doc["golden_source"] is None
+    golden = next(m for m in doc["members"] if m["member"] == "golden.npz/input_0.npy")
+    assert golden["origin"].startswith("samples (origin not recorded")
+    entries["manifest.json"] = canonical_bytes(manifest)  # schema 3 without golden.source: refused
+    (tmp_path / "bad.zip").write_bytes(_zip(entries))
+    assert not verify_package(tmp_path / "bad.zip").ok
+
+
+def test_the_model_card_says_what_the_golden_inputs_are(tmp_path):
+    cards = {}
+    for golden in ("synthetic", "samples"):
+        with zipfile.ZipFile(_build(tmp_path, _dataset("wine"), golden)) as zf:
+            cards[golden] = zf.read("model_card.md").decode()
+    assert "4 synthetic inputs drawn (seeded) from per-channel statistics" in cards["synthetic"]
+    assert "4 REAL samples of the evaluation data" in cards["samples"]
+    assert "REAL" not in cards["synthetic"]

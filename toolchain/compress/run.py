@@ -63,7 +63,7 @@ class CompressOptions:
     trust_pt2: bool = False
     rebench: bool = False
     sign_key: Path | None = None
-    package: PackageConfig = PackageConfig()  # --golden: synthetic (default) or real evaluation samples
+    package: PackageConfig = field(default_factory=PackageConfig)  # --golden: synthetic (default) or samples
 
 
 @dataclass(frozen=True)

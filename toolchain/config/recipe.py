@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field, create_model
 from toolchain.config.base import Strict, read_toml, to_toml, validate
 from toolchain.config.budgets import Budgets
 from toolchain.config.data import DataConfig
-from toolchain.config.stages import CALIBRATION_DATA_HELP, ExportConfig, PackageConfig, PruneConfig, TrainConfig
+from toolchain.config.stages import (
+    CALIBRATION_DATA_HELP,
+    ExportConfig,
+    PackageConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from toolchain.config.target import QuantizeScheme
 from toolchain.config.zoo import ModelConfig
 from toolchain.fsio import sha256_json

@@ -17,8 +17,10 @@ from toolchain.data.feeds import Feeds
 from toolchain.errors import BadInput
 
 KINDS = ("train", "synthetic")
-NOTE = ("calibration data is a non-private input to quantization: activation ranges are computed "
-        "from it, outside any privacy accounting of training")
+NOTE = (
+    "calibration data is a non-private input to quantization: activation ranges are computed "
+    "from it, outside any privacy accounting of training"
+)
 
 
 def calibration_kind(value: str) -> str:
@@ -31,18 +33,23 @@ def check_calibration_path(value: str) -> Path | None:
         return None
     path = Path(value)
     if path.suffix.lower() != ".npz":
-        raise BadInput(f"[quantize] calibration_data = {value!r} is neither 'train', 'synthetic' nor an .npz path",
-                       "give 'train', 'synthetic' or the path of an .npz holding the model's inputs")
+        raise BadInput(
+            f"[quantize] calibration_data = {value!r} is neither 'train', 'synthetic' nor an .npz path",
+            "give 'train', 'synthetic' or the path of an .npz holding the model's inputs",
+        )
     if path.is_dir():
         raise BadInput(f"[quantize] calibration_data {value} is a directory", "give the path of an .npz file")
     if not path.is_file():
-        raise BadInput(f"[quantize] calibration_data file not found: {value}",
-                       "check the path (relative paths start at the working directory)")
+        raise BadInput(
+            f"[quantize] calibration_data file not found: {value}",
+            "check the path (relative paths start at the working directory)",
+        )
     return path
 
 
-def calibration_inputs(value: str, x_train: np.ndarray | Feeds, samples: int, input_name: str = "x"
-                       ) -> np.ndarray | Feeds:
+def calibration_inputs(
+    value: str, x_train: np.ndarray | Feeds, samples: int, input_name: str = "x"
+) -> np.ndarray | Feeds:
     """The inputs to calibrate on, laid out like `x_train` (an array for a one-input model, or Feeds)."""
     if value == "train":
         return x_train
@@ -73,10 +80,15 @@ def _checked(path: Path, name: str, arr: np.ndarray, like: np.ndarray, axis: int
 
     fix = f"store '{name}' as {like.dtype} with samples of shape {sample(like)} on axis {axis}"
     if arr.ndim != like.ndim or sample(arr) != sample(like) or (axis is not None and arr.shape[axis] < 1):
-        raise BadInput(f"{path.name}: calibration input '{name}' has shape {list(arr.shape)}, "
-                       f"the model's data has {list(like.shape)}", fix)
+        raise BadInput(
+            f"{path.name}: calibration input '{name}' has shape {list(arr.shape)}, "
+            f"the model's data has {list(like.shape)}",
+            fix,
+        )
     if arr.dtype.kind not in ("fiub" if like.dtype.kind == "f" else "iub"):
-        raise BadInput(f"{path.name}: calibration input '{name}' is {arr.dtype}, the model takes {like.dtype}", fix)
+        raise BadInput(
+            f"{path.name}: calibration input '{name}' is {arr.dtype}, the model takes {like.dtype}", fix
+        )
     arr = arr.astype(like.dtype)
     if arr.dtype.kind == "f":
         check_finite(arr, path.name, axis)

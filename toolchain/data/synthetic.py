@@ -54,8 +54,12 @@ def input_stats(arr: np.ndarray, batch_axis: int | None = 0) -> InputStats:
     std = [0.0 if as_bool else np.std(c, dtype=np.float64) for c in chans]
     lo = [np.min(c).astype(np.float64) if c.size else 0.0 for c in chans]
     hi = [np.max(c).astype(np.float64) if c.size else 0.0 for c in chans]
-    return InputStats(arr.dtype.name, tuple(first.shape[1:]), batch_axis,
-                      *(np.asarray(v, dtype=np.float64) for v in (mean, std, lo, hi)))
+    return InputStats(
+        arr.dtype.name,
+        tuple(first.shape[1:]),
+        batch_axis,
+        *(np.asarray(v, dtype=np.float64) for v in (mean, std, lo, hi)),
+    )
 
 
 def _per_channel(values: np.ndarray, ndim: int) -> np.ndarray:

@@ -131,8 +131,8 @@ def _data_lines(m: Manifest) -> list[str]:
     return [
         "## Data in this package",
         f"`{m.golden.file}`: {m.golden.samples} {_GOLDEN_NOTES[m.golden.source]}.",
-        "`drift_reference.json` (when present): aggregate statistics only (per channel mean, std, quantiles, "
-        "histograms whose bins each hold at least `min_bin_count` samples).",
+        ("`drift_reference.json` (when present): aggregate statistics only (per channel mean, std, quantiles, "
+         "histograms whose bins each hold at least `min_bin_count` samples)."),
         "`edgeopt inspect --privacy` lists every member that can carry data and checks them against a data set.",
     ]
 

@@ -23,11 +23,17 @@ from toolchain.package.rowsearch import find_rows, flatten_zip
 
 # What each kind of member holds, and so where its content came from.
 _FIXED = {
-    MANIFEST_NAME: ("metadata", "names (inputs, outputs, labels, features) and aggregate preprocessing statistics"),
+    MANIFEST_NAME: (
+        "metadata",
+        "names (inputs, outputs, labels, features) and aggregate preprocessing statistics",
+    ),
     MODEL_CARD_NAME: ("metadata", "names and metrics rendered from the manifest"),
     SCHEMA_NAME: ("schema", "no data: the manifest's JSON Schema"),
     SIGNATURE_NAME: ("signature", "no data: an Ed25519 signature"),
-    DRIFT_REFERENCE_NAME: ("statistics", "aggregate statistics of the training data (histogram bins merged to min_bin_count)"),
+    DRIFT_REFERENCE_NAME: (
+        "statistics",
+        "aggregate statistics of the training data (histogram bins merged to min_bin_count)",
+    ),
 }
 _GOLDEN_ORIGIN = {
     "synthetic": "synthetic: drawn from per-channel statistics of the training data",
@@ -49,8 +55,15 @@ def _golden_members(m: Manifest, flat: dict[str, bytes]) -> list[dict[str, Any]]
         else:
             origin = "model outputs on the golden inputs"
             what = f"golden output '{outputs.get(key, key)}'"
-        rows.append({"member": member, "kind": "golden array", "what": what, "origin": origin,
-                     "bytes": len(flat[member])})
+        rows.append(
+            {
+                "member": member,
+                "kind": "golden array",
+                "what": what,
+                "origin": origin,
+                "bytes": len(flat[member]),
+            }
+        )
     return rows
 
 
@@ -61,7 +74,10 @@ def data_members(m: Manifest, flat: dict[str, bytes]) -> list[dict[str, Any]]:
         if name in _FIXED:
             kind, origin = _FIXED[name]
         elif name == m.artifact:
-            kind, origin = "model", "weights learned from the training data (parameters, not rows); node and metadata names"
+            kind, origin = (
+                "model",
+                "weights learned from the training data (parameters, not rows); node and metadata names",
+            )
         elif name == GOLDEN_NAME:
             kind, origin = "golden archive", "the golden arrays listed below"
         elif name == "names.json":
@@ -96,7 +112,10 @@ def load_check_data(data: Path | None, recipe: Path | None) -> tuple[str, dict[s
         from toolchain.data import load_dataset
 
         ds = load_dataset(load_recipe(recipe).data)
-        return f"{recipe} (dataset '{ds.name}', train and test splits)", {"x_train": ds.x_train, "x_test": ds.x_test}
+        return f"{recipe} (dataset '{ds.name}', train and test splits)", {
+            "x_train": ds.x_train,
+            "x_test": ds.x_test,
+        }
     return None
 
 
@@ -129,27 +148,39 @@ def privacy_report(pkg: Path, check: tuple[str, dict[str, np.ndarray]] | None = 
     if check is not None:
         source, arrays = check
         result = find_rows(flat, arrays)
-        doc["checked_against"] = {"data": source, "arrays": {k: list(np.shape(v)) for k, v in arrays.items()},
-                                  **result.to_dict()}
+        doc["checked_against"] = {
+            "data": source,
+            "arrays": {k: list(np.shape(v)) for k, v in arrays.items()},
+            **result.to_dict(),
+        }
     doc["rows_found"] = None if check is None else doc["checked_against"]["rows_found"] > 0
     return doc
 
 
 def render_privacy(doc: dict[str, Any]) -> str:
-    lines = [f"package {doc['package']} (manifest schema {doc['schema_version']}); golden inputs: "
-             f"{doc['golden_source'] or 'not recorded'}", "members that can carry data:"]
+    head = (
+        f"package {doc['package']} (manifest schema {doc['schema_version']}); golden inputs: "
+        f"{doc['golden_source'] or 'not recorded'}"
+    )
+    lines = [head, "members that can carry data:"]
     width = max(len(r["member"]) for r in doc["members"])
-    lines += [f"  {r['member']:<{width}}  {r['bytes']:>10,} B  {r['kind']}: {r['origin']}" for r in doc["members"]]
+    lines += [
+        f"  {r['member']:<{width}}  {r['bytes']:>10,} B  {r['kind']}: {r['origin']}" for r in doc["members"]
+    ]
     check = doc["checked_against"]
     if check is None:
         lines.append("not checked against data: pass --data FILE.npz or --recipe RECIPE.toml")
         return "\n".join(lines)
-    lines.append(f"checked against {check['data']}: {check['rows_searched']} rows searched "
-                 f"({check['rows_skipped']} too short or constant, skipped)")
+    lines.append(
+        f"checked against {check['data']}: {check['rows_searched']} rows searched "
+        f"({check['rows_skipped']} too short or constant, skipped)"
+    )
     if not check["rows_found"]:
         lines.append("no row of the data found in any member")
         return "\n".join(lines)
     lines.append(f"DATA ROWS FOUND: {check['rows_found']} rows, {check['hit_count']} copies")
-    lines += [f"  {h['array']}[{h['row']}] as {h['encoding']} in {h['member']} at byte {h['offset']}"
-              for h in check["hits"][:20]]
+    lines += [
+        f"  {h['array']}[{h['row']}] as {h['encoding']} in {h['member']} at byte {h['offset']}"
+        for h in check["hits"][:20]
+    ]
     return "\n".join(lines)

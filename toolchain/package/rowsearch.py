@@ -38,8 +38,13 @@ class Hit:
     encoding: str
 
     def to_dict(self) -> dict:
-        return {"member": self.member, "offset": self.offset, "array": self.array, "row": self.row,
-                "encoding": self.encoding}
+        return {
+            "member": self.member,
+            "offset": self.offset,
+            "array": self.array,
+            "row": self.row,
+            "encoding": self.encoding,
+        }
 
 
 @dataclass
@@ -55,9 +60,13 @@ class SearchResult:
         return self.rows_found > 0
 
     def to_dict(self) -> dict:
-        return {"rows_searched": self.rows_searched, "rows_skipped": self.rows_skipped,
-                "rows_found": self.rows_found, "hit_count": self.hit_count,
-                "hits": [h.to_dict() for h in self.hits]}
+        return {
+            "rows_searched": self.rows_searched,
+            "rows_skipped": self.rows_skipped,
+            "rows_found": self.rows_found,
+            "hit_count": self.hit_count,
+            "hits": [h.to_dict() for h in self.hits],
+        }
 
 
 def flatten_zip(raw: bytes, prefix: str = "") -> dict[str, bytes]:
@@ -90,7 +99,7 @@ def _encodings(arr: np.ndarray) -> list[str]:
 def _keys(rows: np.ndarray, itemsize: int) -> tuple[np.ndarray, np.ndarray]:
     """(uint64 key, its byte offset in the row) for each row of `rows` (uint8 [n, row_bytes])."""
     offsets = np.arange(0, rows.shape[1] - KEY_BYTES + 1, itemsize)[:KEY_WINDOWS]
-    nonzero = np.stack([np.count_nonzero(rows[:, o:o + KEY_BYTES], axis=1) for o in offsets], axis=1)
+    nonzero = np.stack([np.count_nonzero(rows[:, o : o + KEY_BYTES], axis=1) for o in offsets], axis=1)
     best = offsets[np.argmax(nonzero, axis=1)]
     windows = rows[np.arange(len(rows))[:, None], best[:, None] + np.arange(KEY_BYTES)]
     return np.ascontiguousarray(windows).view("<u8").ravel(), best
@@ -115,8 +124,15 @@ def _searchable(flat: np.ndarray) -> np.ndarray:
     return (flat != flat[:, :1]).any(axis=1)
 
 
-def _search_chunk(members: Mapping[str, bytes], name: str, rows: np.ndarray, index: np.ndarray,
-                  encoding: str, result: SearchResult, found: set[tuple[str, int]]) -> None:
+def _search_chunk(
+    members: Mapping[str, bytes],
+    name: str,
+    rows: np.ndarray,
+    index: np.ndarray,
+    encoding: str,
+    result: SearchResult,
+    found: set[tuple[str, int]],
+) -> None:
     encoded = np.ascontiguousarray(rows.astype(encoding, copy=False))
     raw = encoded.view(np.uint8).reshape(len(encoded), -1)
     if raw.shape[1] < MIN_ROW_BYTES:  # e.g. 4 uint8 values: found by chance anywhere
@@ -131,7 +147,7 @@ def _search_chunk(members: Mapping[str, bytes], name: str, rows: np.ndarray, ind
         for pos, key in _candidates(hay, sorted_keys):
             for i in by_key[key]:
                 start = pos - int(key_offsets[i])
-                if start < 0 or hay[start:start + width] != raw[i].tobytes():
+                if start < 0 or hay[start : start + width] != raw[i].tobytes():
                     continue
                 result.hit_count += 1
                 found.add((name, int(index[i])))
@@ -156,7 +172,7 @@ def find_rows(members: Mapping[str, bytes], arrays: Mapping[str, np.ndarray]) ->
         for encoding in _encodings(arr):
             step = max(1, CHUNK_BYTES // max(1, flat.shape[1] * np.dtype(encoding).itemsize))
             for start in range(0, len(index), step):
-                part = index[start:start + step]
+                part = index[start : start + step]
                 _search_chunk(members, name, flat[part], part, encoding, result, found)
     result.rows_found = len(found)
     result.hits.sort(key=lambda h: (h.array, h.row, h.member, h.offset, h.encoding))

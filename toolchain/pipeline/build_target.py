@@ -42,7 +42,7 @@ class ModelSource:
     # Structured pruning made compressed_onnx a smaller network: its fp32 form is benchmarked too,
     # because on narrow layers int8 kernels can lose to fp32 (see the report's note).
     structured: bool = False
-    package: PackageConfig = PackageConfig()  # [package]: golden inputs synthetic (default) or real samples
+    package: PackageConfig = field(default_factory=PackageConfig)  # [package]: golden synthetic (default) or samples
 
 
 @dataclass(frozen=True)
