@@ -23,7 +23,7 @@ _path = PATH
 def package_cmd(artifact, target, name, out, sign_key, targets_dir):
     """Package a bare .onnx/.ort file (golden inputs drawn at random, seeded; no metrics).
 
-    `edgeopt run` packages its own artifacts with measured metrics and held-out golden samples.
+    `edgeopt run` packages its own artifacts with measured metrics and synthetic golden inputs.
     """
     from toolchain.config.target import load_target
     from toolchain.errors import ModelLoadError, missing_file
