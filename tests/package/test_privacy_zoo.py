@@ -138,3 +138,25 @@ def test_the_zoo_is_what_the_goal_test_builds():
 
     assert datasets == set(DATASETS)  # every bundled dataset is built
     assert Path(bundled_dir("models")).is_dir()
+
+
+def test_the_report_page_states_the_calibration_data_and_the_golden_origin(tmp_path):
+    from toolchain.pipeline.page import render_page
+    from toolchain.pipeline.report import data_use
+
+    doc = {
+        "recipe": {"name": "r"},
+        "out_dir": str(tmp_path),
+        "targets": {},
+        **data_use("public.npz", "samples"),
+    }
+    assert doc["calibration_data"] == {
+        **doc["calibration_data"],
+        "kind": "file",
+        "source": "public.npz",
+        "private": False,
+    }
+    page = render_page(doc)
+    assert "Calibration data: <b>file</b> (public.npz)" in page
+    assert "non-private input to quantization" in page and "REAL evaluation samples" in page
+    assert "Calibration data" not in render_page({k: v for k, v in doc.items() if k != "calibration_data"})
