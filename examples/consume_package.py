@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 import onnxruntime as ort
 
-SUPPORTED_SCHEMAS = (1, 2)  # 2 added `session` (the measured session options)
+SUPPORTED_SCHEMAS = (1, 2, 3)  # 2 added `session` (the measured session options), 3 `golden.source`
 UNHASHED = {"manifest.json", "manifest.sig"}  # the manifest cannot list its own hash
 
 

@@ -67,6 +67,28 @@ def test_onnx_opset9_end_to_end_and_cached_rerun(mlp, targets, tmp_path, capsys)
     again = json.loads(stdout)
     assert code == 0 and {s["status"] for s in again["stages"]} == {"hit"} and len(again["stages"]) == 15  # 7 stages per target (fidelity included) + import
     assert again["recipe"]["hash"] == doc["recipe"]["hash"]
+    _golden_samples_reruns_only_the_packages(args, doc, capsys)
+
+
+def _golden_samples_reruns_only_the_packages(args: list, doc: dict, capsys) -> None:
+    """Issue 17: the default packages hold no row of --data; `--golden samples` changes only the
+    package stages' cache keys, and its packages hold evaluation rows that inspect --privacy finds."""
+    from toolchain.cli.main import main
+    from toolchain.package import read_manifest
+
+    data = str(args[args.index("--data") + 1])
+    assert doc["package_golden"] == "synthetic" and doc["calibration_data"]["kind"] == "train"
+    for t in doc["targets"].values():
+        assert read_manifest(Path(t["package"]))[0].golden.source == "synthetic"
+        assert main(["inspect", "--privacy", t["package"], "--data", data]) == 0
+    code, stdout, _ = _cli([*args, "--golden", "samples"], capsys)
+    samples = json.loads(stdout)
+    misses = sorted(s["stage"] for s in samples["stages"] if s["status"] != "hit")
+    assert code == 0 and misses == ["package[arm-mobile]", "package[cpu-server]"], misses
+    assert samples["package_golden"] == "samples"
+    for t in samples["targets"].values():
+        assert read_manifest(Path(t["package"]))[0].golden.source == "samples"
+        assert main(["inspect", "--privacy", t["package"], "--data", data]) == 1
 
 
 def test_random_data_warns_and_checks_agreement(mlp, targets, tmp_path, capsys):

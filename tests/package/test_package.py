@@ -33,7 +33,7 @@ from toolchain.package import (
     stamp_onnx_metadata,
     verify_package,
 )
-from toolchain.package.manifest import manifest_json_schema, parse_manifest
+from toolchain.package.manifest import MANIFEST_SCHEMA_VERSION, manifest_json_schema, parse_manifest
 from toolchain.package.session_config import session_config
 from toolchain.package.zipwrite import write_zip
 
@@ -146,7 +146,7 @@ def test_manifest_lists_every_other_file_with_its_hash(tmp_path, signed_pkg):
     for name, entry in m.files.items():
         assert entry.sha256 == hashlib.sha256(entries[name]).hexdigest()
         assert entry.bytes == len(entries[name])
-    assert m.schema_version == 2 and m.created_by.startswith("edgeopt ")
+    assert m.schema_version == MANIFEST_SCHEMA_VERSION and m.created_by.startswith("edgeopt ")
     assert m.metrics["latency_ms"]["p99"] is None  # NaN is not JSON
     assert m.golden.samples == 5 and m.golden.input_keys == {"x": "input_0"}
     # the shipped schema is the model's schema and the manifest is canonical JSON

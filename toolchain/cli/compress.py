@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import typing
 
 import click
 
@@ -18,9 +19,11 @@ from toolchain.cli.options import (
     targets_dir_option,
     track_options,
 )
+from toolchain.config.stages import PackageConfig
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 _path = PATH
+GOLDEN_CHOICES = typing.get_args(PackageConfig.model_fields["golden"].annotation)
 
 
 @click.command("compress")
@@ -72,6 +75,9 @@ _path = PATH
 )
 @click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked.")
 @click.option("--sign-key", type=_path, default=None, help="Ed25519 private key: sign each package.")
+@click.option("--golden", type=click.Choice(GOLDEN_CHOICES), default=PackageConfig().golden, show_default=True,
+              help="Golden smoke inputs in each package: synthetic (from per-channel statistics, no data rows) "
+                   "or samples (real evaluation samples: an opt-in the manifest records).")
 @json_option
 @track_options
 def compress_cmd(
@@ -92,6 +98,7 @@ def compress_cmd(
     trust_pt2,
     rebench,
     sign_key,
+    golden,
     as_json,
     track,
     track_required,
@@ -121,6 +128,7 @@ def compress_cmd(
         trust_pt2=trust_pt2,
         rebench=rebench,
         sign_key=sign_key,
+        package=PackageConfig(golden=golden),
     )
     log_into(out_dir)
     with json_mode(as_json):

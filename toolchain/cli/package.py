@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from toolchain.cli.options import PATH, emit_json, json_option, targets_dir_option
+from toolchain.cli.options import PATH, emit, emit_json, json_mode, json_option, targets_dir_option
 from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD
 
 _path = PATH
@@ -26,7 +26,7 @@ _path = PATH
 def package_cmd(artifact, target, name, out, sign_key, data, targets_dir):
     """Package a bare .onnx/.ort file (golden inputs drawn at random, seeded; no metrics).
 
-    `edgeopt run` packages its own artifacts with measured metrics and held-out golden samples.
+    `edgeopt run` packages its own artifacts with measured metrics and synthetic golden inputs.
     With --data, the package carries a drift reference of those samples.
     """
     from toolchain.config.target import load_target
@@ -90,11 +90,36 @@ def verify_cmd(package, public_key, as_json):
 
 @click.command("inspect")
 @click.argument("package", type=_path)
-def inspect_cmd(package):
-    """Print a package's manifest for a person (does not verify it)."""
-    from toolchain.package import inspect_package
+@click.option("--privacy", is_flag=True, help="List every member that can carry data, its origin and size.")
+@click.option("--data", "data", type=_path, default=None,
+              help="With --privacy: an .npz whose rows must not be in the package (exit 1 if one is).")
+@click.option("--recipe", type=_path, default=None,
+              help="With --privacy: rebuild this recipe's dataset and check that none of its rows is in the package.")
+@json_option
+def inspect_cmd(package, privacy, data, recipe, as_json):
+    """Print a package's manifest for a person (does not verify it); --privacy: its data audit.
 
-    click.echo(inspect_package(package))
+    Exit codes with --privacy: 0 no row of the given data found, 1 a row found, 2 bad input.
+    """
+    from toolchain.errors import BadInput
+    from toolchain.package import inspect_package, read_manifest
+
+    if not privacy:
+        if data is not None or recipe is not None:
+            raise BadInput("--data and --recipe apply to --privacy only", "add --privacy")
+        if as_json:
+            manifest, signed = read_manifest(package)
+            emit_json({"manifest": manifest.model_dump(mode="json"), "signed": signed})
+        else:
+            click.echo(inspect_package(package))
+        return
+    from toolchain.package.privacy import load_check_data, privacy_report, render_privacy
+
+    read_manifest(package)  # a missing or broken package fails before any data is loaded
+    with json_mode(as_json):  # rebuilding a recipe's dataset may print
+        report = privacy_report(package, load_check_data(data, recipe))
+    emit(report, as_json, render_privacy)
+    sys.exit(EXIT_VERIFICATION_FAILED_CMD if report["rows_found"] else EXIT_OK)
 
 
 COMMANDS = [package_cmd, keygen_cmd, sign_cmd, verify_cmd, inspect_cmd]

@@ -33,6 +33,7 @@ from toolchain.compress.outputs import compared_outputs, run_outputs
 from toolchain.compress.shapes import index_ranges
 from toolchain.compress.targets import import_entry, target_source
 from toolchain.config.recipe import QuantizeOverrides
+from toolchain.config.stages import PackageConfig
 from toolchain.config.target import load_target
 from toolchain.data import user as data_input
 from toolchain.errors import BadInput, ModelLoadError
@@ -62,6 +63,7 @@ class CompressOptions:
     trust_pt2: bool = False
     rebench: bool = False
     sign_key: Path | None = None
+    package: PackageConfig = field(default_factory=PackageConfig)  # --golden: synthetic (default) or samples
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class CompressResult:
     stages: list[tuple[str, str]] = field(default_factory=list)
     baseline: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    golden: str = "synthetic"
 
     @property
     def passed(self) -> bool:
@@ -264,6 +267,7 @@ def _build(
         ),
         torch_model=torch_ref.load_model if torch_ref else None,
         torch_sha=torch_ref.sha if torch_ref else None,
+        package=opts.package,
     )
     results, evaluation = {}, {}
     for tname, profile in profiles.items():
@@ -277,7 +281,7 @@ def _build(
         results[tname] = t
     baseline = {"model": model.facts, "data": _data_facts(data), "host": host_info()}
     result = CompressResult(
-        name, run_hash, out_dir, results, evaluation, list(cache.events), baseline, warnings
+        name, run_hash, out_dir, results, evaluation, list(cache.events), baseline, warnings, opts.package.golden
     )
     from toolchain.pipeline.page import write_page
 
@@ -317,7 +321,7 @@ def _name(opts: CompressOptions) -> str:
 
 def compress_document(result: CompressResult) -> dict[str, Any]:
     """The `edgeopt run --json` shape (recipe -> {name, hash}), plus `evaluation` per target."""
-    from toolchain.pipeline.report import target_document
+    from toolchain.pipeline.report import data_use, target_document
 
     targets = {}
     for name, t in result.targets.items():
@@ -329,6 +333,7 @@ def compress_document(result: CompressResult) -> dict[str, Any]:
         "passed": result.passed,
         "targets": targets,
         "baseline": result.baseline,
+        **data_use("train", result.golden),
         "stages": [{"stage": label, "status": status} for label, status in result.stages],
         "versions": library_versions(),
         "warnings": list(result.warnings),

@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field, create_model
 from toolchain.config.base import Strict, read_toml, to_toml, validate
 from toolchain.config.budgets import Budgets
 from toolchain.config.data import DataConfig
-from toolchain.config.stages import ExportConfig, PruneConfig, TrainConfig
+from toolchain.config.stages import (
+    CALIBRATION_DATA_HELP,
+    ExportConfig,
+    PackageConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from toolchain.config.target import QuantizeScheme
 from toolchain.config.zoo import ModelConfig
 from toolchain.fsio import sha256_json
@@ -30,6 +36,7 @@ class _Calibration(Strict):
 
     calibration_samples: int = Field(256, ge=1, description="training samples used to calibrate activations")
     nodes_to_exclude: list[str] = Field(default_factory=list, description="nodes kept in fp32 (see `edgeopt search`)")
+    calibration_data: str = Field("train", min_length=1, description=CALIBRATION_DATA_HELP)
 
     def scheme_overrides(self) -> dict:
         return self.model_dump(exclude_none=True, exclude=set(_Calibration.model_fields))
@@ -59,6 +66,7 @@ class Recipe(Strict):
     export: ExportConfig = Field(ExportConfig(), description="ONNX export and its parity check against PyTorch")
     quantize: QuantizeOverrides = Field(
         QuantizeOverrides(), description="calibration, fp32 fallbacks, and per-recipe overrides of the profile's scheme")
+    package: PackageConfig = Field(PackageConfig(), description="what the app package may carry (docs/privacy.md)")
     targets: list[str] = Field(default_factory=lambda: ["cpu-server", "arm-mobile"], min_length=1,
                                description="target profile names to build for")
     # One table per target name, or "all" for every target; merged over the profile's budgets.

@@ -79,6 +79,12 @@ ConvertConfig = create_model(
 )
 
 
+CALIBRATION_DATA_HELP = (
+    'what static quantization calibrates on: "train" (the training split), "synthetic" (inputs drawn from '
+    "the training split's per-channel statistics) or the path of an .npz of public data holding the model's "
+    "inputs; whichever it is, it is a non-private input to quantization")
+
+
 class QuantizeConfig(Strict):
     scheme: QuantizeScheme = QuantizeScheme()
     calibration_samples: int = Field(256, ge=1)
@@ -88,6 +94,16 @@ class QuantizeConfig(Strict):
     calibration_batch: int = Field(4, ge=1, description="samples per calibration batch (dynamic-batch models)")
     nodes_to_exclude: list[str] = Field(default_factory=list, description="node names kept in fp32")
     seed: int = 0
+    calibration_data: str = Field("train", min_length=1, description=CALIBRATION_DATA_HELP)
+
+
+class PackageConfig(Strict):
+    """`[package]` of a recipe (and `edgeopt compress --golden`): what the package may carry."""
+
+    golden: Literal["synthetic", "samples"] = Field("synthetic", description=(
+        'golden smoke inputs: "synthetic" draws them from the training data\'s per-channel statistics '
+        '(no data rows in the package); "samples" ships real evaluation samples (an explicit opt-in, '
+        "recorded in the manifest and the model card)"))
 
 
 class BenchConfig(Strict):

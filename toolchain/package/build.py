@@ -73,6 +73,9 @@ class PackageSpec:
     # The golden arrays are one run of the model, fed whole: inputs and outputs need not share a
     # sample axis (a recurrent state [layers, batch, hidden] does not have one at axis 0).
     golden_single_run: bool = False
+    # Where the golden inputs come from (manifest golden.source): "synthetic" (drawn from aggregate
+    # statistics), "random" (seeded, no data known) or "samples" (real data rows: the caller's opt-in).
+    golden_source: str = "samples"
 
 
 def package_filename(spec: PackageSpec) -> str:
@@ -267,6 +270,7 @@ def build_package(spec: PackageSpec, dest: Path, signing_key: Path | None = None
             "output_keys": {t.name: f"output_{i}" for i, t in enumerate(outputs)},
             "atol": float(spec.golden_atol),
             "rtol": float(spec.golden_rtol),
+            "source": spec.golden_source,
         }
         entries: dict[str, bytes | Path] = {
             data["artifact"]: artifact,

@@ -1,5 +1,5 @@
 """Gather what a package describes (I/O signature, golden samples, provenance) for an artifact,
-either from a pipeline run (held-out samples, measured metrics) or for a bare file."""
+either from a pipeline run (synthetic or, opted in, held-out samples; measured metrics) or for a bare file."""
 
 from __future__ import annotations
 
@@ -25,20 +25,25 @@ def _signature(values) -> list[dict[str, Any]]:
 
 
 def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_hash: str, labels: list[str],
-                      preprocessing: dict, metrics: dict, verdicts: dict, samples,
+                      preprocessing: dict, metrics: dict, verdicts: dict, samples, golden: str = "samples",
                       extra_files: dict[str, Path] | None = None, reference=None):
     """`samples=None` draws seeded random golden inputs shaped like the model's first input;
     Feeds give one run of every input (state tensors need not hold samples on axis 0).
+    `golden="synthetic"`: `samples` is calibration data, and the golden inputs are drawn from its
+    per-channel statistics (toolchain.data.synthetic), never copied from it.
     `reference` (calibration data: an array, input name -> array, or Feeds) adds a drift
     reference, its histograms as coarse as the profile's [drift] min_bin_count."""
     from toolchain.bench.session import fixed_batch, input_spec, load_session
     from toolchain.data.feeds import Feeds
+    from toolchain.data.synthetic import synthetic_like
     from toolchain.drift.reference import reference_for_session
     from toolchain.package import PackageSpec
 
     sess = load_session(path, profile.runtime)
+    source = "random" if samples is None else golden
     if isinstance(samples, Feeds):
-        feed = samples.at_batch(samples.fixed_batch or GOLDEN_SAMPLES)
+        n = samples.fixed_batch or GOLDEN_SAMPLES
+        feed = (synthetic_like(samples, n) if golden == "synthetic" else samples).at_batch(n)
     else:
         n = fixed_batch(sess) or GOLDEN_SAMPLES
         input_name, shape, dtype = input_spec(sess)[0]
@@ -46,6 +51,8 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
             dims = [n if d is None else d for d in shape]
             dims[0] = n
             samples = np.random.default_rng(0).random(dims).astype(dtype)
+        elif golden == "synthetic":
+            samples = synthetic_like(samples, n)
         feed = {input_name: np.ascontiguousarray(samples[:n])}
     outputs = sess.run(None, feed)
     return PackageSpec(
@@ -65,6 +72,7 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
         golden_inputs=feed,
         golden_outputs=list(outputs),
         golden_single_run=isinstance(samples, Feeds),
+        golden_source=source,
         extra_files=extra_files or {},
         drift_reference=None if reference is None else reference_for_session(sess, reference, profile.drift.min_bin_count),
     )
@@ -76,12 +84,14 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
     path = artifact.path(artifact.record["file"])
     extra = {k: artifact.path(v) for k, v in artifact.record.get("extra_files", {}).items()}
     extra.update(extra_files or {})
+    golden = src.package.golden  # synthetic: drawn from the training split's statistics, not its rows
     return spec_for_artifact(
         path, profile, name=src.name, recipe_hash=src.recipe_hash, labels=list(src.data.labels),
         preprocessing=src.data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
         # the calibration (training) samples, whatever they are: a recipe's data, the user's, or
         # compress's seeded random feeds; inputs without samples on axis 0 are recorded as skipped
-        verdicts=verdicts, samples=src.data.x_test, extra_files=extra, reference=src.data.x_train,
+        verdicts=verdicts, samples=src.data.x_test if golden == "samples" else src.data.x_train, golden=golden,
+        extra_files=extra, reference=src.data.x_train,
     )
 
 

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from toolchain.config.base import format_validation_error
 
-MANIFEST_SCHEMA_VERSION = 2  # 2 added `session`; version-1 manifests (no `session`) still load
+# 2 added `session`, 3 added `golden.source`; version-1 and -2 manifests still load (and verify).
+MANIFEST_SCHEMA_VERSION = 3
 
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
@@ -89,6 +90,9 @@ class FileEntry(_Strict):
     bytes: int = Field(ge=0)
 
 
+GoldenSource = Literal["synthetic", "random", "samples"]
+
+
 class Golden(_Strict):
     """golden.npz holds input_0..input_{n-1} (manifest input order) and output_0.. (output order)."""
 
@@ -98,6 +102,9 @@ class Golden(_Strict):
     output_keys: dict[str, str] = Field(description="model output name -> key in golden.npz")
     atol: float = Field(DEFAULT_GOLDEN_ATOL, ge=0)
     rtol: float = Field(DEFAULT_GOLDEN_RTOL, ge=0)
+    source: GoldenSource | None = Field(None, description=(
+        "schema_version 3: where the golden inputs come from: synthetic (drawn from per-channel statistics "
+        "of the training data), random (seeded, no data known) or samples (real evaluation samples, opted in)"))
 
 
 class SessionConfig(_Strict):
@@ -120,7 +127,7 @@ class SessionConfig(_Strict):
 
 
 class Manifest(_Strict):
-    schema_version: Literal[1, 2]
+    schema_version: Literal[1, 2, 3]
     name: str = Field(min_length=1)
     target: str = Field(min_length=1)
     artifact: Literal["model.onnx", "model.ort"]
@@ -144,6 +151,8 @@ class Manifest(_Strict):
     def _session_from_version_2(self) -> Manifest:
         if self.schema_version >= 2 and self.session is None:
             raise ValueError("schema_version 2 manifests must give `session`")
+        if self.schema_version >= 3 and self.golden.source is None:
+            raise ValueError("schema_version 3 manifests must give `golden.source`")
         return self
 
 

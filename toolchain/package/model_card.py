@@ -116,6 +116,27 @@ _FORM_NOTES = {
 }
 
 
+# What golden.npz holds, by manifest golden.source (None: a manifest older than schema 3 did not say).
+_GOLDEN_NOTES = {
+    "synthetic": ("synthetic inputs drawn (seeded) from per-channel statistics of the training data "
+                  "(mean, std, min, max), with this model's outputs on them: no data rows"),
+    "random": "seeded random inputs (no data was known when packaging), with this model's outputs on them",
+    "samples": ("REAL samples of the evaluation data with this model's outputs on them (opted in with "
+                '[package] golden = "samples"): do not ship this package where that data is personal'),
+    None: "sample inputs with the expected outputs (their origin is not recorded: a manifest before schema 3)",
+}
+
+
+def _data_lines(m: Manifest) -> list[str]:
+    return [
+        "## Data in this package",
+        f"`{m.golden.file}`: {m.golden.samples} {_GOLDEN_NOTES[m.golden.source]}.",
+        ("`drift_reference.json` (when present): aggregate statistics only (per channel mean, std, quantiles, "
+         "histograms whose bins each hold at least `min_bin_count` samples)."),
+        "`edgeopt inspect --privacy` lists every member that can carry data and checks them against a data set.",
+    ]
+
+
 def render_model_card(m: Manifest) -> str:
     p = m.preprocessing
     failed = [k for k, b in m.budgets.items() if isinstance(b, dict) and b.get("pass") is False]
@@ -147,12 +168,14 @@ def render_model_card(m: Manifest) -> str:
         "## Budgets",
         *_budget_rows(m.budgets),
         "",
+        *_data_lines(m),
+        "",
         "## Load it with onnxruntime",
         *_load_snippet(m),
         "",
         (
             f"Check first: every file's sha256 is in manifest.json; `{m.golden.file}` holds "
-            f"{m.golden.samples} sample inputs with the expected outputs (atol {m.golden.atol:g}) for a smoke run."
+            f"{m.golden.samples} inputs with the expected outputs (atol {m.golden.atol:g}) for a smoke run."
         ),
         "",
     ]

@@ -15,7 +15,7 @@ from typing import Any
 from toolchain.bench.fidelity import REFERENCE_FIDELITY
 from toolchain.config.budgets import Budgets, evaluate, with_default_fidelity
 from toolchain.config.recipe import QuantizeOverrides
-from toolchain.config.stages import CONVERTER_KEYS, ConvertConfig
+from toolchain.config.stages import CONVERTER_KEYS, ConvertConfig, PackageConfig
 from toolchain.config.target import TargetProfile
 from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
@@ -42,6 +42,7 @@ class ModelSource:
     # Structured pruning made compressed_onnx a smaller network: its fp32 form is benchmarked too,
     # because on narrow layers int8 kernels can lose to fp32 (see the report's note).
     structured: bool = False
+    package: PackageConfig = field(default_factory=PackageConfig)  # [package]: golden synthetic (default) or samples
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: 
     """The profile's [quantize] scheme with the recipe's overrides and calibration settings."""
     scheme = profile.quantize.model_copy(update=overrides.scheme_overrides())
     return QuantizeConfig(scheme=scheme, calibration_samples=overrides.calibration_samples,
-                          nodes_to_exclude=overrides.nodes_to_exclude, seed=seed)
+                          nodes_to_exclude=overrides.nodes_to_exclude, seed=seed,
+                          calibration_data=overrides.calibration_data)
 
 
 def convert_config(profile: TargetProfile) -> ConvertConfig:

@@ -138,7 +138,22 @@ def render_page(doc: dict[str, Any]) -> str:
     body = "".join(_target(n, t, out_dir) for n, t in doc.get("targets", {}).items())
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>edgeopt: {_e(name)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>edgeopt: {_e(name)} ({_e(verdict)})</h1>"
-            f"<p>measured on {_e(host.get('cpu', 'unknown CPU'))}, {_e(host.get('cores', '?'))} cores</p>{body}</body></html>")
+            f"<p>measured on {_e(host.get('cpu', 'unknown CPU'))}, {_e(host.get('cores', '?'))} cores</p>"
+            f"{_data_use(doc)}{body}</body></html>")
+
+
+_GOLDEN_TEXT = {"synthetic": "synthetic inputs drawn from per-channel statistics (no data rows)",
+                "samples": "REAL evaluation samples (opted in with golden = \"samples\")"}
+
+
+def _data_use(doc: dict[str, Any]) -> str:
+    """The run's data beyond training: what calibrated the quantizer, what the packages carry."""
+    calib = doc.get("calibration_data")
+    if not calib:  # a report written before these keys existed
+        return ""
+    golden = _GOLDEN_TEXT.get(doc.get("package_golden"), _e(doc.get("package_golden")))
+    return (f'<p class="data-use">Calibration data: <b>{_e(calib["kind"])}</b> ({_e(calib["source"])}); '
+            f"{_e(calib['note'])}. Package golden inputs: {_e(golden)}.</p>")
 
 
 def write_page(doc: dict[str, Any], dest: Path) -> Path:

@@ -56,9 +56,18 @@ def run_document(result) -> dict[str, Any]:
         "passed": result.passed,
         "targets": {name: target_document(t) for name, t in result.targets.items()},
         "baseline": result.baseline,
+        **data_use(result.recipe.quantize.calibration_data, result.recipe.package.golden),
         "stages": [{"stage": label, "status": status} for label, status in result.stages],
         "versions": library_versions(),
     }
+
+
+def data_use(calibration_data: str, golden: str) -> dict[str, Any]:
+    """What the run did with data beyond training (docs/privacy.md): which data calibrated the
+    quantizer (a non-private input) and whether the packages carry real samples."""
+    from toolchain.data.calibration import calibration_facts
+
+    return {"calibration_data": calibration_facts(calibration_data), "package_golden": golden}
 
 
 def _worst_slice(fid: dict[str, Any]) -> str:

@@ -65,6 +65,9 @@ def _preflight(recipe: Recipe, opts: RunOptions) -> None:
 
         load_private_key(opts.sign_key)
 
+    from toolchain.data.calibration import check_calibration_path
+
+    check_calibration_path(recipe.quantize.calibration_data)
     resolve_factory(recipe.model.name)
     if recipe.data.name not in DATASETS:
         raise ConfigError(f"unknown dataset '{recipe.data.name}'", f"known: {', '.join(sorted(DATASETS))}")
@@ -86,6 +89,10 @@ def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -
 
     cache = StageCache(Path(opts.out_dir) / "cache")
     data = steps.dataset(recipe)
+    if recipe.quantize.calibration_data not in ("train", "synthetic"):  # a wrong file fails before training
+        from toolchain.data.calibration import calibration_inputs
+
+        calibration_inputs(recipe.quantize.calibration_data, data.x_train, 1, data.input_name)
     trained = steps.train(cache, recipe, data)
     pruned = steps.prune(cache, recipe, data, trained)
     fp32_onnx = steps.export(cache, recipe, data, trained, label="export[fp32]")
@@ -103,6 +110,7 @@ def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -
         torch_model=lambda: steps.load_model(recipe, trained),
         torch_sha=trained.record["sha256"],
         structured=bool(pruned.record.get("plan")),
+        package=recipe.package,
     )
     results = {name: build_target(cache, source, profile, Path(opts.out_dir), opts.rebench, opts.sign_key)
                for name, profile in profiles.items()}

@@ -114,19 +114,27 @@ def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry,
     return cache.run(EXPORT, config, inputs, produce, label)
 
 
-QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize",), QuantizeConfig)
+QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize", "toolchain.data.calibration"), QuantizeConfig)
 
 
 def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, stamp: dict, label: str) -> Entry:
+    from toolchain.data.calibration import calibration_facts, calibration_inputs, check_calibration_path
+
     def produce(out: Path) -> dict:
         from toolchain.stages.quantize import quantize as quantize_stage
 
         dest = out / "model.onnx"
-        facts = quantize_stage(artifact_path(src), data.x_train, cfg, dest, stamp)
-        return {"file": "model.onnx", "sha256": sha256_file(dest), **facts}
+        calib = calibration_inputs(cfg.calibration_data, data.x_train, cfg.calibration_samples, data.input_name)
+        facts = quantize_stage(artifact_path(src), calib, cfg, dest, stamp)
+        return {"file": "model.onnx", "sha256": sha256_file(dest), **facts,
+                "calibration_data": {**calibration_facts(cfg.calibration_data), "samples_available": len(calib)}}
 
     config = {"quantize": _dump(cfg), "stamp": stamp}
-    return cache.run(QUANTIZE, config, {"model": src.record["sha256"], "data": data.fingerprint()}, produce, label)
+    inputs = {"model": src.record["sha256"], "data": data.fingerprint()}
+    calib_file = check_calibration_path(cfg.calibration_data)
+    if calib_file is not None:  # keyed by the file's bytes, not only its path
+        inputs["calibration_file"] = sha256_file(calib_file)
+    return cache.run(QUANTIZE, config, inputs, produce, label)
 
 
 CONVERT = StageSpec("convert", ("toolchain.stages.convert",), ConvertConfig)
@@ -229,7 +237,8 @@ def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, met
         build_package(spec, dest)
         return {"file": dest.name, "sha256": sha256_file(dest)}
 
-    config = {"recipe": src.recipe_hash, "profile": _dump(profile), "metrics": metrics, "verdicts": verdicts}
+    config = {"recipe": src.recipe_hash, "profile": _dump(profile), "package": _dump(src.package),
+              "metrics": metrics, "verdicts": verdicts}
     inputs = {"artifact": artifact.record["sha256"], "data": src.data.fingerprint(),
               **{name: sha256_file(path) for name, path in extra_files.items()}}
     return cache.run(PACKAGE, config, inputs, produce, label)

@@ -23,6 +23,7 @@ class SearchOutcome:
 
 
 def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob) -> SearchOutcome:
+    from toolchain.data.calibration import calibration_inputs
     from toolchain.pipeline import steps
     from toolchain.pipeline.cache import StageCache
     from toolchain.pipeline.ship import int8_weights_apply
@@ -44,7 +45,9 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         pruned = steps.prune(cache, recipe, data, trained)
         onnx_entry = steps.export(cache, recipe, data, pruned, label="export[pruned]")
         scheme = profile.quantize.model_copy(update=recipe.quantize.scheme_overrides())
-        calib = calibration_subset(data.x_train, QuantizeConfig(calibration_samples=recipe.quantize.calibration_samples))
+        q = recipe.quantize  # the data `edgeopt run` would calibrate on ([quantize] calibration_data)
+        x_calib = calibration_inputs(q.calibration_data, data.x_train, q.calibration_samples, data.input_name)
+        calib = calibration_subset(x_calib, QuantizeConfig(calibration_samples=q.calibration_samples))
         report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
                                      out_dir, scheme=scheme, int8_weights=int8_weights_apply(profile))
     doc = report.to_dict()
