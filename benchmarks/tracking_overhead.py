@@ -129,6 +129,10 @@ def render(doc: dict[str, Any]) -> str:
         f"{'met' if doc['overhead_s'] <= GOAL_S else 'not met'}); without the import thread "
         f"{doc['overhead_serial_s']:.2f} s. Spread of the difference (worst tracked run minus best plain run, "
         f"best minus worst): {t['max'] - p['min']:.2f} s to {t['min'] - p['max']:.2f} s."), "",
+        *([(f"The 1-minute load average was above the {doc['host']['cores']} cores: other processes shared the CPUs, "
+            "so every time above, and the differences, are inflated by them; the verdict on the goal holds for this "
+            "machine in that state only. Rerun on a quiet machine."), ""]
+          if doc["load_average_1min"]["start"] > doc["host"]["cores"] else []),
         (f"The first tracked run into a new runs directory also creates the store (MLflow's schema migrations): "
         f"{doc['first_tracked_s']:.2f} s in total, {doc['first_tracked_s'] - p['median']:.2f} s over an untracked run; "
         "once per runs directory."), "",
