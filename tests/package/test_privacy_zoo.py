@@ -168,8 +168,9 @@ def test_a_golden_samples_recipe_is_caught_by_inspect_privacy(
 ):
     from toolchain.pipeline.run import RunOptions, run_pipeline
 
-    recipe = _zoo_recipe("tabular-mlp").model_copy(update={"package": {"golden": "samples"}})
-    recipe = Recipe.model_validate(recipe.model_dump(mode="json"))  # the section as a validated model
+    from toolchain.config.stages import PackageConfig
+
+    recipe = _zoo_recipe("tabular-mlp").model_copy(update={"package": PackageConfig(golden="samples")})
     result = run_pipeline(recipe, RunOptions(out_dir=tmp_path / "run", targets_dir=fast_targets_dir))
     (tmp_path / "r.toml").write_text(recipe.to_toml())
     pkg = str(result.targets["cpu-server"].package)
