@@ -166,9 +166,8 @@ def test_the_report_page_states_the_calibration_data_and_the_golden_origin(tmp_p
 def test_a_golden_samples_recipe_is_caught_by_inspect_privacy(
     tmp_path, fast_targets_dir, one_torch_thread, capsys
 ):
-    from toolchain.pipeline.run import RunOptions, run_pipeline
-
     from toolchain.config.stages import PackageConfig
+    from toolchain.pipeline.run import RunOptions, run_pipeline
 
     recipe = _zoo_recipe("tabular-mlp").model_copy(update={"package": PackageConfig(golden="samples")})
     result = run_pipeline(recipe, RunOptions(out_dir=tmp_path / "run", targets_dir=fast_targets_dir))
