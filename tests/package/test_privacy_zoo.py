@@ -179,3 +179,16 @@ def test_a_golden_samples_recipe_is_caught_by_inspect_privacy(
     assert doc["golden_source"] == "samples" and doc["checked_against"]["rows_found"] == 4
     assert {h["array"] for h in doc["checked_against"]["hits"]} == {"x_test"}
     assert json.loads((tmp_path / "run" / "report.json").read_text())["package_golden"] == "samples"
+
+
+def test_the_text_report_states_the_calibration_data_and_the_golden_origin(tmp_path):
+    from types import SimpleNamespace
+
+    from toolchain.config.stages import PackageConfig
+    from toolchain.pipeline.report import render_run
+
+    recipe = Recipe(package=PackageConfig(golden="samples"))
+    result = SimpleNamespace(recipe=recipe, out_dir=tmp_path, stages=[], baseline={}, targets={}, passed=True)
+    text = render_run(result)
+    assert "calibration data: train (a non-private input to quantization)" in text
+    assert "package golden inputs: samples (REAL evaluation samples)" in text
