@@ -81,6 +81,7 @@ def _golden_samples_reruns_only_the_packages(args: list, doc: dict, capsys) -> N
     for t in doc["targets"].values():
         assert read_manifest(Path(t["package"]))[0].golden.source == "synthetic"
         assert main(["inspect", "--privacy", t["package"], "--data", data]) == 0
+    capsys.readouterr()  # the listings above
     code, stdout, _ = _cli([*args, "--golden", "samples"], capsys)
     samples = json.loads(stdout)
     misses = sorted(s["stage"] for s in samples["stages"] if s["status"] != "hit")

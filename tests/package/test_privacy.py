@@ -58,8 +58,10 @@ def test_synthetic_images_match_each_channels_mean_std_and_range():
 def test_synthetic_integers_are_uniform_in_the_recorded_range_and_feeds_keep_their_layout():
     ids = np.random.default_rng(0).integers(5, 50, (100, 12)).astype(np.int64)
     state = np.zeros((2, 100, 8), np.float32)  # [layers, batch, hidden]: batch axis 1
-    feeds = Feeds({"ids": ids, "h": state}, {"ids": 0, "h": 1}, fixed_batch=None)
+    rate = np.array(16000, np.int64)  # fed whole on every run: no batch axis
+    feeds = Feeds({"ids": ids, "h": state, "rate": rate}, {"ids": 0, "h": 1, "rate": None}, fixed_batch=None)
     got = synthetic_like(feeds, 4000)
+    assert got.arrays["rate"].shape == () and int(got.arrays["rate"]) == 16000
     assert got.arrays["ids"].dtype == np.int64 and got.arrays["ids"].shape == (4000, 12)
     assert got.arrays["ids"].min() == ids.min() and got.arrays["ids"].max() == ids.max()
     assert abs(got.arrays["ids"].mean() - (ids.min() + ids.max()) / 2) < 0.5

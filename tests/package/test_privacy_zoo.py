@@ -160,3 +160,35 @@ def test_the_report_page_states_the_calibration_data_and_the_golden_origin(tmp_p
     assert "Calibration data: <b>file</b> (public.npz)" in page
     assert "non-private input to quantization" in page and "REAL evaluation samples" in page
     assert "Calibration data" not in render_page({k: v for k, v in doc.items() if k != "calibration_data"})
+
+
+@pytest.mark.slow
+def test_a_golden_samples_recipe_is_caught_by_inspect_privacy(
+    tmp_path, fast_targets_dir, one_torch_thread, capsys
+):
+    from toolchain.config.stages import PackageConfig
+    from toolchain.pipeline.run import RunOptions, run_pipeline
+
+    recipe = _zoo_recipe("tabular-mlp").model_copy(update={"package": PackageConfig(golden="samples")})
+    result = run_pipeline(recipe, RunOptions(out_dir=tmp_path / "run", targets_dir=fast_targets_dir))
+    (tmp_path / "r.toml").write_text(recipe.to_toml())
+    pkg = str(result.targets["cpu-server"].package)
+    capsys.readouterr()
+    assert main(["inspect", "--privacy", pkg, "--recipe", str(tmp_path / "r.toml"), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["golden_source"] == "samples" and doc["checked_against"]["rows_found"] == 4
+    assert {h["array"] for h in doc["checked_against"]["hits"]} == {"x_test"}
+    assert json.loads((tmp_path / "run" / "report.json").read_text())["package_golden"] == "samples"
+
+
+def test_the_text_report_states_the_calibration_data_and_the_golden_origin(tmp_path):
+    from types import SimpleNamespace
+
+    from toolchain.config.stages import PackageConfig
+    from toolchain.pipeline.report import render_run
+
+    recipe = Recipe(package=PackageConfig(golden="samples"))
+    result = SimpleNamespace(recipe=recipe, out_dir=tmp_path, stages=[], baseline={}, targets={}, passed=True)
+    text = render_run(result)
+    assert "calibration data: train (a non-private input to quantization)" in text
+    assert "package golden inputs: samples (REAL evaluation samples)" in text

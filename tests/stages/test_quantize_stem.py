@@ -186,6 +186,7 @@ def stubbed_steps(tmp_path, monkeypatch):
     class _Data:
         x_train = np.zeros((4, 1, 8, 8), np.float32)
         x_test, y_test = x_train, np.zeros(4, np.int64)
+        input_name = "x"
 
     for stage in ("train", "prune", "export"):
         monkeypatch.setattr(steps, stage, lambda *a, **k: None)

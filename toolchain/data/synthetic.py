@@ -79,7 +79,9 @@ def draw(stats: InputStats, n: int, rng: np.random.Generator) -> np.ndarray:
         out = np.floor(lo + rng.random(shape) * (hi - lo + 1)).clip(lo, hi).astype(dtype)
     else:
         out = np.clip(rng.standard_normal(shape) * std + mean, lo, hi).astype(dtype)
-    return out[0] if stats.batch_axis is None else np.moveaxis(out, 0, stats.batch_axis)
+    return (
+        out.reshape(stats.sample_shape) if stats.batch_axis is None else np.moveaxis(out, 0, stats.batch_axis)
+    )
 
 
 def synthetic_like(x: np.ndarray | Feeds, n: int, seed: int = SYNTHETIC_SEED) -> np.ndarray | Feeds:

@@ -260,6 +260,9 @@ def render_run(result) -> str:
                  f"({st['macs_after'] / st['macs_before']:.3f}x)")
         if st.get("blocks_dropped"):
             head += f", blocks dropped: {', '.join(st['blocks_dropped'])}"
+    calib, golden = result.recipe.quantize.calibration_data, result.recipe.package.golden
+    head += (f"\ncalibration data: {calib} (a non-private input to quantization); "
+             f"package golden inputs: {golden}{' (REAL evaluation samples)' if golden == 'samples' else ''}")
     body = "\n\n".join(render_target(n, t) for n, t in result.targets.items())
     verdict = "all budgets met" if result.passed else "BUDGET FAILED"
     return f"{head}\n\n{body}\n\n{verdict}"
