@@ -199,6 +199,8 @@ def test_bare_package_without_data_has_no_reference_and_drift_says_how_to_get_on
         == 0
     )
     assert _reference(tmp_path / "withref.zip")["inputs"]["x"]["samples"] == 120
+    # the user's samples feed the statistics, not the golden inputs: no row of them is in the package
+    assert main(["inspect", "--privacy", str(tmp_path / "withref.zip"), "--data", str(tmp_path / "calib.npy.npz")]) == 0
     assert (
         main(
             [

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import typing
 
 import click
 
 from toolchain.cli.options import (
     PATH,
     emit_json,
+    golden_option,
     json_mode,
     json_option,
     log_into,
@@ -23,7 +23,6 @@ from toolchain.config.stages import PackageConfig
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 _path = PATH
-GOLDEN_CHOICES = typing.get_args(PackageConfig.model_fields["golden"].annotation)
 
 
 @click.command("compress")
@@ -75,9 +74,7 @@ GOLDEN_CHOICES = typing.get_args(PackageConfig.model_fields["golden"].annotation
 )
 @click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked.")
 @click.option("--sign-key", type=_path, default=None, help="Ed25519 private key: sign each package.")
-@click.option("--golden", type=click.Choice(GOLDEN_CHOICES), default=PackageConfig().golden, show_default=True,
-              help="Golden smoke inputs in each package: synthetic (from per-channel statistics, no data rows) "
-                   "or samples (real evaluation samples: an opt-in the manifest records).")
+@golden_option
 @json_option
 @track_options
 def compress_cmd(

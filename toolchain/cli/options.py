@@ -24,6 +24,19 @@ targets_dir_option = click.option(
     "--targets-dir", type=DIR, default=None,
     help="Extra directory of target profiles (*.toml); they shadow bundled ones of the same name.",
 )
+def golden_option(func):
+    """`--golden synthetic|samples`, the choices and default of [package] golden (config/stages.py)."""
+    import typing
+
+    from toolchain.config.stages import PackageConfig
+
+    choices = typing.get_args(PackageConfig.model_fields["golden"].annotation)
+    return click.option(
+        "--golden", type=click.Choice(choices), default=PackageConfig().golden, show_default=True,
+        help="Golden smoke inputs in each package: synthetic (from per-channel statistics, no data rows) "
+             "or samples (real samples: an opt-in the manifest records).")(func)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of text.")
 
 

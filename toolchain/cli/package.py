@@ -7,7 +7,15 @@ import sys
 
 import click
 
-from toolchain.cli.options import PATH, emit, emit_json, json_mode, json_option, targets_dir_option
+from toolchain.cli.options import (
+    PATH,
+    emit,
+    emit_json,
+    golden_option,
+    json_mode,
+    json_option,
+    targets_dir_option,
+)
 from toolchain.errors import EXIT_OK, EXIT_VERIFICATION_FAILED_CMD
 
 _path = PATH
@@ -21,13 +29,15 @@ _path = PATH
 @click.option("--sign-key", type=_path, default=None, help="Ed25519 private key (edgeopt keygen) to sign with.")
 @click.option("--data", "data", default=None, metavar="FILE",
               help="Calibration samples (.npz with one array per input, .npy or .csv): the package then carries a "
-              "drift reference of them for `edgeopt drift` (docs/drift.md).")
+              "drift reference of them for `edgeopt drift` (docs/drift.md); golden inputs follow --golden.")
+@golden_option
 @targets_dir_option
-def package_cmd(artifact, target, name, out, sign_key, data, targets_dir):
+def package_cmd(artifact, target, name, out, sign_key, data, golden, targets_dir):
     """Package a bare .onnx/.ort file (golden inputs drawn at random, seeded; no metrics).
 
     `edgeopt run` packages its own artifacts with measured metrics and synthetic golden inputs.
-    With --data, the package carries a drift reference of those samples.
+    With --data, the package carries a drift reference of those samples, and its golden inputs are
+    drawn from their statistics (--golden synthetic, the default) or are the first samples.
     """
     from toolchain.config.target import load_target
     from toolchain.errors import ModelLoadError, missing_file
@@ -39,7 +49,8 @@ def package_cmd(artifact, target, name, out, sign_key, data, targets_dir):
     profile = load_target(target, targets_dir)
     reference = None if data is None else reference_from_file(data, artifact, profile)
     spec = spec_for_artifact(artifact, profile, name=name or artifact.stem, recipe_hash="", labels=[],
-                             preprocessing={}, metrics={}, verdicts={}, samples=reference, reference=reference)
+                             preprocessing={}, metrics={}, verdicts={}, samples=reference, golden=golden,
+                             reference=reference)
     dest = build_package(spec, out or artifact.parent, signing_key=sign_key)
     click.echo(str(dest.resolve()))
 
