@@ -457,7 +457,7 @@ def _sweep_spec(tmp: Path) -> PackageSpec:
 
 
 def test_session_block_carries_the_measured_thread_counts(tmp_path):
-    from toolchain.package.verify import _session_options
+    from toolchain.package.verify import _runtime_options
 
     pkg = build_package(_sweep_spec(tmp_path), tmp_path / "out")
     m = parse_manifest(_entries(pkg)["manifest.json"])
@@ -465,8 +465,8 @@ def test_session_block_carries_the_measured_thread_counts(tmp_path):
     assert m.session.intra_op_threads_by_batch == {"1": 1, "8": 2}
     assert m.session.threads_from == "thread_sweep"
     assert (m.session.graph_optimization_level, m.session.enable_mem_pattern) == ("all", False)  # profile + defaults
-    opts = _session_options(m)  # verify runs the golden check with exactly these
-    assert (opts.intra_op_num_threads, opts.enable_mem_pattern) == (1, False)
+    opts = _runtime_options(m)  # verify runs the golden check with exactly these
+    assert (opts.intra_op_threads, opts.enable_mem_pattern, opts.engine) == (1, False, "onnxruntime")
     assert verify_package(pkg).ok
 
 

@@ -35,7 +35,7 @@ def drift_cmd(package, data, thresholds_file, markdown_file, as_json):
     manifest, reference, model = load_package(package)
     inputs = load_live(data, manifest)
     with json_mode(as_json):
-        outputs = run_outputs(model, inputs)
+        outputs = run_outputs(model, inputs, manifest)
     doc = {"package": str(package), "data": str(data), **compare(reference, inputs, outputs, thresholds)}
     if markdown_file:
         write_text_atomic(markdown_file, render_markdown(doc))

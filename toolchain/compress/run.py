@@ -88,6 +88,9 @@ def compress(opts: CompressOptions, warn: Callable[[str], None] = _stderr_warnin
     if not opts.targets:
         raise BadInput("no target given", "pass --target NAME (repeatable); `edgeopt targets` lists them")
     profiles = {name: load_target(name, opts.targets_dir) for name in opts.targets}
+    from toolchain.runtime import require_engines
+
+    require_engines(profiles.values())
     if opts.data is None:
         raise BadInput(
             "no --data given",

@@ -73,11 +73,11 @@ def load_live(path: Path, manifest) -> dict[str, np.ndarray]:
     return out
 
 
-def run_outputs(model: bytes, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The package's model on the live inputs (ONNX Runtime, CPU)."""
-    import onnxruntime as ort
-
+def run_outputs(model: bytes, inputs: dict[str, np.ndarray], manifest=None) -> dict[str, np.ndarray]:
+    """The package's model on the live inputs, on the engine and options its manifest names
+    (ONNX Runtime's defaults without a manifest)."""
     from toolchain.drift.model import run_model
+    from toolchain.package.verify import _runtime_options
+    from toolchain.runtime import runtime_for
 
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    return run_model(sess, inputs)
+    return run_model(runtime_for(_runtime_options(manifest) if manifest is not None else None).load(model), inputs)

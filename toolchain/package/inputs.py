@@ -30,10 +30,11 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
     """`samples=None` draws seeded random golden inputs shaped like the model's first input;
     Feeds give one run of every input (state tensors need not hold samples on axis 0).
     `reference` (an array, or input name -> array, of calibration data) adds a drift reference."""
-    from toolchain.bench.session import fixed_batch, input_spec, load_session
+    from toolchain.bench.session import fixed_batch, input_spec
     from toolchain.data.feeds import Feeds
     from toolchain.drift.reference import reference_for_session
     from toolchain.package import PackageSpec
+    from toolchain.runtime import load_session
 
     sess = load_session(path, profile.runtime)
     if isinstance(samples, Feeds):
