@@ -111,3 +111,44 @@ def test_memory_probe_runs_the_model_in_openvino(tmp_path):
     assert probe_args(path, OV, 1)[4:8] == ["--engine", "openvino", "--threads", "1"]
     mem = peak_memory_mb(path, OV, repeats=1)
     assert mem["process_peak_mb"] > mem["runtime_only_mb"] > 0 and mem["memory_probes"] == 1
+
+
+def test_bf16_is_a_candidate_only_on_openvino_profiles_and_bf16_cpus(monkeypatch):
+    from toolchain.pipeline import precision
+
+    ov, ort = load_target("x86-server-openvino"), load_target("cpu-server")
+    monkeypatch.setattr("toolchain.hostinfo.has_bf16", lambda: True)
+    assert precision.bf16_applies(ov) and not precision.bf16_applies(ort)
+    no_bf16 = ov.model_copy(update={"runtime": ov.runtime.model_copy(update={"bf16_candidate": False})})
+    assert not precision.bf16_applies(no_bf16)
+    runtimes = precision.candidate_runtimes(ov, ["fp32", "int8", precision.BF16])
+    assert list(runtimes) == [precision.BF16] and runtimes[precision.BF16].inference_precision == "bf16"
+    assert precision.runtime_of(ov, "int8") == ov.runtime
+    monkeypatch.setattr("toolchain.hostinfo.has_bf16", lambda: False)
+    assert not precision.bf16_applies(ov)  # OpenVINO would silently run f32: no second fp32 timing
+
+
+def test_bf16_ships_only_within_the_budgets():
+    from toolchain.pipeline.precision import BF16
+    from toolchain.pipeline.ship import pick_fastest
+
+    def weighed(p50, nbytes, failed=()):
+        return {"selection_p50_ms": p50, "bytes": nbytes, "failed_budgets": list(failed)}
+
+    fast_but_wrong = {"int8": weighed(2.0, 100), BF16: weighed(1.0, 400, ["max_accuracy_drop"])}
+    assert pick_fastest(fast_but_wrong, 0.05) == "int8"
+    assert pick_fastest({"int8": weighed(2.0, 100), BF16: weighed(1.0, 400)}, 0.05) == BF16
+    assert pick_fastest({"int8": weighed(1.02, 100), BF16: weighed(1.0, 400)}, 0.05) == "int8"  # a tie: smaller ships
+
+
+def test_the_report_names_a_skipped_candidate_and_why():
+    from toolchain.pipeline.report import _selection_lines
+
+    c = {"selection_p50_ms": 1.0, "p50_ms": 1.0, "bytes": 10, "failed_budgets": []}
+    m = {"shipped": "int8_weights", "selection": {"rule": "fastest", "tie": 0.05,
+                                                  "candidates": {"int8_weights": c, "fp32": c},
+                                                  "skipped": {"int8": "OpenVINO cannot compile model.onnx (x)"}}}
+    lines = _selection_lines("x86-server-openvino", m)
+    assert lines[-1] == "  skipped: int8: OpenVINO cannot compile model.onnx (x)"
+    m["selection"]["candidates"] = {"fp32": c}
+    assert _selection_lines("x86-server-openvino", m) == [lines[-1]]
