@@ -212,14 +212,19 @@ def measure(
         for label in labels:
             out[label]["p50_ms_by_round"].append(stats[label].p50)
     for label in labels:
-        ratios = [f / c for f, c in zip(out[REFERENCE]["p50_ms_by_round"], out[label]["p50_ms_by_round"])]
-        out[label].update(
-            p50_ms=statistics.median(out[label]["p50_ms_by_round"]),
-            ratio_median=statistics.median(ratios),
-            ratio_min=min(ratios),
-            ratio_max=max(ratios),
-        )
+        out[label].update(same_round_ratios(out[REFERENCE]["p50_ms_by_round"], out[label]["p50_ms_by_round"]))
     return out
+
+
+def same_round_ratios(reference_ms: list[float], candidate_ms: list[float]) -> dict[str, float]:
+    """Per round reference / candidate median; their median and spread, and the candidate's median."""
+    ratios = [f / c for f, c in zip(reference_ms, candidate_ms, strict=True)]
+    return {
+        "p50_ms": statistics.median(candidate_ms),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
 
 
 def run_model(name: str, rounds: int, runs: int, warmup: int, samples: int, bf16: bool) -> dict:
