@@ -152,3 +152,19 @@ def test_the_report_names_a_skipped_candidate_and_why():
     assert lines[-1] == "  skipped: int8: OpenVINO cannot compile model.onnx (x)"
     m["selection"]["candidates"] = {"fp32": c}
     assert _selection_lines("x86-server-openvino", m) == [lines[-1]]
+
+
+def test_onnx_runtime_work_imports_no_openvino(tmp_path):
+    import subprocess
+
+    model = _model(tmp_path / "m.onnx")
+    probe = (
+        "import sys\n"
+        "from toolchain.runtime import load_session, runtime_for\n"
+        "from toolchain.package.session_config import runtime_record, session_config\n"
+        f"load_session({str(model)!r}).run(None, {{'x': __import__('numpy').ones((1, 4), 'float32')}})\n"
+        "record = runtime_record(session_config(None, None))\n"
+        "print(record['name'], 'openvino' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["onnxruntime", "False"]
