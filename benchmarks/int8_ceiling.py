@@ -90,8 +90,8 @@ def profile_kernels(paths: list[Path], x: np.ndarray, runs: int) -> list[tuple[f
     profiler and then runs it with the profiler, so machine drift hits walls and kernels alike."""
     import onnxruntime as ort
 
-    from toolchain.bench.session import session_options
     from toolchain.config.target import RuntimeOptions
+    from toolchain.runtime.ort_runtime import session_options
 
     warmup = 10  # profiled too; dropped below
     clock = time.perf_counter

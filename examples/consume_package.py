@@ -1,4 +1,5 @@
-"""Consume an edgeopt package the way an app would, with only the standard library, numpy and onnxruntime.
+"""Consume an edgeopt package the way an app would, with only the standard library, numpy and the
+runtime the manifest names (onnxruntime, or openvino for an OpenVINO target).
 
     python examples/consume_package.py tiny-cpu-server.zip
 
@@ -20,7 +21,6 @@ import sys
 import zipfile
 
 import numpy as np
-import onnxruntime as ort
 
 SUPPORTED_SCHEMAS = (1, 2, 3)  # 2 added `session` (the measured session options), 3 `golden.source`
 UNHASHED = {"manifest.json", "manifest.sig"}  # the manifest cannot list its own hash
@@ -85,8 +85,10 @@ def unpreprocess(x: np.ndarray, pre: dict) -> np.ndarray:
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
-def session_options(manifest: dict) -> ort.SessionOptions:
+def session_options(manifest: dict):
     """The options the package was measured with (`session`, manifest schema 2); ORT defaults for schema 1."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     s = manifest.get("session")
     if s:
@@ -96,6 +98,29 @@ def session_options(manifest: dict) -> ort.SessionOptions:
         opts.enable_cpu_mem_arena = s["enable_cpu_mem_arena"]
         opts.enable_mem_pattern = s["enable_mem_pattern"]
     return opts
+
+
+def open_model(manifest: dict, model: bytes):
+    """A session on the engine the package was measured with (`runtime`, absent in older packages:
+    onnxruntime), with its recorded settings; `.run(output_names, feeds)` like onnxruntime's."""
+    runtime = manifest.get("runtime") or {"name": "onnxruntime"}
+    if runtime["name"] != "openvino":
+        import onnxruntime as ort
+
+        return ort.InferenceSession(model, session_options(manifest), providers=["CPUExecutionProvider"])
+    import openvino as ov
+
+    settings = dict(runtime["settings"])  # compile_model properties: LATENCY hint, threads, precision
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(model, b""), settings.pop("device"), settings)
+
+    class Session:
+        def run(self, names, feeds):
+            result = compiled(feeds)
+            ports = {port.any_name: port for port in compiled.outputs}
+            return [result[ports[name]] for name in names]
+
+    return Session()
 
 
 def main(path: str) -> int:
@@ -118,7 +143,7 @@ def main(path: str) -> int:
             print(f"preprocessing does not reproduce golden input '{name}'", file=sys.stderr)
             return 1
 
-    session = ort.InferenceSession(files[manifest["artifact"]], session_options(manifest), providers=["CPUExecutionProvider"])
+    session = open_model(manifest, files[manifest["artifact"]])
     out_names = list(golden["output_keys"])
     # A fixed batch dimension (e.g. 1 in a mobile .ort) means feeding the samples in chunks.
     first_dim = manifest["inputs"][0]["shape"][0]

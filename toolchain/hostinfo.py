@@ -10,6 +10,8 @@ from functools import lru_cache
 # The vector extensions int8 kernels depend on: x86 `flags`, aarch64 `Features` (asimddp = SDOT,
 # i8mm = SMMLA).
 INT8_ISA = frozenset({"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+# bf16 compute: OpenVINO's CPU plugin runs bf16 only with one of these (else it falls back to f32).
+BF16_ISA = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def parse_cpuinfo(text: str) -> tuple[str, set[str]]:
@@ -40,6 +42,11 @@ def host_info() -> dict[str, object]:
         "cpu": model,
         "machine": platform.machine(),
         "cores": os.cpu_count(),
-        "isa": sorted(flags & INT8_ISA),
+        "isa": sorted(flags & (INT8_ISA | BF16_ISA)),
         "system": platform.system(),
     }
+
+
+def has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX)."""
+    return bool(BF16_ISA & set(host_info()["isa"]))

@@ -127,7 +127,8 @@ def test_a_zero_batch_dimension_is_dynamic_not_fixed(tmp_path):
     for vi in (*model.graph.input, *model.graph.output):
         vi.type.tensor_type.shape.dim[0].dim_value = 0
     onnx.save(model, str(path))
-    from toolchain.bench.session import fixed_batch, input_spec, load_session
+    from toolchain.bench.session import fixed_batch, input_spec
+    from toolchain.runtime import load_session
 
     sess = load_session(path, ONE_THREAD)
     assert sess.get_inputs()[0].shape[0] == 0

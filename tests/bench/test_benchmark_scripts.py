@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import compare_baselines
 import int8_ablation
 import int8_ceiling
+import runtimes
 import ship_stability
 
 FP32 = [("Conv", 10.0), ("Conv", 20.0), ("Conv", 70.0), ("Gemm", 5.0), ("ReorderOutput", 5.0)]
@@ -158,3 +159,10 @@ def test_ship_stability_counts_choices_and_ratios():
     doc = {"host": {"cpu": "x", "cores": 2, "isa": []}, "versions": {}, "date": "d", "recipe": "r", "repeats": 3,
            "spec": {"short": "runs 20"}, "settings": {"short": s}}
     assert "| short (runs 20) | 3 | int8 3 | 0 | int8 2, int8_weights 1 | 1 | int8_weights 1.25 (0.95-1.50) |" in ship_stability.render(doc)
+
+
+def test_runtime_ratios_are_same_round_with_their_spread():
+    r = runtimes.same_round_ratios([10.0, 20.0, 12.0], [5.0, 5.0, 6.0])  # drift hits both sides per round
+    assert r == {"p50_ms": 5.0, "ratio_median": 2.0, "ratio_min": 2.0, "ratio_max": 4.0}
+    with pytest.raises(ValueError):
+        runtimes.same_round_ratios([1.0], [1.0, 2.0])

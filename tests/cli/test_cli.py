@@ -19,8 +19,8 @@ def _run(args, capsys):
     return code, out, err
 
 
-def test_help_imports_neither_torch_nor_onnxruntime():
-    probe = "import sys, toolchain.cli; print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'numpy') if m in sys.modules))"
+def test_help_imports_no_torch_onnxruntime_or_openvino():
+    probe = "import sys, toolchain.cli; print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'numpy', 'openvino') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     helped = subprocess.run([sys.executable, "-m", "toolchain.cli", "--help"], capture_output=True, text=True, check=False)

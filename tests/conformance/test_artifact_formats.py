@@ -83,3 +83,31 @@ def test_artifact_loads_is_stamped_and_agrees_with_the_source(name, source, tmp_
     assert got.shape == expected.shape == (batch, 10)
     assert float(np.max(np.abs(got - expected))) <= PARITY_ATOL
     assert sorted(p.name for p in out.iterdir()) == sorted({facts["artifact"], *facts["extra_files"]})
+
+
+@pytest.mark.parametrize("name", sorted(n for n, p in PROFILES.items() if p.runtime.engine != "onnxruntime"))
+def test_int8_and_fp32_artifacts_load_in_the_profiles_engine(name, source, tmp_path):
+    """A profile naming another engine ships files that engine compiles: its quantized form too
+    (no ORT-only contrib operators baked in by the offline optimization), with outputs near ORT's."""
+    import onnx
+    from conftest import require_extra
+
+    from toolchain.runtime import runtime_for
+    from toolchain.stages.convert import convert
+    from toolchain.stages.quantize import QuantizeConfig, quantize
+
+    profile = PROFILES[name]
+    require_extra(profile.runtime.engine, profile.runtime.engine)  # engine name = module = extra
+    x = np.random.default_rng(1).normal(size=(64, 1, 8, 8)).astype(np.float32)
+    q = tmp_path / "q.onnx"
+    quantize(source, x, QuantizeConfig(scheme=profile.quantize, calibration_samples=64), q, {})
+    for label, src in {"fp32": source, "int8": q}.items():
+        out = tmp_path / label
+        out.mkdir()
+        artifact = out / convert(src, convert_config(profile), out, _stamp(name))["artifact"]
+        domains = {n.domain for n in onnx.load(str(artifact)).graph.node}
+        assert domains <= {"", "ai.onnx"}, f"{label}: non-standard operators {domains}"
+        got = runtime_for(profile.runtime).load(artifact).run(None, {"input": x[:3]})[0]
+        expected, _ = _run(artifact, x[:3])
+        assert got.shape == (3, 10)
+        assert float(np.max(np.abs(got - expected))) <= (PARITY_ATOL if label == "fp32" else 0.05 * np.abs(expected).max())

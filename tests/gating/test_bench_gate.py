@@ -39,7 +39,7 @@ def test_fastest_threads_per_batch_prefers_fewer_threads_on_ties():
 def test_thread_sweep_times_every_count_with_one_live_session_at_a_time(tmp_path, monkeypatch):
     import weakref
 
-    from toolchain.bench import session as session_mod
+    import toolchain.runtime as session_mod  # bench/threads.py loads through the runtime seam
     from toolchain.bench.threads import thread_sweep
     from toolchain.config.target import BenchmarkSpec
 

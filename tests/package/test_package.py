@@ -398,7 +398,7 @@ def test_example_consumer_runs_without_edgeopt(signed_pkg):
             imported |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
-    assert imported - set(sys.stdlib_module_names) == {"numpy", "onnxruntime"}
+    assert imported - set(sys.stdlib_module_names) == {"numpy", "onnxruntime", "openvino"}  # openvino only for its packages
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
@@ -457,7 +457,7 @@ def _sweep_spec(tmp: Path) -> PackageSpec:
 
 
 def test_session_block_carries_the_measured_thread_counts(tmp_path):
-    from toolchain.package.verify import _session_options
+    from toolchain.package.verify import _runtime_options
 
     pkg = build_package(_sweep_spec(tmp_path), tmp_path / "out")
     m = parse_manifest(_entries(pkg)["manifest.json"])
@@ -465,8 +465,8 @@ def test_session_block_carries_the_measured_thread_counts(tmp_path):
     assert m.session.intra_op_threads_by_batch == {"1": 1, "8": 2}
     assert m.session.threads_from == "thread_sweep"
     assert (m.session.graph_optimization_level, m.session.enable_mem_pattern) == ("all", False)  # profile + defaults
-    opts = _session_options(m)  # verify runs the golden check with exactly these
-    assert (opts.intra_op_num_threads, opts.enable_mem_pattern) == (1, False)
+    opts = _runtime_options(m)  # verify runs the golden check with exactly these
+    assert (opts.intra_op_threads, opts.enable_mem_pattern, opts.engine) == (1, False, "onnxruntime")
     assert verify_package(pkg).ok
 
 
@@ -511,3 +511,29 @@ def test_an_int8_weights_package_verifies_and_its_card_says_to_keep_optimization
     assert verify_package(pkg).ok  # golden check under the manifest's session options (optimization on)
     plain = build_package(spec, tmp_path / "plain")
     assert "Cast -> Mul" not in _entries(plain)["model_card.md"].decode()
+
+
+def test_an_openvino_package_records_its_runtime_and_verifies_and_runs_from_its_card(tmp_path):
+    from conftest import require_extra
+
+    require_extra("openvino", "openvino")
+    runtime = {"engine": "openvino", "intra_op_threads": 1}
+    pkg = build_package(_spec(tmp_path, target="x86-server-openvino",
+                              target_profile={"name": "x86-server-openvino", "runtime": runtime}),
+                        tmp_path / "out")
+    m = parse_manifest(_entries(pkg)["manifest.json"])
+    assert (m.runtime.name, m.session.engine, m.session.inference_precision) == ("openvino", "openvino", "f32")
+    assert m.runtime.settings == {"device": "CPU", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+                                  "INFERENCE_NUM_THREADS": 1}
+    assert m.runtime.version == __import__("openvino").__version__.split("-")[0]
+    report = verify_package(pkg)
+    assert report.ok and "openvino" not in [c.reason for c in report.checks if c.status == "fail"]
+    card = _entries(pkg)["model_card.md"].decode()
+    assert "## Load it with openvino" in card
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=pkg.parent, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() in [f"digit {i}" for i in range(10)]
+    ort_pkg = parse_manifest(_entries(build_package(_spec(tmp_path), tmp_path / "ort"))["manifest.json"])
+    assert ort_pkg.runtime.name == "onnxruntime" and ort_pkg.runtime.settings["graph_optimization_level"] == "all"

@@ -152,7 +152,8 @@ def test_convert_server_keeps_dynamic_batch(fp32_onnx, tmp_path):
 @pytest.mark.parametrize("target", sorted(__import__("toolchain.config.target", fromlist=["x"]).available_targets()))
 def test_every_target_profile_builds_a_loadable_accurate_artifact(target, fp32_onnx, data, tmp_path):
     """Conformance over every bundled profile: a new file in targets/ is covered automatically."""
-    from toolchain.bench.session import load_session, predict
+    from toolchain.bench.session import predict
+    from toolchain.runtime import load_session
 
     profile = load_target(target)
     q = tmp_path / "q.onnx"
@@ -197,13 +198,13 @@ def test_unreachable_opset_is_a_typed_error_naming_the_fix(trained, data, tmp_pa
 
 
 def test_optimized_graph_counts_show_full_int8_fusion(fp32_onnx, data, tmp_path):
-    from toolchain.bench.graph_ops import optimized_op_counts
+    from toolchain.runtime import runtime_for
 
     runtime = load_target("cpu-server").runtime
     q = tmp_path / "q.onnx"
     scheme = load_target("cpu-server").quantize.model_copy(update={"fp32_stem": False})
     quantize(fp32_onnx, data.x_train, QuantizeConfig(scheme=scheme, calibration_samples=64), q, {})
-    fp32_ops, int8_ops = optimized_op_counts(fp32_onnx, runtime), optimized_op_counts(q, runtime)
+    fp32_ops, int8_ops = runtime_for(runtime).optimized_op_counts(fp32_onnx), runtime_for(runtime).optimized_op_counts(q)
     assert fp32_ops["int8_kernels"] == 0 and fp32_ops["fp32_compute"] >= 4
     # 2 convs + 2 linears all became int8 kernels; only the boundary Q/DQ pair remains
     assert int8_ops["fp32_compute"] == 0 and int8_ops["int8_kernels"] == 4
@@ -212,7 +213,7 @@ def test_optimized_graph_counts_show_full_int8_fusion(fp32_onnx, data, tmp_path)
     stem = tmp_path / "stem.onnx"
     facts = quantize(fp32_onnx, data.x_train, QuantizeConfig(scheme=load_target("cpu-server").quantize,
                                                             calibration_samples=64), stem, {})
-    stem_ops = optimized_op_counts(stem, runtime)
+    stem_ops = runtime_for(runtime).optimized_op_counts(stem)
     assert len(facts["fp32_stem_nodes"]) == 1
     assert stem_ops["fp32_compute"] == 1 and stem_ops["int8_kernels"] == 3
 

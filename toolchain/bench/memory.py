@@ -18,9 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from toolchain.bench.session import ORT_LEVELS
 from toolchain.bench.timing import Deadline
 from toolchain.config.target import RuntimeOptions
+from toolchain.runtime import runtime_for
 
 
 def _probe(args: list[str]) -> float:
@@ -33,11 +33,7 @@ def _probe(args: list[str]) -> float:
 
 def probe_args(model: Path, runtime: RuntimeOptions, batch: int) -> list[str]:
     """memprobe's command line for loading and running `model` with these session options."""
-    return [
-        "--mode", "run", "--model", str(model), "--threads", str(runtime.intra_op_threads),
-        "--level", ORT_LEVELS[runtime.graph_optimization_level], "--arena", str(int(runtime.enable_cpu_mem_arena)),
-        "--mem-pattern", str(int(runtime.enable_mem_pattern)), "--batch", str(batch),
-    ]
+    return ["--mode", "run", "--model", str(model), *runtime_for(runtime).memprobe_args(), "--batch", str(batch)]
 
 
 def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats: int = 3,
@@ -49,7 +45,7 @@ def peak_memory_mb(model: Path, runtime: RuntimeOptions, batch: int = 1, repeats
     float/int64 input with every symbolic dim = `batch`."""
     import numpy as np
 
-    base = [_probe(["--mode", "import"]) for _ in range(repeats)]
+    base = [_probe(["--mode", "import", "--engine", runtime.engine]) for _ in range(repeats)]
     cap = ["--max-seconds", f"{max_seconds:g}"] if max_seconds is not None else []
     deadline = Deadline(max_seconds)
     loaded = []

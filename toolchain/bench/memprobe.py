@@ -1,6 +1,6 @@
 """Child process for peak-memory measurement; run as `python -m toolchain.bench.memprobe`.
 
-It imports only onnxruntime and numpy (the `toolchain` package's __init__ is empty of heavy
+It imports only the engine (onnxruntime, or openvino with `--engine openvino`) and numpy (the `toolchain` package's __init__ is empty of heavy
 imports), so the "import only" baseline and the "load and run" measurement differ by exactly
 what the model costs. Prints one JSON line: {"peak_rss_kb": ...}.
 
@@ -16,6 +16,7 @@ import json
 import resource
 import sys
 import time
+from types import SimpleNamespace
 
 
 def peak_rss_kb() -> int:
@@ -39,21 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mem-pattern", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--max-seconds", type=float, default=None, help="stop running (after one run) once this long")
+    ap.add_argument(
+        "--max-seconds", type=float, default=None, help="stop running (after one run) once this long"
+    )
     ap.add_argument("--feed", default=None, help=".npz with one array per input (else random inputs)")
+    ap.add_argument("--engine", choices=["onnxruntime", "openvino"], default="onnxruntime")
+    ap.add_argument(
+        "--precision", choices=["f32", "bf16"], default="f32", help="openvino inference precision"
+    )
     args = ap.parse_args(argv)
 
     import numpy as np
-    import onnxruntime as ort
 
     if args.mode == "run":
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, args.level)
-        opts.intra_op_num_threads = args.threads
-        opts.inter_op_num_threads = 1
-        opts.enable_cpu_mem_arena = bool(args.arena)
-        opts.enable_mem_pattern = bool(args.mem_pattern)
-        sess = ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+        sess = _openvino_session(args) if args.engine == "openvino" else _ort_session(args)
         feeds = {}
         if args.feed:  # every input as the caller recorded it: dtypes, shapes and valid values
             with np.load(args.feed, allow_pickle=False) as npz:
@@ -67,8 +67,55 @@ def main(argv: list[str] | None = None) -> int:
             sess.run(None, feeds)
             if deadline is not None and time.perf_counter() > deadline:
                 break  # the peak is reached in the first run; more runs only confirm it
+    elif args.engine == "openvino":
+        import openvino  # noqa: F401  the engine's own floor, like onnxruntime's below
+    else:
+        import onnxruntime  # noqa: F401
     print(json.dumps({"peak_rss_kb": peak_rss_kb()}))
     return 0
+
+
+def _ort_session(args):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, args.level)
+    opts.intra_op_num_threads = args.threads
+    opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = bool(args.arena)
+    opts.enable_mem_pattern = bool(args.mem_pattern)
+    return ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
+
+
+def _openvino_session(args):
+    """The same compile settings as toolchain/runtime/openvino_runtime.py, without importing it
+    (its config layer pulls in pydantic and would blur the import-only baseline)."""
+    import openvino as ov
+
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": args.precision}
+    if args.threads > 0:
+        config["INFERENCE_NUM_THREADS"] = args.threads
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(args.model), "CPU", config)
+    request = compiled.create_infer_request()
+
+    class Session:  # what main() uses of ORT's session API
+        @staticmethod
+        def get_inputs():
+            return [
+                SimpleNamespace(
+                    name=p.any_name,
+                    shape=[d.get_length() if d.is_static else None for d in p.get_partial_shape()],
+                    type=str(p.get_element_type().to_dtype()),
+                )
+                for p in compiled.inputs
+            ]
+
+        @staticmethod
+        def run(_names, feeds):
+            return request.infer(feeds)
+
+    return Session()
 
 
 if __name__ == "__main__":

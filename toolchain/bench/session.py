@@ -1,57 +1,14 @@
-"""ONNX Runtime sessions configured from a target profile's [runtime] table."""
+"""Helpers over an open session (any engine behind toolchain/runtime: they use only
+get_inputs / get_outputs / run): input specs, fixed batches, batch plans, batched prediction."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from toolchain.config.target import RuntimeOptions
-from toolchain.errors import ModelLoadError, missing_file
-
-# Profile names -> onnxruntime.GraphOptimizationLevel member names (one table for every caller).
-ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
            "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
            "tensor(bool)": np.bool_, "tensor(float16)": np.float16, "tensor(int16)": np.int16,
            "tensor(uint16)": np.uint16, "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64}
-
-
-def graph_level(name: str):
-    """onnxruntime.GraphOptimizationLevel for a profile's level name ("disable" .. "all")."""
-    import onnxruntime as ort
-
-    return getattr(ort.GraphOptimizationLevel, ORT_LEVELS[name])
-
-
-def session_options(runtime: RuntimeOptions):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = graph_level(runtime.graph_optimization_level)
-    opts.intra_op_num_threads = runtime.intra_op_threads
-    opts.inter_op_num_threads = runtime.inter_op_threads
-    opts.enable_cpu_mem_arena = runtime.enable_cpu_mem_arena
-    opts.enable_mem_pattern = runtime.enable_mem_pattern
-    opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
-    return opts
-
-
-def load_session(path: str | Path, runtime: RuntimeOptions):
-    """Open `path` in ONNX Runtime; a missing or corrupt file is a ModelLoadError (exit 2)."""
-    import onnxruntime as ort
-
-    path = Path(path)
-    if not path.is_file():
-        raise missing_file(path, "model file", "check the path", ModelLoadError)
-    try:
-        return ort.InferenceSession(str(path), session_options(runtime), providers=["CPUExecutionProvider"])
-    except Exception as err:  # ORT raises several unrelated types (Fail, InvalidGraph, RuntimeException)
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ModelLoadError(
-            f"cannot load {path.name} as an ONNX/ORT model ({first})",
-            "give a valid .onnx or .ort file (re-export it if it was truncated)",
-        ) from None
 
 
 def input_spec(session) -> list[tuple[str, list, type]]:

@@ -27,7 +27,8 @@ def bench_file(path: Path, profile: TargetProfile) -> dict[str, Any]:
     listed in `skipped_batch_sizes`) and peak memory, each phase capped by `max_seconds`."""
     from toolchain.bench.latency import interleaved_capped
     from toolchain.bench.memory import peak_memory_mb
-    from toolchain.bench.session import batch_plan, fixed_batch, load_session
+    from toolchain.bench.session import batch_plan, fixed_batch
+    from toolchain.runtime import load_session
 
     sess = load_session(path, profile.runtime)
     spec = profile.benchmark

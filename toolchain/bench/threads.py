@@ -27,7 +27,7 @@ from toolchain.config.target import BenchmarkSpec, RuntimeOptions
 def thread_sweep(
     artifacts: Mapping[str, Path],
     inputs: Mapping[int, dict[str, np.ndarray] | np.ndarray],
-    runtime: RuntimeOptions,
+    runtime: RuntimeOptions | Mapping[str, RuntimeOptions],
     counts: list[int],
     spec: BenchmarkSpec,
     capped: dict[str, list[str]] | None = None,
@@ -39,7 +39,8 @@ def thread_sweep(
 
     Each (artifact, thread count) gets `spec.max_seconds` in all, its session loads included
     (one per round): once spent, it skips the remaining rounds, and `capped[label]` names it."""
-    from toolchain.bench.session import fixed_batch, load_session
+    from toolchain.bench.session import fixed_batch
+    from toolchain.runtime import load_session
 
     pairs = [(label, n) for label in artifacts for n in counts]
     samples: dict[tuple[str, int, int], list[np.ndarray]] = {}
@@ -53,7 +54,8 @@ def thread_sweep(
                 _note(capped, label, f"threads {n}: {spec.max_seconds:g} s cap reached, later rounds skipped")
                 continue
             pair_clock = Deadline(None)
-            sess = load_session(artifacts[label], runtime.model_copy(update={"intra_op_threads": n}))
+            options = runtime[label] if isinstance(runtime, Mapping) else runtime
+            sess = load_session(artifacts[label], options.model_copy(update={"intra_op_threads": n}))
             fb = fixed[label] if isinstance(fixed, Mapping) else fixed_batch(sess) if fixed == "input0" else fixed
             for b, xb in inputs.items():
                 if fb is not None and fb != b:

@@ -29,8 +29,9 @@ def _golden_from_package(pkg: Path, workdir: Path) -> tuple[Path, dict]:
 def _random_inputs(path: Path) -> dict:
     import numpy as np
 
-    from toolchain.bench.session import input_spec, load_session
+    from toolchain.bench.session import input_spec
     from toolchain.config.target import RuntimeOptions
+    from toolchain.runtime import load_session
 
     sess = load_session(path, RuntimeOptions())
     rng = np.random.default_rng(0)

@@ -45,7 +45,7 @@ def drift_cmd(package, data, budgets_file, psi, ks_pvalue, markdown_file, as_jso
     thresholds, sources = resolve_thresholds(manifest.target_profile, *overrides, source=str(package))
     inputs = load_live(data, manifest, reference)
     with json_mode(as_json):
-        outputs, why_not = run_outputs(model, inputs, reference)
+        outputs, why_not = run_outputs(model, inputs, reference, manifest)
     doc = {"package": str(package), "data": str(data), **compare(reference, inputs, outputs, thresholds, why_not)}
     doc["thresholds"]["sources"] = sources
     if markdown_file:

@@ -46,14 +46,9 @@ def run_outputs(
     path: Path, feeds: Feeds, outputs: tuple[TensorSpec, ...], runtime=None
 ) -> tuple[dict[str, np.ndarray], int]:
     """(name -> that output over every evaluated sample, how many samples were evaluated)."""
-    import onnxruntime as ort
+    from toolchain.runtime import load_session
 
-    from toolchain.bench.session import session_options
-    from toolchain.config.target import RuntimeOptions
-
-    opts = session_options(runtime or RuntimeOptions())
-    opts.log_severity_level = 4  # a failing run raises; ORT's own log line would be a second stderr line
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = load_session(path, runtime)
     names = [o.name for o in outputs]
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     samples = 0

@@ -40,6 +40,7 @@ from toolchain.errors import BadInput, ModelLoadError
 from toolchain.fsio import sha256_json, write_json_atomic
 from toolchain.pipeline.build_target import ModelSource, TargetResult, build_target
 from toolchain.pipeline.cache import StageCache, library_versions
+from toolchain.pipeline.precision import runtime_of
 
 _WEIGHT_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".safetensors"}
 
@@ -91,6 +92,9 @@ def compress(opts: CompressOptions, warn: Callable[[str], None] = _stderr_warnin
     if not opts.targets:
         raise BadInput("no target given", "pass --target NAME (repeatable); `edgeopt targets` lists them")
     profiles = {name: load_target(name, opts.targets_dir) for name in opts.targets}
+    from toolchain.runtime import require_engines
+
+    require_engines(profiles.values())
     if opts.data is None:
         raise BadInput(
             "no --data given",
@@ -274,7 +278,8 @@ def _build(
         src = target_source(cache, source, model, profile, Path(out_dir) / "cache")
         t = build_target(cache, src, profile, out_dir, opts.rebench, opts.sign_key)
         fp32_out, samples = run_outputs(t.fp32_artifact, src.data.x_test, compared, profile.runtime)
-        got, _ = run_outputs(t.artifact, src.data.x_test, compared, profile.runtime)
+        # the shipped form's own runtime options: an OpenVINO bf16 candidate is the fp32 file at bf16
+        got, _ = run_outputs(t.artifact, src.data.x_test, compared, runtime_of(profile, t.metrics.get("shipped", "int8")))
         evaluation[tname] = evaluators.evaluate_outputs(ev, fp32_out, got, data.y_eval, compared, samples)
         if skip_accuracy:
             evaluation[tname]["budgets_not_applied"] = ["max_accuracy_drop"]

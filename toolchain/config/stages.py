@@ -113,3 +113,9 @@ class BenchConfig(Strict):
     # label -> session options for that candidate's memory probe only (latency always uses
     # `runtime`). The fp32 reference is what a user gets from ORT by default, not the profile.
     memory_runtime: dict[str, RuntimeOptions] = Field(default_factory=dict)
+    # label -> runtime options for everything measured of that candidate (an OpenVINO bf16
+    # candidate is the fp32 file compiled at another precision: pipeline/precision.py).
+    candidate_runtime: dict[str, RuntimeOptions] = Field(default_factory=dict)
+
+    def runtime_for_label(self, label: str) -> RuntimeOptions:
+        return self.candidate_runtime.get(label, self.runtime)

@@ -19,17 +19,34 @@ from toolchain.errors import BadInput
 from toolchain.resources import bundled_dir
 
 TARGET_SCHEMA_VERSION = 1
+# Inference engines a profile can name (toolchain/runtime: one module each; docs/runtimes.md).
+ENGINES = ("onnxruntime", "openvino")
 
 
 class RuntimeOptions(Strict):
-    """ONNX Runtime session options; they decide both speed and memory on the device."""
+    """The engine and its session options; they decide both speed and memory on the device."""
 
+    engine: Literal["onnxruntime", "openvino"] = Field(
+        "onnxruntime", description="inference engine that runs the artifact (openvino needs the `openvino` extra)")
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="graph optimizations ORT applies when it creates the session")
     intra_op_threads: int = Field(1, ge=0, description="threads inside one op (0: ORT's choice) for benchmarks and the package")
     inter_op_threads: int = Field(1, ge=0, description="threads running independent ops in parallel (0: ORT's choice)")
     enable_cpu_mem_arena: bool = Field(True, description="ORT's memory arena: fewer allocations, more resident memory")
     enable_mem_pattern: bool = Field(True, description="plan buffers from the first run's allocation pattern")
+    # OpenVINO's CPU default is bf16 wherever the CPU has it, even for fp32 models (measured on an
+    # AVX512-BF16 EPYC: MobileNetV2 top-1 agreement with fp32 30%), so f32 is explicit here and bf16
+    # is a candidate the benchmark measures and the budgets admit (docs/runtimes.md).
+    inference_precision: Literal["f32", "bf16"] = Field(
+        "f32", description="openvino: INFERENCE_PRECISION_HINT the artifact is compiled with")
+    bf16_candidate: bool = Field(True, description=(
+        "openvino: also measure the fp32 artifact compiled at bf16, where the CPU has AVX512-BF16 or AMX"))
+
+    @model_validator(mode="after")
+    def _precision_needs_openvino(self) -> RuntimeOptions:
+        if self.engine != "openvino" and self.inference_precision != "f32":
+            raise ValueError("inference_precision = 'bf16' needs engine = 'openvino'")
+        return self
 
 
 class QuantizeScheme(Strict):

@@ -85,15 +85,17 @@ def load_live(path: Path, manifest, reference: dict | None = None) -> dict[str, 
     return out
 
 
-def run_outputs(model: bytes, inputs: dict[str, np.ndarray], reference: dict) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """The package's model on the live inputs (ONNX Runtime, CPU): output name -> samples, or
-    (None, why) when an input the model needs was left out (a state or constant input)."""
-    import onnxruntime as ort
-
+def run_outputs(model: bytes, inputs: dict[str, np.ndarray], reference: dict,
+                manifest=None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The package's model on the live inputs, on the engine and options its manifest names
+    (ONNX Runtime's defaults without a manifest): output name -> samples, or (None, why) when an
+    input the model needs was left out (a state or constant input)."""
     from toolchain.data.feeds import Feeds
     from toolchain.drift.model import run_feeds
+    from toolchain.package.verify import _runtime_options
+    from toolchain.runtime import runtime_for
 
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    sess = runtime_for(_runtime_options(manifest) if manifest is not None else None).load(model)
     missing = [i.name for i in sess.get_inputs() if i.name not in inputs]
     if missing:
         kind = reference["inputs"].get(missing[0], {}).get("kind", "input")

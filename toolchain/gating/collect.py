@@ -15,7 +15,8 @@ def runner(path: Path, runtime: RuntimeOptions) -> tuple[Callable[[], object], i
     Gates time batch 1 (the budgets say "at batch 1") unless the artifact bakes in another."""
     import numpy as np
 
-    from toolchain.bench.session import fixed_batch, input_spec, load_session
+    from toolchain.bench.session import fixed_batch, input_spec
+    from toolchain.runtime import load_session
 
     sess = load_session(path, runtime)
     batch = fixed_batch(sess) or 1

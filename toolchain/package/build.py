@@ -42,7 +42,7 @@ from toolchain.package.manifest import (
 )
 from toolchain.package.metadata import created_by, metadata_props_for, stamp_onnx_metadata
 from toolchain.package.model_card import render_model_card
-from toolchain.package.session_config import session_config
+from toolchain.package.session_config import runtime_record, session_config
 from toolchain.package.zipwrite import npz_bytes, write_zip
 
 # Extra file names: flat and portable, so every OS and every unzip tool agrees on them.
@@ -199,7 +199,8 @@ def _base_manifest(spec: PackageSpec) -> dict[str, Any]:
             "recipe_hash": spec.recipe_hash,
             "extra_files": sorted(spec.extra_files),
             "created_by": created_by(),
-            "session": session_config(spec.target_profile.get("runtime"), spec.metrics.get("thread_sweep")),
+            "session": (session := session_config(spec.target_profile.get("runtime"), spec.metrics.get("thread_sweep"))),
+            "runtime": runtime_record(session),
         }
     except TypeError as err:
         raise PackageSpecError(

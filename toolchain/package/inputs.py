@@ -33,11 +33,12 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
     per-channel statistics (toolchain.data.synthetic), never copied from it.
     `reference` (calibration data: an array, input name -> array, or Feeds) adds a drift
     reference, its histograms as coarse as the profile's [drift] min_bin_count."""
-    from toolchain.bench.session import fixed_batch, input_spec, load_session
+    from toolchain.bench.session import fixed_batch, input_spec
     from toolchain.data.feeds import Feeds
     from toolchain.data.synthetic import synthetic_like
     from toolchain.drift.reference import reference_for_session
     from toolchain.package import PackageSpec
+    from toolchain.runtime import load_session
 
     sess = load_session(path, profile.runtime)
     source = "random" if samples is None else golden

@@ -113,6 +113,8 @@ class SessionConfig(_Strict):
     digits 1.55x slower at batch 1 yet resnet-small 1.35x faster at batch 8), so after a thread
     sweep the counts are the measured fastest per batch size, not the profile's."""
 
+    engine: Literal["onnxruntime", "openvino"] = Field("onnxruntime", description="the engine that runs the artifact")
+    inference_precision: Literal["f32", "bf16"] = Field("f32", description="openvino: the precision hint it was measured at")
     graph_optimization_level: Literal["disable", "basic", "extended", "all"]
     intra_op_threads: int = Field(ge=0, description="threads for the smallest benchmarked batch size (0: ORT's default)")
     intra_op_threads_by_batch: dict[str, int] = Field(
@@ -124,6 +126,14 @@ class SessionConfig(_Strict):
     threads_from: Literal["thread_sweep", "target_profile"] = Field(
         description="whether the thread counts were measured on the build machine or taken from the profile"
     )
+
+
+class RuntimeRecord(_Strict):
+    """The engine the metrics were measured on: what `edgeopt verify` loads the artifact with."""
+
+    name: Literal["onnxruntime", "openvino"]
+    version: str
+    settings: dict[str, Any] = Field(description="session options (onnxruntime) or compile_model properties (openvino)")
 
 
 class Manifest(_Strict):
@@ -146,6 +156,7 @@ class Manifest(_Strict):
     files: dict[str, FileEntry] = Field(description="every zip entry except manifest.json and manifest.sig")
     created_by: str
     session: SessionConfig | None = Field(None, description="schema_version 2: the session options to use")
+    runtime: RuntimeRecord | None = Field(None, description="the engine, its version and settings (absent before issue 14)")
 
     @model_validator(mode="after")
     def _session_from_version_2(self) -> Manifest:

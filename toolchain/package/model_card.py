@@ -59,7 +59,7 @@ def _budget_rows(budgets: dict[str, Any]) -> list[str]:
 
 def _session_lines(m: Manifest) -> tuple[list[str], str]:
     """SessionOptions lines for the snippet (from `session`), and the argument that passes them."""
-    from toolchain.bench.session import ORT_LEVELS
+    from toolchain.runtime.ort_runtime import ORT_LEVELS
 
     s = m.session
     if s is None:  # schema-1 manifest: it recorded no session options
@@ -79,21 +79,42 @@ def _session_lines(m: Manifest) -> tuple[list[str], str]:
     ], ", opts"
 
 
+def _openvino_lines(m: Manifest) -> list[str]:
+    """Compile with the recorded properties (manifest `runtime.settings`) and run like ORT's `sess.run`."""
+    return [
+        "import openvino as ov",
+        'settings = dict(manifest["runtime"]["settings"])  # the compile properties the metrics were measured with',
+        "core = ov.Core()",
+        f'compiled = core.compile_model(core.read_model(pkg.read("{m.artifact}"), b""), settings.pop("device"), settings)',
+        "run = lambda feeds: [compiled(feeds)[0]]",
+    ]
+
+
+def _engine(m: Manifest) -> str:
+    return m.session.engine if m.session is not None else "onnxruntime"
+
+
 def _load_snippet(m: Manifest) -> list[str]:
     x = m.inputs[0]
     p = m.preprocessing
-    opts_lines, opts_arg = _session_lines(m)
+    if _engine(m) == "openvino":
+        load = _openvino_lines(m)
+        call = f'out = run({{"{x.name}": x}})[0]'
+    else:
+        opts_lines, opts_arg = _session_lines(m)
+        load = ["import onnxruntime as ort", *opts_lines,
+                f'sess = ort.InferenceSession(pkg.read("{m.artifact}"){opts_arg}, providers=["CPUExecutionProvider"])']
+        call = f'out = sess.run(["{m.outputs[0].name}"], {{"{x.name}": x}})[0]'
     return [
         "```python",
-        "import json, zipfile, numpy as np, onnxruntime as ort",
+        "import json, zipfile, numpy as np",
         f'pkg = zipfile.ZipFile("{m.name}-{m.target}.zip")',
         'manifest = json.loads(pkg.read("manifest.json"))',
-        *opts_lines,
-        f'sess = ort.InferenceSession(pkg.read("{m.artifact}"){opts_arg}, providers=["CPUExecutionProvider"])',
+        *load,
         'pre = manifest["preprocessing"]',
         f"raw = np.zeros({_example_shape(x.shape)}, dtype=np.float32)  # your {p.layout} data here",
         'x = (raw * pre["scale"] + pre["offset"]).astype(pre["dtype"])',
-        f'out = sess.run(["{m.outputs[0].name}"], {{"{x.name}": x}})[0]',
+        call,
         'print(manifest["labels"][int(out[0].argmax())] if manifest["labels"] else out)',
         "```",
     ]
@@ -170,7 +191,7 @@ def render_model_card(m: Manifest) -> str:
         "",
         *_data_lines(m),
         "",
-        "## Load it with onnxruntime",
+        f"## Load it with {_engine(m)}",
         *_load_snippet(m),
         "",
         (

@@ -180,23 +180,16 @@ def _metadata_check(m: Manifest, model_bytes: bytes) -> Check:
     return Check("onnx metadata", "pass", f"{m.artifact}: metadata_props mirror {MANIFEST_NAME}")
 
 
-def _session_options(m: Manifest):
-    """The options the package says to use (`session`, schema 2; else the target profile's
-    [runtime], schema 1): int8 kernels differ by optimization level, so match the build."""
-    import onnxruntime as ort
-
-    from toolchain.bench.session import ORT_LEVELS, graph_level
+def _runtime_options(m: Manifest):
+    """The engine and options the package says to use (`session`, schema 2; else the target
+    profile's [runtime], schema 1): int8 kernels differ by optimization level, so match the build."""
+    from toolchain.config.target import RuntimeOptions
 
     s = m.session.model_dump() if m.session else m.target_profile.get("runtime") or {}
-    level = s.get("graph_optimization_level")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = graph_level(level if level in ORT_LEVELS else "all")
-    opts.intra_op_num_threads = int(s.get("intra_op_threads") or 1)
-    opts.inter_op_num_threads = int(s.get("inter_op_threads") or 1)
-    opts.enable_cpu_mem_arena = bool(s.get("enable_cpu_mem_arena", True))
-    opts.enable_mem_pattern = bool(s.get("enable_mem_pattern", True))
-    opts.log_severity_level = 3  # warnings about unused initializers are noise here
-    return opts
+    keys = set(RuntimeOptions.model_fields)
+    known = {k: v for k, v in s.items() if k in keys and v is not None}
+    return RuntimeOptions.model_validate({**known, "intra_op_threads": int(s.get("intra_op_threads") or 1),
+                                          "inter_op_threads": int(s.get("inter_op_threads") or 1)})
 
 
 def _batches(m: Manifest, arrays: dict):
@@ -213,24 +206,27 @@ def _batches(m: Manifest, arrays: dict):
 
 def _smoke_check(m: Manifest, model_bytes: bytes, golden_bytes: bytes) -> Check:
     import numpy as np
-    import onnxruntime as ort
+
+    from toolchain.errors import ModelLoadError
+    from toolchain.runtime import runtime_for
 
     g = m.golden
+    runtime = runtime_for(_runtime_options(m))
     try:
         with np.load(io.BytesIO(golden_bytes), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in [*g.input_keys.values(), *g.output_keys.values()]}
     except Exception as err:  # KeyError, ValueError, BadZipFile: all mean a broken golden file
         return Check("smoke run", "fail", f"{g.file}: unreadable or missing arrays ({err})")
     try:
-        sess = ort.InferenceSession(
-            model_bytes, sess_options=_session_options(m), providers=["CPUExecutionProvider"]
-        )
+        sess = runtime.load(model_bytes)
         names = list(g.output_keys)
         got = [
             np.concatenate(parts) for parts in zip(*(sess.run(names, feeds) for feeds in _batches(m, arrays)))
         ]
-    except Exception as err:  # ORT raises its own Fail/InvalidArgument types; all mean "does not run"
-        return Check("smoke run", "fail", f"{m.artifact}: onnxruntime could not run it on {g.file} ({err})")
+    except ModelLoadError as err:
+        return Check("smoke run", "fail", f"{m.artifact}: {runtime.name} could not load it ({err.problem})")
+    except Exception as err:  # engines raise their own Fail/InvalidArgument types; all mean "does not run"
+        return Check("smoke run", "fail", f"{m.artifact}: {runtime.name} could not run it on {g.file} ({err})")
     worst = 0.0
     for name, out in zip(names, got):
         want = arrays[g.output_keys[name]]

@@ -21,6 +21,7 @@ from toolchain.data import Dataset
 from toolchain.fsio import copy_atomic
 from toolchain.pipeline.cache import Entry, StageCache
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics, summarize_mobile
+from toolchain.pipeline.precision import BF16, bf16_applies, candidate_runtimes, compilable, runtime_of
 from toolchain.pipeline.ship import choose_artifact, compression_pays, int8_weights_apply
 from toolchain.stages.benchmark import BenchConfig, ort_default_memory
 from toolchain.stages.int8_weights import Int8WeightsConfig
@@ -83,17 +84,22 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     qcfg = quantize_config(profile, src.quantize, src.seed)
     stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
     quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
-    candidates = _candidates(cache, src, profile, quantized, stamp)
+    candidates, skipped = _engine_candidates(profile, _candidates(cache, src, profile, quantized, stamp))
+    runtimes = candidate_runtimes(profile, candidates)
     fp32_art = candidates["fp32"]
-    bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
+    bench = steps.benchmark(cache, bench_config(profile, runtimes), src, candidates, rebench=rebench,
+                            label=f"benchmark[{name}]")
 
     compressed = {label: e for label, e in candidates.items() if label != "fp32"}
-    fid = steps.fidelity(cache, profile.runtime, src, fp32_art, compressed, label=f"fidelity[{name}]")
+    fid = steps.fidelity(cache, profile.runtime, src, fp32_art, compressed, label=f"fidelity[{name}]",
+                         candidate_runtime=runtimes)
     fidelity = {**fid.record["results"], "fp32": REFERENCE_FIDELITY}
     results = {label: {**r, **({"fidelity": fidelity[label]} if label in fidelity else {})}
                for label, r in bench.record["results"].items()}
     budgets = with_default_fidelity(src.budgets(name, profile.budgets), labelled=src.data.y_test is not None)
     shipped, selection = choose_artifact(results, profile, budgets)
+    if skipped:  # candidates the engine could not compile, and why (the report lists them)
+        selection["skipped"] = skipped
     summary = summarize_metrics(results, profile, shipped)
     summary.shipped, summary.selection = shipped, selection
     summary.quantize_format = quantized.record.get("format")  # "none" leaves the "int8" candidate fp32
@@ -113,7 +119,9 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     verdicts = {k: v.to_dict() for k, v in evaluate(budgets, metrics).items()}
     artifact = copy_atomic(steps.artifact_path(candidates[shipped]), target_dir / f"{src.name}.{fmt}")
     fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{src.name}.fp32.{fmt}")
-    package = steps.package(cache, src, profile, candidates[shipped], metrics, verdicts, extra, label=f"package[{name}]")
+    shipped_profile = profile.model_copy(update={"runtime": runtime_of(profile, shipped)})  # bf16: its hint
+    package = steps.package(cache, src, shipped_profile, candidates[shipped], metrics, verdicts, extra,
+                            label=f"package[{name}]")
     package_copy = copy_atomic(steps.artifact_path(package), target_dir / f"{src.name}-{name}.zip")
     if sign_key is not None:
         from toolchain.package import sign_package
@@ -142,6 +150,21 @@ def _candidates(cache: StageCache, src: ModelSource, profile: TargetProfile, qua
     return candidates
 
 
+def _engine_candidates(profile: TargetProfile, candidates: dict[str, Entry]) -> tuple[dict[str, Entry], dict[str, str]]:
+    """The candidates with the engine's own forms added (bf16: pipeline/precision.py) and those it
+    cannot compile removed; and label -> why, for each removed one."""
+    from toolchain.errors import BadInput
+    from toolchain.pipeline import steps
+
+    if bf16_applies(profile):
+        candidates = {**candidates, BF16: candidates["fp32"]}
+    skipped = compilable({label: steps.artifact_path(e) for label, e in candidates.items()}, profile)
+    if "int8" in skipped and profile.artifact.ship == "quantized":
+        raise BadInput(f"target {profile.name}: {skipped['int8']}",
+                       'set [artifact] ship = "fastest" so another candidate can ship, or offline_optimization_level = "basic"')
+    return {label: e for label, e in candidates.items() if label not in skipped}, skipped
+
+
 def _mobile_report(analysed: Path, model_name: str, profile: TargetProfile, target_dir: Path) -> tuple[Path, dict]:
     """EP coverage and static estimates, written beside the artifact; and their headline."""
     from toolchain.fsio import write_json_atomic
@@ -153,8 +176,9 @@ def _mobile_report(analysed: Path, model_name: str, profile: TargetProfile, targ
     return write_json_atomic(target_dir / "mobile_report.json", report), summarize_mobile(report)
 
 
-def bench_config(profile: TargetProfile) -> BenchConfig:
+def bench_config(profile: TargetProfile, candidate_runtime: dict | None = None) -> BenchConfig:
     """The memory goal compares the artifact under the profile's session options with fp32 under
-    ORT's defaults (what a user gets without tuning); latency uses the profile's for both."""
-    return BenchConfig(runtime=profile.runtime, spec=profile.benchmark,
+    ORT's defaults (what a user gets without tuning); latency uses the profile's for both (or a
+    candidate's own, `candidate_runtime`: label -> RuntimeOptions)."""
+    return BenchConfig(runtime=profile.runtime, spec=profile.benchmark, candidate_runtime=candidate_runtime or {},
                        memory_runtime={"fp32": ort_default_memory(profile.runtime)})

@@ -107,7 +107,8 @@ def summarize_metrics(results: dict[str, Any], profile: TargetProfile, shipped: 
         metrics["pruned_fp32"] = {"bytes": pruned["bytes"], "p50_ms": p_lat["p50"], "p90_ms": p_lat["p90"],
                                   "accuracy": pruned.get("accuracy"), "peak_memory_mb": pruned["peak_memory_mb"],
                                   "speedup_vs_fp32": fp32_lat["p50"] / p_lat["p50"]}
-        metrics["int8_speedup_vs_pruned_fp32"] = p_lat["p50"] / results["int8"]["latency_ms"][b]["p50"]
+        if "int8" in results:  # absent when the target's engine could not compile it (pipeline/precision.py)
+            metrics["int8_speedup_vs_pruned_fp32"] = p_lat["p50"] / results["int8"]["latency_ms"][b]["p50"]
     if art.get("threads"):  # the thread count this artifact runs fastest at, per batch size
         metrics["thread_sweep"] = _thread_summary(art, fp32, profile.runtime.intra_op_threads)
     if art.get("optimized_ops"):  # what ORT runs on this host: unfused fp32 compute = slow int8

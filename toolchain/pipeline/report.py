@@ -196,6 +196,7 @@ def _eager_note(m: dict[str, Any]) -> list[str]:
 
 _SHIPPED_NAMES = {"fp32": "the fp32 baseline (compression did not pay)", "int8": "the quantized model", "pruned_fp32": "the pruned model in fp32 (no int8)",
                   "int8_weights": "int8-stored weights, fp32 compute",
+                  "fp32_bf16": "the fp32 model compiled at bf16 (OpenVINO)",
                   "unquantized": 'the model unquantized, fp32 ([quantize] format = "none")'}
 
 
@@ -209,8 +210,9 @@ def shipped_form(m: dict[str, Any]) -> str:
 def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
     """Which candidate ships and why; a hint when the rule left a faster passing one behind."""
     selection = m.get("selection")
+    skipped = [f"  skipped: {label}: {why}" for label, why in ((selection or {}).get("skipped") or {}).items()]
     if not selection or len(selection["candidates"]) < 2:
-        return []
+        return skipped
     shipped = m.get("shipped", "int8")
     def p50(c: dict[str, Any]) -> float:  # reports written before selection_p50_ms existed have p50_ms only
         return c.get("selection_p50_ms", c["p50_ms"])
@@ -227,7 +229,7 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
     if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: p50(passing[k])) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")
-    return lines
+    return lines + skipped
 
 
 def _thread_lines(m: dict[str, Any]) -> list[str]:

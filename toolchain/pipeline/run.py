@@ -51,6 +51,9 @@ def resolve_targets(recipe: Recipe, opts: RunOptions) -> dict[str, TargetProfile
     unknown = sorted(set(recipe.budgets) - set(known) - {"all"})
     if unknown:
         raise ConfigError(f"[budgets.{unknown[0]}] names no target of this run", f"use 'all' or one of: {', '.join(known)}")
+    from toolchain.runtime import require_engines
+
+    require_engines(profiles.values())
     return profiles
 
 

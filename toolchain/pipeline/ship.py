@@ -11,6 +11,7 @@ from typing import Any
 from toolchain.config.budgets import Budgets, evaluate
 from toolchain.config.target import TargetProfile
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics
+from toolchain.pipeline.precision import BF16
 from toolchain.stages.benchmark import headline_batch
 
 # Which of equally fast, equally small candidates ships: the profile's int8 scheme, then the
@@ -18,7 +19,9 @@ from toolchain.stages.benchmark import headline_batch
 # optimization on, which folds them back to fp32 at load), and last the fp32 baseline itself:
 # it ships only where no compressed form does better on budgets, speed and size (tiny models,
 # whose int8 scales and Q/DQ nodes outweigh the weights they shrink: up to 2.97x fp32 measured).
-PREFERENCE = ("int8", PRUNED_FP32, INT8_WEIGHTS, "fp32")
+# An OpenVINO bf16 compile of the fp32 file (pipeline/precision.py) comes just before fp32 itself:
+# the same bytes, so it ships only when measurably faster and within the budgets.
+PREFERENCE = ("int8", PRUNED_FP32, INT8_WEIGHTS, BF16, "fp32")
 
 
 def int8_weights_apply(profile: TargetProfile) -> bool:

@@ -163,7 +163,9 @@ def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: s
     return cache.run(INT8_WEIGHTS, {"int8_weights": _dump(cfg)}, {"model": src.record["sha256"]}, produce, label)
 
 
-BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark",), BenchConfig)
+# The engines are imported by name (toolchain/runtime/__init__.py), which codehash cannot follow.
+_ENGINES = ("toolchain.runtime.ort_runtime", "toolchain.runtime.openvino_runtime")
+BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark", *_ENGINES), BenchConfig)
 
 
 def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:
@@ -186,7 +188,7 @@ def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, En
     return cache.run(BENCHMARK, config, inputs, produce, label)
 
 
-FIDELITY = StageSpec("fidelity", ("toolchain.bench.fidelity", "toolchain.bench.session"), RuntimeOptions)
+FIDELITY = StageSpec("fidelity", ("toolchain.bench.fidelity", "toolchain.bench.session", *_ENGINES), RuntimeOptions)
 # Held-out samples compared per candidate: enough for a stable SQNR, bounded for large models.
 FIDELITY_SAMPLES = 256
 
@@ -206,21 +208,28 @@ def eval_feeds(session, x, samples: int = FIDELITY_SAMPLES) -> list[dict]:
     return [feed for feed, _ in feeds.batches(fixed or 32, pad=fixed is not None)]
 
 
-def fidelity(cache: StageCache, runtime, src, reference: Entry, candidates: dict[str, Entry], label: str) -> Entry:
-    """Each candidate's outputs against the fp32 reference's on held-out data (bench/fidelity.py)."""
+def fidelity(cache: StageCache, runtime, src, reference: Entry, candidates: dict[str, Entry], label: str,
+             candidate_runtime: dict | None = None) -> Entry:
+    """Each candidate's outputs against the fp32 reference's on held-out data (bench/fidelity.py);
+    `candidate_runtime` (label -> RuntimeOptions) runs a candidate with other options than `runtime`."""
+    candidate_runtime = candidate_runtime or {}
+
     def produce(out: Path) -> dict:
         from toolchain.bench.fidelity import collect_outputs, compare_outputs
-        from toolchain.bench.session import load_session
+        from toolchain.runtime import load_session
 
         ref_session = load_session(artifact_path(reference), runtime)
         feeds = eval_feeds(ref_session, src.data.x_test)
         expected = collect_outputs(ref_session, feeds)
-        return {"results": {name: compare_outputs(expected, collect_outputs(load_session(artifact_path(e), runtime), feeds))
-                            for name, e in candidates.items()}}
+        return {"results": {name: compare_outputs(expected, collect_outputs(
+            load_session(artifact_path(e), candidate_runtime.get(name, runtime)), feeds)) for name, e in candidates.items()}}
 
     inputs = {"reference": reference.record["sha256"], "data": src.data.fingerprint(),
               **{name: e.record["sha256"] for name, e in candidates.items()}}
-    return cache.run(FIDELITY, {"runtime": _dump(runtime), "samples": FIDELITY_SAMPLES}, inputs, produce, label)
+    config = {"runtime": _dump(runtime), "samples": FIDELITY_SAMPLES}
+    if candidate_runtime:  # only when set: every other run keeps its cache key
+        config["candidate_runtime"] = {k: _dump(v) for k, v in candidate_runtime.items()}
+    return cache.run(FIDELITY, config, inputs, produce, label)
 
 
 PACKAGE = StageSpec("package", ("toolchain.package", "toolchain.package.inputs"), TargetProfile)

@@ -13,8 +13,8 @@ import numpy as np
 
 def session(path: Path, threads: int = 1):
     """An ORT session with default options at `threads` intra-op threads (the bench's loader)."""
-    from toolchain.bench.session import load_session
     from toolchain.config.target import RuntimeOptions
+    from toolchain.runtime import load_session
 
     return load_session(path, RuntimeOptions(intra_op_threads=threads))
 

@@ -22,10 +22,11 @@ TORCH_EAGER = "torch-eager"
 
 
 def ort_default_memory(runtime: RuntimeOptions) -> RuntimeOptions:
-    """ORT's default session options (level "all", arena and memory pattern on, no config
-    entries: RuntimeOptions' defaults) at the profile's thread counts. Threads are a speed
+    """The engine's default session options (for ORT: level "all", arena and memory pattern on, no
+    config entries: RuntimeOptions' defaults) at the profile's thread counts. Threads are a speed
     choice, and ORT's own default (one per core) would tie the reference to the build host."""
-    return RuntimeOptions(intra_op_threads=runtime.intra_op_threads, inter_op_threads=runtime.inter_op_threads)
+    return RuntimeOptions(engine=runtime.engine, intra_op_threads=runtime.intra_op_threads,
+                          inter_op_threads=runtime.inter_op_threads)
 
 
 def _torch_runner(model, xb: np.ndarray):
@@ -78,7 +79,8 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
 
         inputs = {b: feeds.at_batch(b) for b in batches}
         del sessions  # none may stay alive to contend with the sweep's
-        swept = thread_sweep(candidates, inputs, cfg.runtime, spec.thread_sweep, spec, capped, fixed=fixed)
+        runtimes = {label: cfg.runtime_for_label(label) for label in candidates}
+        swept = thread_sweep(candidates, inputs, runtimes, spec.thread_sweep, spec, capped, fixed=fixed)
         for label, by_threads in swept.items():
             results[label]["threads"] = {str(n): {str(b): st.to_dict() for b, st in by_batch.items()}
                                          for n, by_batch in by_threads.items()}
@@ -98,7 +100,7 @@ def _memory(results: dict, candidates: dict[str, Path], cfg: BenchConfig, capped
     from toolchain.bench.memory import memory_breakdown
 
     for label, path in candidates.items():
-        runtime = cfg.memory_runtime.get(label, cfg.runtime)
+        runtime = cfg.memory_runtime.get(label, cfg.runtime_for_label(label))
         results[label].update(memory_breakdown(Path(path), runtime, batch=batch,
                                                repeats=cfg.memory_repeats, max_seconds=cfg.spec.max_seconds,
                                                feed=feed))
@@ -111,16 +113,17 @@ def _load_all(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
     """(label -> session, label -> entry with bytes, load time, optimized op counts, accuracy)."""
     import time
 
-    from toolchain.bench.graph_ops import optimized_op_counts
-    from toolchain.bench.session import load_session, predict
+    from toolchain.bench.session import predict
+    from toolchain.runtime import load_session, runtime_for
 
     sessions, results = {}, {}
     for label, path in candidates.items():
         start = time.perf_counter()
-        sessions[label] = load_session(path, cfg.runtime)
+        runtime = cfg.runtime_for_label(label)
+        sessions[label] = load_session(path, runtime)
         entry: dict[str, Any] = {"bytes": Path(path).stat().st_size, "latency_ms": {},
                                  "load_seconds": time.perf_counter() - start,
-                                 "optimized_ops": optimized_op_counts(Path(path), cfg.runtime)}
+                                 "optimized_ops": runtime_for(runtime).optimized_op_counts(Path(path))}
         if y is not None:  # top-1 accuracy on output 0
             entry["accuracy"] = float((predict(sessions[label], x).argmax(1) == y).mean())
         results[label] = entry

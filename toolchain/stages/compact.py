@@ -221,7 +221,7 @@ def optimized_ops(path: Path, int8_allowed: bool) -> Counter:
     `int8_allowed` is the switch ORT's .ort converter sets for ARM targets (S8S8 QDQ fusions)."""
     import onnxruntime as ort
 
-    from toolchain.bench.graph_ops import optimized_op_types
+    from toolchain.runtime.ort_runtime import optimized_op_types
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -43,7 +43,7 @@ def optimize_offline(src: Path, dest: Path, level: str) -> None:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    from toolchain.bench.session import graph_level
+    from toolchain.runtime.ort_runtime import graph_level
 
     opts.graph_optimization_level = graph_level(level)
     opts.optimized_model_filepath = str(dest)
