@@ -138,7 +138,7 @@ def _dataset(name: str):
 def _build(tmp: Path, data, golden: str) -> Path:
     from toolchain.config.target import load_target
     from toolchain.package import build_package
-    from toolchain.package.inputs import _reference_data, spec_for_artifact
+    from toolchain.package.inputs import spec_for_artifact
 
     model = _linear_model(tmp / f"{data.name}.onnx", data.input_shape)
     spec = spec_for_artifact(
@@ -152,7 +152,7 @@ def _build(tmp: Path, data, golden: str) -> Path:
         verdicts={},
         samples=data.x_test if golden == "samples" else data.x_train,
         golden=golden,
-        reference=_reference_data(data.x_train),
+        reference=data.x_train,
     )
     return build_package(spec, tmp / f"{data.name}-{golden}.zip")
 

@@ -99,7 +99,7 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
 def reference_from_file(data: str, artifact: Path, profile: TargetProfile):
     """`edgeopt package --data FILE`: the user's samples (.npz one array per input, .npy, .csv) as
     checked Feeds for the drift reference, each input on the batch axis its shape implies."""
-    from toolchain.bench.session import load_session
+    from toolchain.runtime import load_session
     from toolchain.compress.feeds_input import to_feeds
     from toolchain.data import user as data_input
     from toolchain.drift.reference import session_specs
