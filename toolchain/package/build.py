@@ -73,6 +73,7 @@ class PackageSpec:
     # The golden arrays are one run of the model, fed whole: inputs and outputs need not share a
     # sample axis (a recurrent state [layers, batch, hidden] does not have one at axis 0).
     golden_single_run: bool = False
+    privacy: dict | None = None  # DP-SGD facts (manifest.DPTraining) when [train.privacy] trained the weights
 
 
 def package_filename(spec: PackageSpec) -> str:
@@ -197,6 +198,7 @@ def _base_manifest(spec: PackageSpec) -> dict[str, Any]:
             "extra_files": sorted(spec.extra_files),
             "created_by": created_by(),
             "session": session_config(spec.target_profile.get("runtime"), spec.metrics.get("thread_sweep")),
+            **({"privacy": jsonable(spec.privacy, "privacy")} if spec.privacy is not None else {}),
         }
     except TypeError as err:
         raise PackageSpecError(

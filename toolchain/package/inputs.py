@@ -26,7 +26,7 @@ def _signature(values) -> list[dict[str, Any]]:
 
 def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_hash: str, labels: list[str],
                       preprocessing: dict, metrics: dict, verdicts: dict, samples,
-                      extra_files: dict[str, Path] | None = None, reference=None):
+                      extra_files: dict[str, Path] | None = None, reference=None, privacy: dict | None = None):
     """`samples=None` draws seeded random golden inputs shaped like the model's first input;
     Feeds give one run of every input (state tensors need not hold samples on axis 0).
     `reference` (an array, or input name -> array, of calibration data) adds a drift reference."""
@@ -66,6 +66,7 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
         golden_single_run=isinstance(samples, Feeds),
         extra_files=extra_files or {},
         drift_reference=None if reference is None else reference_for_session(sess, reference),
+        privacy=privacy,
     )
 
 
@@ -79,7 +80,15 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
         path, profile, name=src.name, recipe_hash=src.recipe_hash, labels=list(src.data.labels),
         preprocessing=src.data.preprocessing, metrics={k: v for k, v in metrics.items() if k != "latency_by_batch"},
         verdicts=verdicts, samples=src.data.x_test, extra_files=extra, reference=_reference_data(src.data.x_train),
+        privacy=_dp_facts(getattr(src, "privacy", None)),
     )
+
+
+def _dp_facts(record: dict | None) -> dict | None:
+    """The manifest's DP-SGD facts from the privacy ledger's record (its history stays in the run)."""
+    from toolchain.package.manifest import DPTraining
+
+    return None if record is None else {k: record[k] for k in DPTraining.model_fields}
 
 
 def _reference_data(x):

@@ -42,6 +42,8 @@ class ModelSource:
     # Structured pruning made compressed_onnx a smaller network: its fp32 form is benchmarked too,
     # because on narrow layers int8 kernels can lose to fp32 (see the report's note).
     structured: bool = False
+    # DP-SGD's spent budget (privacy/budget.py ledger record) when [train.privacy] trained the model
+    privacy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,15 @@ def run_document(result) -> dict[str, Any]:
         "baseline": result.baseline,
         "stages": [{"stage": label, "status": status} for label, status in result.stages],
         "versions": library_versions(),
+        "privacy": privacy_document(getattr(result, "privacy", None)),
     }
+
+
+def privacy_document(dp: dict[str, Any] | None) -> dict[str, Any]:
+    """report.json's privacy block: whether and how the weights were trained with DP-SGD."""
+    return {"differentially_private_training": dp is not None,
+            # covers train + every fine-tune after pruning; the fp32 baseline (training only) spent less
+            "dp_sgd": None if dp is None else {k: v for k, v in dp.items() if k != "history"}}
 
 
 def _worst_slice(fid: dict[str, Any]) -> str:

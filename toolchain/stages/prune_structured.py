@@ -44,10 +44,11 @@ def _plan(graph, data, dropped, cfg, ignored: list[str]) -> PrunePlan:
     )
 
 
-def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+def structured_prune(model, data, cfg, train_cfg: TrainConfig, ledger=None) -> tuple[Any, dict[str, Any]]:
     """Return a channel-pruned, fine-tuned copy of `model` and its metrics (with the plan as data).
 
-    `cfg` is a PruneConfig with kind = "structured"; `model` is not modified.
+    `cfg` is a PruneConfig with kind = "structured"; `model` is not modified. With [train.privacy]
+    every fine-tune is DP-SGD accounted in `ledger`.
     """
     work = copy.deepcopy(model).eval()
     # the unpruned model teaches every fine-tune step
@@ -80,7 +81,7 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
         check_runs(work, example, unpruned, ignored)
         if cfg.finetune_epochs:
             fit(work, data.x_train, data.y_train, ft_cfg, desc=f"fine-tune {step}/{cfg.steps}", copy_model=False,
-                distill=distill)
+                distill=distill, ledger=ledger)
         step_acc.append(accuracy(work, data.x_test, data.y_test))
 
     work.eval()
