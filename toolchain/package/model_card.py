@@ -122,10 +122,10 @@ def _privacy_lines(m: Manifest) -> list[str]:
         return []
     return [
         "## Differential privacy",
-        f"Trained with {p.mechanism}: (epsilon = {p.epsilon:.4g}, delta = {p.delta:g})-differentially private "
+        (f"Trained with {p.mechanism}: (epsilon = {p.epsilon:.4g}, delta = {p.delta:g})-differentially private "
         f"with respect to the training rows (budget epsilon = {p.target_epsilon:g}), over training and every "
         f"fine-tune after pruning: {p.steps} noisy steps, noise multiplier {p.noise_multiplier:.4g}, per-sample "
-        f"clipping norm {p.max_grad_norm:g}, sample rate {p.sample_rate:.4g}, {p.accountant.upper()} accountant.",
+        f"clipping norm {p.max_grad_norm:g}, sample rate {p.sample_rate:.4g}, {p.accountant.upper()} accountant."),
         "",
     ]
 

@@ -27,8 +27,10 @@ def require_opacus() -> None:
     try:
         import opacus  # noqa: F401
     except ImportError:
-        raise BadInput("[train.privacy] trains with DP-SGD through Opacus, which is not installed",
-                       f"install the extra: {EXTRA_HINT}") from None
+        raise BadInput(
+            "[train.privacy] trains with DP-SGD through Opacus, which is not installed",
+            f"install the extra: {EXTRA_HINT}",
+        ) from None
 
 
 def finetune_phases(prune: PruneConfig) -> list[int]:
@@ -57,12 +59,17 @@ class PrivacyPlan:
         return self.steps_per_epoch * sum(self.phase_epochs)
 
     def new_ledger(self) -> PrivacyLedger:
-        return PrivacyLedger(self.config, self.noise_multiplier, self.sample_rate, self.planned_steps, self.train_rows)
+        return PrivacyLedger(
+            self.config, self.noise_multiplier, self.sample_rate, self.planned_steps, self.train_rows
+        )
 
     def key(self) -> dict[str, Any]:
         """What training's output depends on beyond [train]: the schedule the noise was solved for."""
-        return {"phase_epochs": list(self.phase_epochs), "train_rows": self.train_rows,
-                "noise_multiplier": self.noise_multiplier}
+        return {
+            "phase_epochs": list(self.phase_epochs),
+            "train_rows": self.train_rows,
+            "noise_multiplier": self.noise_multiplier,
+        }
 
 
 @dataclass
@@ -103,8 +110,14 @@ class PrivacyLedger:
 
     @classmethod
     def from_record(cls, config: PrivacyConfig, record: dict[str, Any]) -> PrivacyLedger:
-        return cls(config, record["noise_multiplier"], record["sample_rate"], record["planned_steps"],
-                   record["train_rows"], [(float(s), float(q), int(n)) for s, q, n in record["history"]])
+        return cls(
+            config,
+            record["noise_multiplier"],
+            record["sample_rate"],
+            record["planned_steps"],
+            record["train_rows"],
+            [(float(s), float(q), int(n)) for s, q, n in record["history"]],
+        )
 
 
 def spent_epsilon(history, delta: float, accountant: str) -> float:
@@ -127,8 +140,11 @@ def _epsilon_at(sigma: float, sample_rate: float, steps: int, delta: float, acco
 
 def check_delta(delta: float, train_rows: int) -> None:
     if not 0 < delta < 1 / train_rows:
-        raise BadInput(f"[train.privacy] delta = {delta:g} is outside (0, 1/N) = (0, {1 / train_rows:.3g}) "
-                       f"for N = {train_rows} training rows", "set delta below 1/N, e.g. 1e-5")
+        raise BadInput(
+            f"[train.privacy] delta = {delta:g} is outside (0, 1/N) = (0, {1 / train_rows:.3g}) "
+            f"for N = {train_rows} training rows",
+            "set delta below 1/N, e.g. 1e-5",
+        )
 
 
 def plan_privacy(train: TrainConfig, prune: PruneConfig, train_rows: int) -> PrivacyPlan:
@@ -154,26 +170,41 @@ def _noise_multiplier(cfg: PrivacyConfig, sample_rate: float, steps: int) -> flo
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
-        return float(get_noise_multiplier(target_epsilon=cfg.epsilon, target_delta=cfg.delta,
-                                          sample_rate=sample_rate, steps=steps, accountant=cfg.accountant))
+        return float(
+            get_noise_multiplier(
+                target_epsilon=cfg.epsilon,
+                target_delta=cfg.delta,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant=cfg.accountant,
+            )
+        )
     except ValueError:  # "the privacy budget is too low": no noise multiplier reaches it
         return None
 
 
-def _too_many_epochs(cfg: PrivacyConfig, sample_rate: float, steps_per_epoch: int, phases: tuple[int, ...],
-                     sigma: float | None) -> BadInput:
+def _too_many_epochs(
+    cfg: PrivacyConfig, sample_rate: float, steps_per_epoch: int, phases: tuple[int, ...], sigma: float | None
+) -> BadInput:
     """The refusal when epsilon cannot cover the schedule: how many epochs in total would fit."""
     lo, hi = 0, sum(phases)  # epochs (train + fine-tunes) that fit at the noise bound, by bisection
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _epsilon_at(MAX_NOISE_MULTIPLIER, sample_rate, mid * steps_per_epoch, cfg.delta, cfg.accountant) <= cfg.epsilon:
+        if (
+            _epsilon_at(MAX_NOISE_MULTIPLIER, sample_rate, mid * steps_per_epoch, cfg.delta, cfg.accountant)
+            <= cfg.epsilon
+        ):
             lo = mid
         else:
             hi = mid - 1
     fit = lo
-    need = f"a noise multiplier of {sigma:.1f}" if sigma is not None else "more noise than any multiplier gives"
+    need = (
+        f"a noise multiplier of {sigma:.1f}" if sigma is not None else "more noise than any multiplier gives"
+    )
     schedule = " + ".join(str(e) for e in phases)
-    return BadInput(f"[train.privacy] epsilon = {cfg.epsilon:g} cannot cover {sum(phases)} epochs of DP-SGD "
-                    f"({schedule}: train + fine-tunes) at delta = {cfg.delta:g}: it needs {need} "
-                    f"(at most {MAX_NOISE_MULTIPLIER:g} trains anything); {fit} epochs in total fit",
-                    "lower [train] epochs / [prune] finetune_epochs to that total, raise batch_size, or raise epsilon")
+    return BadInput(
+        f"[train.privacy] epsilon = {cfg.epsilon:g} cannot cover {sum(phases)} epochs of DP-SGD "
+        f"({schedule}: train + fine-tunes) at delta = {cfg.delta:g}: it needs {need} "
+        f"(at most {MAX_NOISE_MULTIPLIER:g} trains anything); {fit} epochs in total fit",
+        "lower [train] epochs / [prune] finetune_epochs to that total, raise batch_size, or raise epsilon",
+    )

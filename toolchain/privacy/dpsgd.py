@@ -31,13 +31,18 @@ def dp_trainable(model, cfg: PrivacyConfig):
     batchnorms = _batchnorm_layers(model)
     if batchnorms:
         # BatchNorm mixes the samples of a batch: one sample's gradient depends on the others.
-        raise BadInput(f"DP-SGD cannot train BatchNorm layers ({', '.join(batchnorms)}): they mix samples within "
-                       "a batch", "replace them with GroupNorm in the model, or set [train.privacy] fix_modules = true")
+        raise BadInput(
+            f"DP-SGD cannot train BatchNorm layers ({', '.join(batchnorms)}): they mix samples within "
+            "a batch",
+            "replace them with GroupNorm in the model, or set [train.privacy] fix_modules = true",
+        )
     errors = ModuleValidator.validate(model, strict=False)
     if errors:
         first = str(errors[0]).split(". ")[0]
-        raise BadInput(f"DP-SGD (Opacus) cannot train this model: {first}",
-                       "replace that layer, or set [train.privacy] fix_modules = true")
+        raise BadInput(
+            f"DP-SGD (Opacus) cannot train this model: {first}",
+            "replace that layer, or set [train.privacy] fix_modules = true",
+        )
     return model
 
 
@@ -71,8 +76,16 @@ def _restore_masks(masks) -> None:
         tprune.custom_from_mask(module, "weight", mask)
 
 
-def dp_fit(model, xt, epochs: int, batch_size: int, ledger: PrivacyLedger, make_optimizer: Callable,
-           batch_loss: Callable, desc: str) -> None:
+def dp_fit(
+    model,
+    xt,
+    epochs: int,
+    batch_size: int,
+    ledger: PrivacyLedger,
+    make_optimizer: Callable,
+    batch_loss: Callable,
+    desc: str,
+) -> None:
     """Train `model` in place with DP-SGD for `epochs`, continuing `ledger`'s accountant.
 
     `batch_loss(outputs, row_indices)` gives the mean loss of a batch (the indices select labels
@@ -88,10 +101,17 @@ def dp_fit(model, xt, epochs: int, batch_size: int, ledger: PrivacyLedger, make_
     engine = PrivacyEngine(accountant=ledger.config.accountant)
     engine.accountant.history = list(ledger.history)
     private, optimizer, private_loader = engine.make_private(
-        module=model, optimizer=make_optimizer(model.parameters()), data_loader=loader,
-        noise_multiplier=ledger.noise_multiplier, max_grad_norm=ledger.config.max_grad_norm, poisson_sampling=True)
+        module=model,
+        optimizer=make_optimizer(model.parameters()),
+        data_loader=loader,
+        noise_multiplier=ledger.noise_multiplier,
+        max_grad_norm=ledger.config.max_grad_norm,
+        poisson_sampling=True,
+    )
     if abs(private_loader.sample_rate - ledger.sample_rate) > 1e-12:  # the plan's accounting would be wrong
-        raise RuntimeError(f"Opacus samples at {private_loader.sample_rate}, the plan assumed {ledger.sample_rate}")
+        raise RuntimeError(
+            f"Opacus samples at {private_loader.sample_rate}, the plan assumed {ledger.sample_rate}"
+        )
     try:
         for _ in tqdm(range(epochs), desc=f"{desc} (DP-SGD)", unit="epoch", disable=None, leave=False):
             for xb, idx in private_loader:
