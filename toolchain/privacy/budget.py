@@ -11,6 +11,7 @@ cached re-run reads the same numbers instead of re-accounting.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +126,9 @@ def spent_epsilon(history, delta: float, accountant: str) -> float:
         return 0.0
     acc = _accountant(accountant)
     acc.history = [(float(s), float(q), int(n)) for s, q, n in history]
-    return float(acc.get_epsilon(delta=delta))
+    with warnings.catch_warnings():  # "optimal order is the largest alpha": a looser bound, still a bound
+        warnings.simplefilter("ignore")
+        return float(acc.get_epsilon(delta=delta))
 
 
 def _accountant(name: str):
@@ -170,15 +173,17 @@ def _noise_multiplier(cfg: PrivacyConfig, sample_rate: float, steps: int) -> flo
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
-        return float(
-            get_noise_multiplier(
-                target_epsilon=cfg.epsilon,
-                target_delta=cfg.delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant=cfg.accountant,
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(
+                get_noise_multiplier(
+                    target_epsilon=cfg.epsilon,
+                    target_delta=cfg.delta,
+                    sample_rate=sample_rate,
+                    steps=steps,
+                    accountant=cfg.accountant,
+                )
             )
-        )
     except ValueError:  # "the privacy budget is too low": no noise multiplier reaches it
         return None
 
@@ -197,7 +202,7 @@ def _too_many_epochs(
             lo = mid
         else:
             hi = mid - 1
-    fit = lo
+    fit = f"{lo} epochs in total fit" if lo else "not even one epoch fits"
     need = (
         f"a noise multiplier of {sigma:.1f}" if sigma is not None else "more noise than any multiplier gives"
     )
@@ -205,6 +210,6 @@ def _too_many_epochs(
     return BadInput(
         f"[train.privacy] epsilon = {cfg.epsilon:g} cannot cover {sum(phases)} epochs of DP-SGD "
         f"({schedule}: train + fine-tunes) at delta = {cfg.delta:g}: it needs {need} "
-        f"(at most {MAX_NOISE_MULTIPLIER:g} trains anything); {fit} epochs in total fit",
+        f"(at most {MAX_NOISE_MULTIPLIER:g} trains anything); {fit}",
         "lower [train] epochs / [prune] finetune_epochs to that total, raise batch_size, or raise epsilon",
     )

@@ -6,6 +6,7 @@ Imported only when a recipe sets [train.privacy]; Opacus itself is imported insi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,10 @@ def dp_fit(
     from opacus import PrivacyEngine
     from tqdm import tqdm
 
+    # Opacus warns that its RNG is not cryptographically secure (we seed it: reproducible runs,
+    # docs/privacy.md says so) and about hooks on inputs that need no gradient: neither is actionable.
+    warnings.filterwarnings("ignore", message="Secure RNG turned off", module="opacus")
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
     masks = _bake_masks(model)
     rows = torch.utils.data.TensorDataset(xt, torch.arange(len(xt)))
     loader = torch.utils.data.DataLoader(rows, batch_size=batch_size)
