@@ -56,7 +56,7 @@ name = "resnet_small"
 
 [model.kwargs]
 num_classes = 8
-width = 16
+width = 8                    # widest layer 32 channels: fix_modules makes per-channel GroupNorms
 
 [data]
 name = "shapes"
@@ -131,7 +131,7 @@ def test_dp_training_spends_at_most_the_budget_over_train_and_finetune(tmp_path,
 def test_cached_rerun_reports_the_same_epsilon(tmp_path, one_torch_thread):
     recipe = _load(_recipe(tmp_path, TABULAR_DP, epochs=2))
     _, _, _, first = _train_and_prune(recipe, tmp_path / "cache")
-    cache, _, trained, again = _train_and_prune(recipe, tmp_path / "cache")
+    cache, _, _, again = _train_and_prune(recipe, tmp_path / "cache")
     assert [status for _, status in cache.events] == ["hit", "hit"]
     assert again.record["privacy"] == first.record["privacy"]
     assert again.record["privacy"]["epsilon"] <= 8.0
@@ -198,7 +198,7 @@ def test_fix_modules_trains_groupnorm_and_structured_pruning_keeps_it(tmp_path, 
     from toolchain.pipeline import steps
 
     recipe = _load(_recipe(tmp_path, BATCHNORM_DP, fix="true"))
-    _, data, trained, pruned = _train_and_prune(recipe, tmp_path / "cache")
+    _, data, _, pruned = _train_and_prune(recipe, tmp_path / "cache")
     model = steps.load_model(recipe, pruned)  # the plan replays on the GroupNorm model
     norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

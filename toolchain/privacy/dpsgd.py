@@ -28,7 +28,13 @@ def dp_trainable(model, cfg: PrivacyConfig):
     from opacus.validators import ModuleValidator
 
     if cfg.fix_modules:
-        model = ModuleValidator.fix(model)
+        import copy
+        from unittest import mock
+
+        # fix() clones through torch.save, which pickles the model's class by import path; zoo and
+        # user models are loaded from files and have none. A deepcopy is the same clone.
+        with mock.patch("opacus.validators.module_validator.clone_module", copy.deepcopy):
+            model = ModuleValidator.fix(model)
     batchnorms = _batchnorm_layers(model)
     if batchnorms:
         # BatchNorm mixes the samples of a batch: one sample's gradient depends on the others.
@@ -101,6 +107,9 @@ def dp_fit(
     warnings.filterwarnings("ignore", message="Secure RNG turned off", module="opacus")
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     masks = _bake_masks(model)
+    for module in model.modules():  # an in-place activation would overwrite the view Opacus's hooks keep
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
     rows = torch.utils.data.TensorDataset(xt, torch.arange(len(xt)))
     loader = torch.utils.data.DataLoader(rows, batch_size=batch_size)
     engine = PrivacyEngine(accountant=ledger.config.accountant)
