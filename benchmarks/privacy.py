@@ -127,8 +127,9 @@ def render(doc: dict) -> str:
         lines.append(f"| {r['model']} | {'DP-SGD' if dp else 'plain'} | {eps} | {sigma} | {steps} | {r['batch_size']} "
                      f"| {100 * r['trained_accuracy']:.2f}% | {100 * r['pruned_fp32_accuracy']:.2f}% "
                      f"| {100 * r['int8_accuracy']:.2f}% | {100 * (r['int8_accuracy'] - r['pruned_fp32_accuracy']):+.2f} |")
-    lines += ["", f"Training time (train + fine-tune, seconds; {doc['repeats']} interleaved rounds; DP at epsilon = "
-              f"{EPSILONS[0]:g}, the schedule above; the machine is shared with other jobs, so single rounds are noisy):", "",
+    lines += ["", (f"Training time (train + fine-tune, seconds; {doc['repeats']} interleaved rounds; DP at epsilon = "
+                   f"{EPSILONS[0]:g}, the schedule above; the machine is shared with other jobs, so single rounds are noisy):"),
+              "",
               "| model | non-private (s) | DP-SGD (s) | DP / non-private per round | median ratio | goal <= 3x |",
               "|---|---|---|---|---|---|"]
     for name, t in doc["timing"].items():
