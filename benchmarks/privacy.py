@@ -30,7 +30,7 @@ TARGET = "cpu-server"
 # batch: sigma * C / batch), a higher learning rate (clipped gradients are smaller), and a
 # per-sample clipping norm near the typical gradient norm. Same schedule at both epsilons.
 DP_SCHEDULES = {
-    "digits-cnn": {"train": {"epochs": 15, "batch_size": 128, "lr": 0.003},
+    "digits-cnn": {"train": {"epochs": 20, "batch_size": 256, "lr": 0.01},
                    "prune": {"finetune_epochs": 2, "finetune_lr": 0.001}, "max_grad_norm": 1.0},
     "tabular-mlp": {"train": {"epochs": 20, "batch_size": 64, "lr": 0.01},
                     "prune": {"finetune_epochs": 5, "finetune_lr": 0.005}, "max_grad_norm": 1.0},
