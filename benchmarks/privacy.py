@@ -8,7 +8,7 @@ top-1 of the trained model, of the pruned fp32 model (what is quantized), and of
 fine-tune, the stages DP-SGD runs in) is timed interleaved: each repeat trains every setting once,
 in turn, so load from other processes hits all of them alike.
 
-Usage: python benchmarks/privacy.py [--repeats 3] [--quick]
+Usage: python benchmarks/privacy.py [--models digits-cnn tabular-mlp] [--repeats 3] [--results DIR]
 Writes results/privacy.{json,md}; stage caches under runs/benchmarks/privacy/.
 """
 
@@ -112,7 +112,7 @@ def render(doc: dict) -> str:
 
     lines = ["# Differentially private training (DP-SGD) vs non-private", "",
              machine_line(doc["host"], doc["versions"], only=("edgeopt", "torch", "onnxruntime", "opacus")), "",
-             (f"Measured {doc['date']} with `python benchmarks/privacy.py --repeats {doc['repeats']}`. delta = {DELTA:g}; "
+             (f"Measured {doc['date']} with `python benchmarks/privacy.py` ({doc['command']}). delta = {DELTA:g}; "
               "one budget over training + the fine-tune after magnitude pruning (RDP accountant). "
               "Non-private rows are the bundled recipes unchanged; DP rows use benchmarks/privacy.py's DP_SCHEDULES. "
               "Accuracy on the recipes' held-out splits (digits 360 images: 0.28 pt each; breast cancer 114 rows: "
@@ -127,7 +127,7 @@ def render(doc: dict) -> str:
         lines.append(f"| {r['model']} | {'DP-SGD' if dp else 'plain'} | {eps} | {sigma} | {steps} | {r['batch_size']} "
                      f"| {100 * r['trained_accuracy']:.2f}% | {100 * r['pruned_fp32_accuracy']:.2f}% "
                      f"| {100 * r['int8_accuracy']:.2f}% | {100 * (r['int8_accuracy'] - r['pruned_fp32_accuracy']):+.2f} |")
-    lines += ["", (f"Training time (train + fine-tune, seconds; {doc['repeats']} interleaved rounds; DP at epsilon = "
+    lines += ["", (f"Training time (train + fine-tune, seconds; interleaved rounds, one value per round; DP at epsilon = "
                    f"{EPSILONS[0]:g}, the schedule above; the machine is shared with other jobs, so single rounds are noisy):"),
               "",
               "| model | non-private (s) | DP-SGD (s) | DP / non-private per round | median ratio | goal <= 3x |",
@@ -157,7 +157,8 @@ def main() -> int:
             rows.append({"model": name, "epsilon": eps, "batch_size": recipe.train.batch_size, **row})
             print(name, eps, {k: v for k, v in row.items() if k != "privacy"}, flush=True)
     versions = {**library_versions(), "opacus": _opacus_version()}
-    doc = {"host": host_info(), "versions": versions, "date": time.strftime("%Y-%m-%d"), "repeats": args.repeats,
+    command = f"--models {' '.join(args.models)} --repeats {args.repeats}"
+    doc = {"host": host_info(), "versions": versions, "date": time.strftime("%Y-%m-%d"), "command": command,
            "rows": rows, "timing": timings(args.models, args.repeats)}
     publish(args.results, "privacy", doc, render(doc))
     return 0
