@@ -143,8 +143,13 @@ def test_budget_changes_retrain(tmp_path, one_torch_thread):
 
     cache = StageCache(tmp_path / "cache", log=lambda _m: None)
     low = _load(_recipe(tmp_path, TABULAR_DP, epochs=1, epsilon=2.0))
-    high = low.model_copy(update={"train": low.train.model_copy(
-        update={"privacy": low.train.privacy.model_copy(update={"epsilon": 4.0})})})
+    high = low.model_copy(
+        update={
+            "train": low.train.model_copy(
+                update={"privacy": low.train.privacy.model_copy(update={"epsilon": 4.0})}
+            )
+        }
+    )
     data = steps.dataset(low)
     a, b = steps.train(cache, low, data), steps.train(cache, high, data)
     assert a.key != b.key
@@ -159,7 +164,10 @@ def test_budget_changes_retrain(tmp_path, one_torch_thread):
         ({"max_grad_norm": 0.0}, "'train.privacy.max_grad_norm' (0.0): Input should be greater than 0"),
         ({"delta": 0.01}, "delta = 0.01 is outside (0, 1/N) = (0, 0.0022) for N = 455 training rows"),
         ({"delta": 0.0}, "'train.privacy.delta' (0.0): Input should be greater than 0"),
-        ({"epsilon": 0.3, "epochs": 400}, "needs a noise multiplier of 90.0 (at most 50 trains anything); 131 epochs in total fit"),
+        (
+            {"epsilon": 0.3, "epochs": 400},
+            "needs a noise multiplier of 90.0 (at most 50 trains anything); 131 epochs in total fit",
+        ),
         ({"epsilon": 0.05}, "not even one epoch fits"),
     ],
 )
@@ -202,7 +210,9 @@ def test_fix_modules_trains_groupnorm_and_structured_pruning_keeps_it(tmp_path, 
     model = steps.load_model(recipe, pruned)  # the plan replays on the GroupNorm model
     norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    assert all(m.num_groups == m.num_channels for m in norms)  # per-channel, as ModuleValidator.fix made them (<= 32)
+    assert all(
+        m.num_groups == m.num_channels for m in norms
+    )  # per-channel, as ModuleValidator.fix made them (<= 32)
     assert pruned.record["params_after"] < pruned.record["params_before"]
     assert model(torch.as_tensor(data.x_test[:4])).shape == (4, 8)
     total = pruned.record["privacy"]
@@ -246,8 +256,14 @@ def test_privacy_config_documents_every_field():
 @pytest.mark.slow
 def test_run_writes_spent_epsilon_to_report_manifest_and_card(tmp_path, fast_targets_dir, capsys):
     out = tmp_path / "out"
-    args = ["run", str(_recipe(tmp_path, TABULAR_DP, epochs=4, epsilon=3.0)), "--out", str(out),
-            "--targets-dir", str(fast_targets_dir)]
+    args = [
+        "run",
+        str(_recipe(tmp_path, TABULAR_DP, epochs=4, epsilon=3.0)),
+        "--out",
+        str(out),
+        "--targets-dir",
+        str(fast_targets_dir),
+    ]
     main(args)
     report = json.loads((out / "report.json").read_text())
     dp = report["privacy"]["dp_sgd"]
