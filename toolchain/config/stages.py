@@ -16,6 +16,18 @@ from toolchain.config.base import Strict
 from toolchain.config.target import ArtifactSpec, BenchmarkSpec, QuantizeScheme, RuntimeOptions, TargetProfile
 
 
+class PrivacyConfig(Strict):
+    """[train.privacy]: DP-SGD (Opacus) for training and every fine-tune after pruning, under one
+    (epsilon, delta) budget for the whole recipe (docs/privacy.md)."""
+
+    epsilon: float = Field(gt=0, description="privacy budget ε spent over training plus all fine-tunes, > 0")
+    delta: float = Field(gt=0, lt=1, description="δ, in (0, 1/N) with N the training rows (e.g. 1e-5)")
+    max_grad_norm: float = Field(gt=0, description="per-sample gradient clipping norm C, > 0")
+    fix_modules: bool = Field(False, description=(
+        "replace layers DP-SGD cannot train (BatchNorm -> GroupNorm) through Opacus's ModuleValidator.fix"))
+    accountant: Literal["rdp", "prv"] = Field("rdp", description="privacy accountant (Rényi DP or PRV)")
+
+
 class TrainConfig(Strict):
     epochs: int = Field(15, ge=0, description="passes over the training split")
     batch_size: int = Field(64, ge=1, description="samples per optimizer step")
@@ -23,6 +35,7 @@ class TrainConfig(Strict):
     lr: float = Field(3e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
     seed: int = Field(0, description="seeds initial weights and batch order")
+    privacy: PrivacyConfig | None = Field(None, description="differentially private training (DP-SGD); off when absent")
 
 
 class PruneConfig(Strict):

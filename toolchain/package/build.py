@@ -76,6 +76,7 @@ class PackageSpec:
     # Where the golden inputs come from (manifest golden.source): "synthetic" (drawn from aggregate
     # statistics), "random" (seeded, no data known) or "samples" (real data rows: the caller's opt-in).
     golden_source: str = "samples"
+    privacy: dict | None = None  # DP-SGD facts (manifest.DPTraining) when [train.privacy] trained the weights
 
 
 def package_filename(spec: PackageSpec) -> str:
@@ -201,6 +202,7 @@ def _base_manifest(spec: PackageSpec) -> dict[str, Any]:
             "created_by": created_by(),
             "session": (session := session_config(spec.target_profile.get("runtime"), spec.metrics.get("thread_sweep"))),
             "runtime": runtime_record(session),
+            **({"privacy": jsonable(spec.privacy, "privacy")} if spec.privacy is not None else {}),
         }
     except TypeError as err:
         raise PackageSpecError(

@@ -26,7 +26,7 @@ def _signature(values) -> list[dict[str, Any]]:
 
 def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_hash: str, labels: list[str],
                       preprocessing: dict, metrics: dict, verdicts: dict, samples, golden: str = "samples",
-                      extra_files: dict[str, Path] | None = None, reference=None):
+                      extra_files: dict[str, Path] | None = None, reference=None, privacy: dict | None = None):
     """`samples=None` draws seeded random golden inputs shaped like the model's first input;
     Feeds give one run of every input (state tensors need not hold samples on axis 0).
     `golden="synthetic"`: `samples` is calibration data, and the golden inputs are drawn from its
@@ -76,6 +76,7 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
         golden_source=source,
         extra_files=extra_files or {},
         drift_reference=None if reference is None else reference_for_session(sess, reference, profile.drift.min_bin_count),
+        privacy=privacy,
     )
 
 
@@ -92,18 +93,25 @@ def package_spec(src, profile: TargetProfile, artifact: Entry, metrics: dict, ve
         # the calibration (training) samples, whatever they are: a recipe's data, the user's, or
         # compress's seeded random feeds; inputs without samples on axis 0 are recorded as skipped
         verdicts=verdicts, samples=src.data.x_test if golden == "samples" else src.data.x_train, golden=golden,
-        extra_files=extra, reference=src.data.x_train,
+        extra_files=extra, reference=src.data.x_train, privacy=_dp_facts(getattr(src, "privacy", None)),
     )
+
+
+def _dp_facts(record: dict | None) -> dict | None:
+    """The manifest's DP-SGD facts from the privacy ledger's record (its history stays in the run)."""
+    from toolchain.package.manifest import DPTraining
+
+    return None if record is None else {k: record[k] for k in DPTraining.model_fields}
 
 
 def reference_from_file(data: str, artifact: Path, profile: TargetProfile):
     """`edgeopt package --data FILE`: the user's samples (.npz one array per input, .npy, .csv) as
     checked Feeds for the drift reference, each input on the batch axis its shape implies."""
-    from toolchain.runtime import load_session
     from toolchain.compress.feeds_input import to_feeds
     from toolchain.data import user as data_input
     from toolchain.drift.reference import session_specs
     from toolchain.errors import BadInput
+    from toolchain.runtime import load_session
 
     specs = session_specs(load_session(artifact, profile.runtime))
     raw = data_input.load_raw(data, [s.name for s in specs], None)

@@ -136,6 +136,21 @@ class RuntimeRecord(_Strict):
     settings: dict[str, Any] = Field(description="session options (onnxruntime) or compile_model properties (openvino)")
 
 
+class DPTraining(_Strict):
+    """How the shipped weights were trained with differential privacy ([train.privacy]): the
+    accountant's spent (epsilon, delta) covers training and every fine-tune after pruning."""
+
+    mechanism: Literal["DP-SGD (Opacus)"]
+    epsilon: float = Field(ge=0, description="spent epsilon over all DP phases (the accountant's number)")
+    target_epsilon: float = Field(gt=0, description="the recipe's budget; epsilon never exceeds it")
+    delta: float = Field(gt=0, lt=1)
+    noise_multiplier: float = Field(gt=0, description="Gaussian noise std / max_grad_norm, every step")
+    max_grad_norm: float = Field(gt=0, description="per-sample gradient clipping norm")
+    sample_rate: float = Field(gt=0, le=1, description="Poisson sampling rate of a batch")
+    steps: int = Field(ge=0, description="noisy steps over training and all fine-tunes")
+    accountant: Literal["rdp", "prv"]
+
+
 class Manifest(_Strict):
     schema_version: Literal[1, 2, 3]
     name: str = Field(min_length=1)
@@ -157,6 +172,7 @@ class Manifest(_Strict):
     created_by: str
     session: SessionConfig | None = Field(None, description="schema_version 2: the session options to use")
     runtime: RuntimeRecord | None = Field(None, description="the engine, its version and settings (absent before issue 14)")
+    privacy: DPTraining | None = Field(None, description="present when the weights were trained with DP-SGD")
 
     @model_validator(mode="after")
     def _session_from_version_2(self) -> Manifest:
@@ -197,7 +213,10 @@ def compact_json(data: Any, where: str) -> bytes:
 
 
 def manifest_bytes(manifest: Manifest) -> bytes:
-    return canonical_bytes(manifest.model_dump(mode="json"))
+    data = manifest.model_dump(mode="json")
+    if data.get("privacy") is None:  # non-private builds keep the bytes they had before the field existed
+        data.pop("privacy", None)
+    return canonical_bytes(data)
 
 
 def parse_manifest(raw: bytes, source: str = MANIFEST_NAME) -> Manifest:

@@ -158,6 +158,20 @@ def _data_lines(m: Manifest) -> list[str]:
     ]
 
 
+def _privacy_lines(m: Manifest) -> list[str]:
+    p = m.privacy
+    if p is None:
+        return []
+    return [
+        "## Differential privacy",
+        (f"Trained with {p.mechanism}: (epsilon = {p.epsilon:.4g}, delta = {p.delta:g})-differentially private "
+        f"with respect to the training rows (budget epsilon = {p.target_epsilon:g}), over training and every "
+        f"fine-tune after pruning: {p.steps} noisy steps, noise multiplier {p.noise_multiplier:.4g}, per-sample "
+        f"clipping norm {p.max_grad_norm:g}, sample rate {p.sample_rate:.4g}, {p.accountant.upper()} accountant."),
+        "",
+    ]
+
+
 def render_model_card(m: Manifest) -> str:
     p = m.preprocessing
     failed = [k for k, b in m.budgets.items() if isinstance(b, dict) and b.get("pass") is False]
@@ -191,6 +205,7 @@ def render_model_card(m: Manifest) -> str:
         "",
         *_data_lines(m),
         "",
+        *_privacy_lines(m),
         f"## Load it with {_engine(m)}",
         *_load_snippet(m),
         "",

@@ -44,6 +44,8 @@ class ModelSource:
     # because on narrow layers int8 kernels can lose to fp32 (see the report's note).
     structured: bool = False
     package: PackageConfig = field(default_factory=PackageConfig)  # [package]: golden synthetic (default) or samples
+    # DP-SGD's spent budget (privacy/budget.py ledger record) when [train.privacy] trained the model
+    privacy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ def run_document(result) -> dict[str, Any]:
         **data_use(result.recipe.quantize.calibration_data, result.recipe.package.golden),
         "stages": [{"stage": label, "status": status} for label, status in result.stages],
         "versions": library_versions(),
+        "privacy": privacy_document(getattr(result, "privacy", None)),
     }
 
 
@@ -68,6 +69,13 @@ def data_use(calibration_data: str, golden: str) -> dict[str, Any]:
     from toolchain.data.calibration import calibration_facts
 
     return {"calibration_data": calibration_facts(calibration_data), "package_golden": golden}
+
+
+def privacy_document(dp: dict[str, Any] | None) -> dict[str, Any]:
+    """report.json's privacy block: whether and how the weights were trained with DP-SGD."""
+    return {"differentially_private_training": dp is not None,
+            # covers train + every fine-tune after pruning; the fp32 baseline (training only) spent less
+            "dp_sgd": None if dp is None else {k: v for k, v in dp.items() if k != "history"}}
 
 
 def _worst_slice(fid: dict[str, Any]) -> str:

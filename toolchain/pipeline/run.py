@@ -37,6 +37,7 @@ class RunResult:
     targets: dict[str, TargetResult]
     stages: list[tuple[str, str]] = field(default_factory=list)
     baseline: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] | None = None  # DP-SGD ledger record (privacy/budget.py), None when not private
 
     @property
     def passed(self) -> bool:
@@ -74,6 +75,12 @@ def _preflight(recipe: Recipe, opts: RunOptions) -> None:
     resolve_factory(recipe.model.name)
     if recipe.data.name not in DATASETS:
         raise ConfigError(f"unknown dataset '{recipe.data.name}'", f"known: {', '.join(sorted(DATASETS))}")
+    if recipe.train.privacy is not None:  # budget, delta vs the data size, layers: all before any work
+        from toolchain.pipeline import steps
+        from toolchain.privacy.dpsgd import dp_trainable
+
+        steps.privacy_plan(recipe, steps.dataset(recipe))
+        dp_trainable(steps.build_recipe_model(recipe), recipe.train.privacy)
 
 
 _STRUCTURE_KEYS = ("params_before", "params_after", "macs_before", "macs_after", "channels_removed",
@@ -114,6 +121,7 @@ def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -
         torch_sha=trained.record["sha256"],
         structured=bool(pruned.record.get("plan")),
         package=recipe.package,
+        privacy=pruned.record.get("privacy"),  # after the fine-tunes: the whole recipe's spend
     )
     results = {name: build_target(cache, source, profile, Path(opts.out_dir), opts.rebench, opts.sign_key)
                for name, profile in profiles.items()}
@@ -122,7 +130,7 @@ def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -
                 "sparsity": pruned.record.get("sparsity"), "export": fp32_onnx.record, "host": host_info()}
     if pruned.record.get("plan"):  # structured: what the network lost, before any latency is measured
         baseline["structure"] = {k: pruned.record[k] for k in _STRUCTURE_KEYS if k in pruned.record}
-    result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline)
+    result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline, pruned.record.get("privacy"))
     from toolchain.pipeline.page import write_page
     from toolchain.pipeline.report import run_document
 

@@ -14,7 +14,7 @@ from typing import Any
 from toolchain.config.recipe import Recipe
 from toolchain.config.target import RuntimeOptions, TargetProfile
 from toolchain.data import Dataset, load_dataset
-from toolchain.fsio import sha256_file
+from toolchain.fsio import sha256_file, sha256_json
 from toolchain.hostinfo import host_info
 from toolchain.pipeline.cache import Entry, StageCache, StageSpec
 from toolchain.stages.benchmark import BenchConfig
@@ -44,11 +44,32 @@ def _model_code(recipe: Recipe) -> dict[str, str | None]:
     return {"model_code": model_source_sha256(recipe.model.name)}
 
 
-def load_model(recipe: Recipe, entry: Entry):
+def build_recipe_model(recipe: Recipe):
+    """The recipe's freshly initialized model; with [train.privacy] fix_modules, as DP-SGD trains
+    it (BatchNorm replaced by GroupNorm), so every stage loading weights builds the same layers."""
     from toolchain.config.zoo import build_model
-    from toolchain.torch_io import load_into
 
     model = build_model(recipe.model, recipe.train.seed)
+    if recipe.train.privacy is not None and recipe.train.privacy.fix_modules:
+        from toolchain.privacy.dpsgd import dp_trainable
+
+        model = dp_trainable(model, recipe.train.privacy)
+    return model
+
+
+def privacy_plan(recipe: Recipe, data: Dataset):
+    """The recipe's one DP budget solved for train + every fine-tune (None without [train.privacy])."""
+    if recipe.train.privacy is None:
+        return None
+    from toolchain.privacy.budget import plan_privacy
+
+    return plan_privacy(recipe.train, recipe.prune, len(data.y_train))
+
+
+def load_model(recipe: Recipe, entry: Entry):
+    from toolchain.torch_io import load_into
+
+    model = build_recipe_model(recipe)
     if entry.record.get("plan"):  # structured pruning changed the architecture: replay it first
         from toolchain.pruning import PrunePlan, replay_plan
 
@@ -56,34 +77,55 @@ def load_model(recipe: Recipe, entry: Entry):
     return load_into(model, artifact_path(entry))
 
 
-TRAIN = StageSpec("train", ("toolchain.stages.train", "toolchain.config.zoo", "toolchain.torch_io"), TrainConfig)
+_PRIVACY_MODULES = ("toolchain.privacy.budget", "toolchain.privacy.dpsgd")
+TRAIN = StageSpec("train", ("toolchain.stages.train", "toolchain.config.zoo", "toolchain.torch_io", *_PRIVACY_MODULES),
+                  TrainConfig)
 
 
 def train(cache: StageCache, recipe: Recipe, data: Dataset) -> Entry:
+    plan = privacy_plan(recipe, data)  # bad privacy settings fail here, before any training
+    model = build_recipe_model(recipe)
+    if plan is not None:
+        from toolchain.privacy.dpsgd import dp_trainable
+
+        dp_trainable(model, recipe.train.privacy)  # BatchNorm and the like: refused by name, before training
+
     def produce(out: Path) -> dict:
-        from toolchain.config.zoo import build_model
         from toolchain.stages.train import train as train_stage
         from toolchain.torch_io import save_state_dict, state_dict_sha256
 
-        model, metrics = train_stage(build_model(recipe.model, recipe.train.seed), data, recipe.train)
-        save_state_dict(model, out / "model.pt")
-        return {"file": "model.pt", "sha256": state_dict_sha256(out / "model.pt"), **metrics}
+        ledger = plan.new_ledger() if plan is not None else None
+        trained, metrics = train_stage(model, data, recipe.train, ledger)
+        save_state_dict(trained, out / "model.pt")
+        record = {"file": "model.pt", "sha256": state_dict_sha256(out / "model.pt"), **metrics}
+        return record if ledger is None else {**record, "privacy": ledger.record()}
 
     config = {"model": _dump(recipe.model), "train": _dump(recipe.train)}
+    if plan is not None:  # the noise was solved for the fine-tunes too: their schedule shapes training
+        config["privacy_plan"] = plan.key()
     return cache.run(TRAIN, config, {"data": data.fingerprint(), **_model_code(recipe)}, produce)
 
 
-PRUNE = StageSpec("prune", ("toolchain.stages.prune", "toolchain.torch_io"), PruneConfig)
+PRUNE = StageSpec("prune", ("toolchain.stages.prune", "toolchain.torch_io", *_PRIVACY_MODULES), PruneConfig)
 
 
 def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> Entry:
+    spent = trained.record.get("privacy")  # the accountant's state after training: fine-tunes continue it
+
     def produce(out: Path) -> dict:
         from toolchain.stages.prune import prune as prune_stage
         from toolchain.torch_io import save_state_dict, state_dict_sha256
 
-        model, metrics = prune_stage(load_model(recipe, trained), data, recipe.prune, recipe.train)
+        ledger = None
+        if spent is not None:
+            from toolchain.privacy.budget import PrivacyLedger
+
+            ledger = PrivacyLedger.from_record(recipe.train.privacy, spent)
+        model, metrics = prune_stage(load_model(recipe, trained), data, recipe.prune, recipe.train, ledger)
         save_state_dict(model, out / "model.pt")
         record = {"file": "model.pt", "sha256": state_dict_sha256(out / "model.pt"), **metrics}
+        if ledger is not None:
+            record["privacy"] = ledger.record()
         if "plan" in record:  # the plan is data: saved beside the weights, replayed by load_model
             from toolchain.pruning import PrunePlan
 
@@ -93,6 +135,8 @@ def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> E
 
     config = {"prune": _dump(recipe.prune), "train": _dump(recipe.train)}
     inputs = {"model": trained.record["sha256"], "data": data.fingerprint(), **_model_code(recipe)}
+    if spent is not None:
+        inputs["privacy"] = sha256_json(spent["history"])
     return cache.run(PRUNE, config, inputs, produce)
 
 
@@ -248,6 +292,8 @@ def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, met
 
     config = {"recipe": src.recipe_hash, "profile": _dump(profile), "package": _dump(src.package),
               "metrics": metrics, "verdicts": verdicts}
+    if getattr(src, "privacy", None) is not None:
+        config["privacy"] = src.privacy
     inputs = {"artifact": artifact.record["sha256"], "data": src.data.fingerprint(),
               **{name: sha256_file(path) for name, path in extra_files.items()}}
     return cache.run(PACKAGE, config, inputs, produce, label)

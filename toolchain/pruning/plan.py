@@ -67,6 +67,7 @@ def replay_plan(model, plan: PrunePlan):
     """Return a copy of `model` with the plan's cuts applied; `model` is unchanged."""
     from toolchain.pruning.depth import replace_with_identity
     from toolchain.pruning.graph import build_graph, example_input
+    from toolchain.pruning.norms import per_channel_group_norms, resync_group_norms
 
     fresh = copy.deepcopy(model).eval()
     replace_with_identity(fresh, plan.dropped_blocks)
@@ -76,9 +77,11 @@ def replay_plan(model, plan: PrunePlan):
         raise BadInput(f"pruning plan names layer '{unknown[0]}', which this model does not have",
                        "replay the plan on a model built by the same factory and kwargs")
     graph = build_graph(fresh, example_input(plan.input_shape))
+    per_channel_norms = per_channel_group_norms(fresh)
     try:
         graph.load_pruning_history([[n, o, list(i)] for n, o, i in plan.history])
     except (IndexError, RuntimeError) as err:
         raise BadInput(f"pruning plan does not fit this model ({type(err).__name__}: {str(err)[:120]})",
                        "replay the plan on a model built by the same factory and kwargs") from None
+    resync_group_norms(fresh, per_channel_norms)  # as the pruning stage left them
     return fresh

@@ -30,6 +30,12 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
     from toolchain.search import search_drop_blocks, search_prune_amount, search_quantization
     from toolchain.stages.quantize import QuantizeConfig, calibration_subset
 
+    if recipe.train.privacy is not None and knob != "quantization":
+        from toolchain.errors import BadInput
+
+        # every candidate is another DP fine-tune on the same rows: the recipe's one budget would not cover them
+        raise BadInput(f"searching {knob} fine-tunes the model once per candidate, which [train.privacy]'s "
+                       "budget does not cover", "search quantization only, or remove [train.privacy] for the search")
     cache = StageCache(run_dir / "cache")
     data = steps.dataset(recipe)
     trained = steps.train(cache, recipe, data)

@@ -24,7 +24,7 @@ def _prunable(model) -> list[tuple[Any, str]]:
     ]
 
 
-def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any, dict[str, float]]:
+def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig, ledger=None) -> tuple[Any, dict[str, float]]:
     import torch
     from torch.nn.utils import prune as tprune
 
@@ -35,7 +35,7 @@ def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tu
     # The pruning reparametrization (weight = weight_orig * mask) keeps pruned weights at zero
     # through fine-tuning; prune.remove then bakes the mask into a plain weight tensor.
     tuned = fit(model, data.x_train, data.y_train, ft_cfg, desc="fine-tune", copy_model=False,
-                distill=distillation(teacher, data, cfg.distill, cfg.distill_temperature))
+                distill=distillation(teacher, data, cfg.distill, cfg.distill_temperature), ledger=ledger)
     for module, name in _prunable(tuned):
         tprune.remove(module, name)
     total = sum(m.weight.numel() for m, _ in _prunable(tuned))
@@ -45,16 +45,16 @@ def magnitude_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tu
     return tuned, {"accuracy": acc, "sparsity": zeros / max(total, 1)}
 
 
-def no_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any, dict[str, float]]:
+def no_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig, ledger=None) -> tuple[Any, dict[str, float]]:
     model = copy.deepcopy(model)
     return model, {"accuracy": accuracy(model, data.x_test, data.y_test), "sparsity": 0.0}
 
 
-def _structured_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+def _structured_prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig, ledger=None) -> tuple[Any, dict[str, Any]]:
     # Imported on use: the recipe schema imports this module, and loading it must stay light.
     from toolchain.stages.prune_structured import structured_prune
 
-    return structured_prune(model, data, cfg, train_cfg)
+    return structured_prune(model, data, cfg, train_cfg, ledger)
 
 
 PRUNERS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
@@ -64,6 +64,7 @@ PRUNERS: dict[str, Callable[..., tuple[Any, dict[str, Any]]]] = {
 }
 
 
-def prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig) -> tuple[Any, dict[str, float]]:
-    """Return a pruned, fine-tuned copy of `model` and its metrics; `model` is not modified."""
-    return PRUNERS[cfg.kind](model, data, cfg, train_cfg)
+def prune(model, data, cfg: PruneConfig, train_cfg: TrainConfig, ledger=None) -> tuple[Any, dict[str, float]]:
+    """Return a pruned, fine-tuned copy of `model` and its metrics; `model` is not modified.
+    With [train.privacy], fine-tunes are DP-SGD and spend from `ledger` (the recipe's one budget)."""
+    return PRUNERS[cfg.kind](model, data, cfg, train_cfg, ledger)

@@ -18,6 +18,7 @@ from toolchain.errors import BadInput
 from toolchain.pruning.depth import droppable_blocks, rank_blocks, replace_with_identity
 from toolchain.pruning.graph import build_graph, check_runs, example_input, find_classifier, resolve_layers
 from toolchain.pruning.measure import params_and_macs
+from toolchain.pruning.norms import per_channel_group_norms, resync_group_norms
 from toolchain.pruning.plan import PrunePlan
 from toolchain.pruning.policy import apply_cuts, plan_step, score_groups
 from toolchain.pruning.scoring import NEEDS_GRADIENTS, accumulate_gradients, make_importance
@@ -44,10 +45,11 @@ def _plan(graph, data, dropped, cfg, ignored: list[str]) -> PrunePlan:
     )
 
 
-def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+def structured_prune(model, data, cfg, train_cfg: TrainConfig, ledger=None) -> tuple[Any, dict[str, Any]]:
     """Return a channel-pruned, fine-tuned copy of `model` and its metrics (with the plan as data).
 
-    `cfg` is a PruneConfig with kind = "structured"; `model` is not modified.
+    `cfg` is a PruneConfig with kind = "structured"; `model` is not modified. With [train.privacy]
+    every fine-tune is DP-SGD accounted in `ledger`.
     """
     work = copy.deepcopy(model).eval()
     # the unpruned model teaches every fine-tune step
@@ -64,6 +66,7 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
     importance = make_importance(cfg.criterion)
     ft_cfg = train_cfg.model_copy(update={"epochs": cfg.finetune_epochs, "lr": cfg.finetune_lr})
 
+    per_channel_norms = per_channel_group_norms(work)
     originals: dict[str, int] = {}
     step_acc = []
     for step in range(1, cfg.steps + 1):
@@ -76,11 +79,12 @@ def structured_prune(model, data, cfg, train_cfg: TrainConfig) -> tuple[Any, dic
         if step == 1:
             originals = {g.root: g.original for g in groups}
         apply_cuts(graph, work, plan_step(groups, cfg.amount * step / cfg.steps, cfg.scope, cfg.round_to))
+        resync_group_norms(work, per_channel_norms)
         work.zero_grad(set_to_none=True)
         check_runs(work, example, unpruned, ignored)
         if cfg.finetune_epochs:
             fit(work, data.x_train, data.y_train, ft_cfg, desc=f"fine-tune {step}/{cfg.steps}", copy_model=False,
-                distill=distill)
+                distill=distill, ledger=ledger)
         step_acc.append(accuracy(work, data.x_test, data.y_test))
 
     work.eval()

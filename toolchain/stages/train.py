@@ -75,38 +75,55 @@ def distillation(teacher, data, weight: float, temperature: float) -> Distillati
 
 
 def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = True,
-        distill: Distillation | None = None):
+        distill: Distillation | None = None, ledger=None):
     """Train a *copy* of `model` and return it; the input model is left untouched.
 
     `copy_model=False` trains `model` itself: only for callers that already own a private copy
     (a pruned model's masked weights are computed tensors, which deepcopy refuses).
     `distill` adds a distillation term towards a teacher's logits (classification only).
+    With [train.privacy], training is DP-SGD and `ledger` (privacy/budget.py) accounts its steps.
     """
     import torch
-    from tqdm import tqdm
 
     seed_everything(cfg.seed)
     if copy_model:
         model = copy.deepcopy(model)
     model.train()
     xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    loss_fn = _loss_for(yt)
+
+    def batch_loss(out, idx):
+        loss = loss_fn(out, yt[idx])
+        if distill is not None and distill.weight > 0:
+            soft = _distill_loss(out, distill.teacher_logits[idx], distill.temperature)
+            loss = (1 - distill.weight) * loss + distill.weight * soft
+        return loss
+
+    if cfg.privacy is not None:
+        from toolchain.privacy.dpsgd import dp_fit
+
+        if ledger is None:
+            raise ValueError("DP training needs the recipe's privacy ledger (privacy/budget.py plan_privacy)")
+        dp_fit(model, xt, cfg.epochs, cfg.batch_size, ledger, lambda params: make_optimizer(params, cfg), batch_loss, desc)
+    else:
+        _minibatch_sgd(model, xt, cfg, batch_loss, desc)
+    model.eval()
+    return model
+
+
+def _minibatch_sgd(model, xt, cfg: TrainConfig, batch_loss, desc: str) -> None:
+    import torch
+    from tqdm import tqdm
+
     opt = make_optimizer(model.parameters(), cfg)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling order is part of the seed
-    loss_fn = _loss_for(yt)
     for _ in tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=None, leave=False):
         order = torch.randperm(len(xt), generator=gen)
         for start in range(0, len(xt), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             opt.zero_grad(set_to_none=True)
-            out = model(xt[idx])
-            loss = loss_fn(out, yt[idx])
-            if distill is not None and distill.weight > 0:
-                soft = _distill_loss(out, distill.teacher_logits[idx], distill.temperature)
-                loss = (1 - distill.weight) * loss + distill.weight * soft
-            loss.backward()
+            batch_loss(model(xt[idx]), idx).backward()
             opt.step()
-    model.eval()
-    return model
 
 
 def _loss_for(y):
@@ -130,7 +147,8 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     return correct / max(len(x), 1)
 
 
-def train(model, data, cfg: TrainConfig) -> tuple[Any, dict[str, float]]:
-    """Train a fresh copy of `model` on `data`; return it with its held-out accuracy."""
-    trained = fit(model, data.x_train, data.y_train, cfg)
+def train(model, data, cfg: TrainConfig, ledger=None) -> tuple[Any, dict[str, float]]:
+    """Train a fresh copy of `model` on `data`; return it with its held-out accuracy.
+    `ledger`: the recipe's privacy ledger when [train.privacy] is set (DP-SGD)."""
+    trained = fit(model, data.x_train, data.y_train, cfg, ledger=ledger)
     return trained, {"accuracy": accuracy(trained, data.x_test, data.y_test)}
