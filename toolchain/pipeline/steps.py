@@ -114,7 +114,7 @@ def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry,
     return cache.run(EXPORT, config, inputs, produce, label)
 
 
-QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize",), QuantizeConfig)
+QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize", "toolchain.stages.transformer_fusion"), QuantizeConfig)
 
 
 def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, stamp: dict, label: str) -> Entry:
