@@ -149,7 +149,7 @@ def _graph_notes(m: dict[str, Any]) -> list[str]:
     """What ORT runs here, and whether compression paid at all."""
     lines: list[str] = []
     ops = m.get("optimized_ops")
-    if ops and shipped_form(m) != "int8":
+    if ops and shipped_form(m) != "int8" and not is_scheme_variant(shipped_form(m)):
         lines.append(f"  ORT graph here: {ops['fp32_compute']} fp32 compute ops (the shipped candidate has no int8)")
     elif ops:
         chosen = len(m.get("fp32_nodes_by_design", []))

@@ -96,7 +96,7 @@ def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> E
     return cache.run(PRUNE, config, inputs, produce)
 
 
-EXPORT = StageSpec("export", ("toolchain.stages.export",), ExportConfig)
+EXPORT = StageSpec("export", ("toolchain.stages.export", "toolchain.torch_io"), ExportConfig)
 
 
 def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry, label: str) -> Entry:
@@ -155,7 +155,7 @@ def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: s
     return cache.run(INT8_WEIGHTS, {"int8_weights": _dump(cfg)}, {"model": src.record["sha256"]}, produce, label)
 
 
-BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark",), BenchConfig)
+BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark", "toolchain.stages.train", "toolchain.torch_io"), BenchConfig)
 
 
 def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:

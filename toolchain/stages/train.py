@@ -8,6 +8,7 @@ from typing import Any
 
 from toolchain.config.stages import TrainConfig
 from toolchain.errors import BadInput
+from toolchain.torch_io import torch_inputs
 
 
 def seed_everything(seed: int) -> None:
@@ -49,7 +50,7 @@ def teacher_logits(teacher, x, batch_size: int = 512):
     teacher.eval()
     try:
         with torch.no_grad():
-            return torch.cat([teacher(torch.as_tensor(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+            return torch.cat([teacher(*torch_inputs(x, slice(i, i + batch_size))) for i in range(0, len(x), batch_size)])
     finally:
         teacher.train(was_training)
 
@@ -89,16 +90,16 @@ def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = T
     if copy_model:
         model = copy.deepcopy(model)
     model.train()
-    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    yt = torch.as_tensor(y)
     opt = make_optimizer(model.parameters(), cfg)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling order is part of the seed
     loss_fn = _loss_for(yt)
     for _ in tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=None, leave=False):
-        order = torch.randperm(len(xt), generator=gen)
-        for start in range(0, len(xt), cfg.batch_size):
+        order = torch.randperm(len(yt), generator=gen)
+        for start in range(0, len(yt), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             opt.zero_grad(set_to_none=True)
-            out = model(xt[idx])
+            out = model(*torch_inputs(x, idx.numpy()))
             loss = loss_fn(out, yt[idx])
             if distill is not None and distill.weight > 0:
                 soft = _distill_loss(out, distill.teacher_logits[idx], distill.temperature)
@@ -125,7 +126,7 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            logits = model(torch.as_tensor(x[start : start + batch_size]))
+            logits = model(*torch_inputs(x, slice(start, start + batch_size)))
             correct += int((logits.argmax(1).numpy() == y[start : start + batch_size]).sum())
     return correct / max(len(x), 1)
 
