@@ -22,7 +22,11 @@ class EncoderLayer(nn.Module):
     def __init__(self, hidden: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.query, self.key, self.value = nn.Linear(hidden, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, hidden)
+        self.query, self.key, self.value = (
+            nn.Linear(hidden, hidden),
+            nn.Linear(hidden, hidden),
+            nn.Linear(hidden, hidden),
+        )
         self.out = nn.Linear(hidden, hidden)
         self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.up, self.down = nn.Linear(hidden, 4 * hidden), nn.Linear(4 * hidden, hidden)
@@ -46,14 +50,18 @@ class TinyBert(nn.Module):
         super().__init__()
         self.num_heads, self.hidden_size = heads, hidden
         self.tokens, self.positions = nn.Embedding(vocab, hidden), nn.Embedding(max_length, hidden)
-        self.segments = nn.Embedding(2, hidden)  # BERT's token types: one segment here, kept for the fused embedding op
+        self.segments = nn.Embedding(
+            2, hidden
+        )  # BERT's token types: one segment here, kept for the fused embedding op
         self.norm = nn.LayerNorm(hidden)
         self.layers = nn.ModuleList(EncoderLayer(hidden, heads) for _ in range(layers))
         self.classifier = nn.Linear(hidden, num_classes)
 
     def forward(self, input_ids, attention_mask):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        x = self.norm(self.tokens(input_ids) + self.positions(positions) + self.segments(torch.zeros_like(input_ids)))
+        x = self.norm(
+            self.tokens(input_ids) + self.positions(positions) + self.segments(torch.zeros_like(input_ids))
+        )
         # padding gets -10000 before the softmax: exp() makes its attention weight 0
         mask_bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
         for layer in self.layers:
@@ -61,8 +69,14 @@ class TinyBert(nn.Module):
         return self.classifier(x[:, 0])  # the [CLS] position
 
 
-def build(vocab: int = 128, hidden: int = 64, heads: int = 4, layers: int = 2, max_length: int = 32,
-          num_classes: int = 4) -> nn.Module:
+def build(
+    vocab: int = 128,
+    hidden: int = 64,
+    heads: int = 4,
+    layers: int = 2,
+    max_length: int = 32,
+    num_classes: int = 4,
+) -> nn.Module:
     # ORT's embedding fusion needs more token ids than positions (it tells the tables apart by size).
     if vocab <= max_length:
         raise TypeError(f"vocab ({vocab}) must exceed max_length ({max_length})")

@@ -6,6 +6,7 @@ picks the fastest passing candidate (timings injected, so the choice does not ri
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -36,37 +37,60 @@ def test_variants_only_where_the_flip_changes_the_graph():
     assert scheme_variants(profile, scheme, {"fp32_stem"}, {"stem_convs": ["stem"]}) == {}
     # attention: QDQ and dynamic MatMul quantization are both built
     transformer = scheme_variants(profile, scheme, set(), {"stem_convs": [], "attention_nodes": 2})
-    assert list(transformer) == ["int8[format=dynamic]"] and transformer["int8[format=dynamic]"].format == "dynamic"
+    assert (
+        list(transformer) == ["int8[format=dynamic]"]
+        and transformer["int8[format=dynamic]"].format == "dynamic"
+    )
     # ship = "quantized" or format = "none": nothing to weigh
-    quantized = profile.model_copy(update={"artifact": profile.artifact.model_copy(update={"ship": "quantized"})})
+    quantized = profile.model_copy(
+        update={"artifact": profile.artifact.model_copy(update={"ship": "quantized"})}
+    )
     assert scheme_variants(quantized, scheme, set(), {"stem_convs": ["stem"]}) == {}
     assert scheme_variants(profile, QuantizeScheme(format="none"), set(), {"stem_convs": ["stem"]}) == {}
-    per_channel = profile.model_copy(update={"artifact": profile.artifact.model_copy(update={"scheme_candidates": ["per_channel"]})})
+    per_channel = profile.model_copy(
+        update={"artifact": profile.artifact.model_copy(update={"scheme_candidates": ["per_channel"]})}
+    )
     assert list(scheme_variants(per_channel, scheme, set(), {})) == [variant_label("per_channel", False)]
 
 
 def _row(p50: float, nbytes: int, accuracy: float) -> dict:
     lat = {"p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.2, "std": 0.01, "mean": p50}
-    return {"bytes": nbytes, "latency_ms": {"1": lat}, "accuracy": accuracy, "peak_memory_mb": 20.0,
-            "runtime_floor_mb": 16.0, "model_memory_mb": 4.0}
+    return {
+        "bytes": nbytes,
+        "latency_ms": {"1": lat},
+        "accuracy": accuracy,
+        "peak_memory_mb": 20.0,
+        "runtime_floor_mb": 16.0,
+        "model_memory_mb": 4.0,
+    }
 
 
 def test_ship_rule_weighs_scheme_variants_by_their_numbers():
     profile = _fastest_cpu_server()
     base = {"fp32": _row(0.40, 1_000_000, 0.95), "int8": _row(0.20, 250_000, 0.945)}
     # the all-int8 stem is 25% faster (ResNet-18 at 224 px): it ships, and the reason says by how much
-    shipped, selection = choose_artifact({**base, STEM_OFF: _row(0.15, 251_000, 0.944)}, profile, profile.budgets)
+    shipped, selection = choose_artifact(
+        {**base, STEM_OFF: _row(0.15, 251_000, 0.944)}, profile, profile.budgets
+    )
     assert shipped == STEM_OFF and list(selection["candidates"]) == ["int8", STEM_OFF]
     assert selection["candidates"][STEM_OFF]["selection_p50_ms"] == 0.15
     assert "fastest" in selection["reason"] and "1.33x" in selection["reason"]
     # within ship_tie (5%): the profile's own scheme keeps shipping
-    assert choose_artifact({**base, STEM_OFF: _row(0.195, 250_000, 0.945)}, profile, profile.budgets)[0] == "int8"
+    assert (
+        choose_artifact({**base, STEM_OFF: _row(0.195, 250_000, 0.945)}, profile, profile.budgets)[0]
+        == "int8"
+    )
     # faster but over the accuracy budget (1 point): it does not ship
     worse = {**base, STEM_OFF: _row(0.15, 250_000, 0.92)}
     shipped, selection = choose_artifact(worse, profile, profile.budgets)
     assert shipped == "int8" and selection["candidates"][STEM_OFF]["failed_budgets"] == ["max_accuracy_drop"]
     assert preference(["int8_weights", STEM_OFF, "fp32", "int8", "pruned_fp32"]) == [
-        "int8", STEM_OFF, "pruned_fp32", "int8_weights", "fp32"]
+        "int8",
+        STEM_OFF,
+        "pruned_fp32",
+        "int8_weights",
+        "fp32",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +108,23 @@ def _compress(model_path, in_ch: int, tmp_path, targets_dir):
     from toolchain.compress.run import CompressOptions, compress, compress_document
 
     x = _inputs(in_ch, n=80)
-    y = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0].argmax(1)
+    y = (
+        ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        .run(None, {"x": x})[0]
+        .argmax(1)
+    )
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    result = compress(CompressOptions(model=str(model_path), targets=("cpu-server",), data=str(tmp_path / "data.npz"),
-                                      out_dir=tmp_path / "out", targets_dir=targets_dir, calibration_samples=32),
-                      warn=lambda _: None)
+    result = compress(
+        CompressOptions(
+            model=str(model_path),
+            targets=("cpu-server",),
+            data=str(tmp_path / "data.npz"),
+            out_dir=tmp_path / "out",
+            targets_dir=targets_dir,
+            calibration_samples=32,
+        ),
+        warn=lambda _: None,
+    )
     return compress_document(result)["targets"]["cpu-server"]
 
 
@@ -97,13 +133,19 @@ def test_rgb_stem_model_measures_both_stem_variants_and_ships_the_fastest(quick_
     t = _compress(_conv_net(3, tmp_path / "rgb.onnx"), 3, tmp_path, quick_cpu_server)
     weighed = t["selection"]["candidates"]
     assert {"int8", STEM_OFF} <= set(weighed) and {"int8", STEM_OFF} <= set(t["candidates"])
-    assert weighed["int8"]["scheme"]["fp32_stem_nodes"] == ["stem"] and weighed["int8"]["scheme"]["fp32_stem"] is True
-    assert weighed[STEM_OFF]["scheme"]["fp32_stem_nodes"] == [] and weighed[STEM_OFF]["scheme"]["fp32_stem"] is False
+    assert (
+        weighed["int8"]["scheme"]["fp32_stem_nodes"] == ["stem"]
+        and weighed["int8"]["scheme"]["fp32_stem"] is True
+    )
+    assert (
+        weighed[STEM_OFF]["scheme"]["fp32_stem_nodes"] == []
+        and weighed[STEM_OFF]["scheme"]["fp32_stem"] is False
+    )
     for c in weighed.values():
         assert c["selection_p50_ms"] > 0 and c["bytes"] > 0 and c["min_sqnr_db"] is not None
     # the two files differ (a flip that changed nothing would not have been built)
     assert t["candidates"]["int8"] != t["candidates"][STEM_OFF]
-    assert open(t["candidates"]["int8"], "rb").read() != open(t["candidates"][STEM_OFF], "rb").read()
+    assert Path(t["candidates"]["int8"]).read_bytes() != Path(t["candidates"][STEM_OFF]).read_bytes()
     # the shipped one is the ship rule's pick on the report's own numbers
     from toolchain.pipeline.ship import pick_fastest
 

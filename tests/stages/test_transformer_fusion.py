@@ -20,9 +20,15 @@ from toolchain.pipeline.cache import StageCache
 from toolchain.stages.quantize import QuantizeConfig
 from toolchain.stages.transformer_fusion import HEADS_KEY, HIDDEN_KEY, attention_count, fuse_transformer
 
-REDUCED = {"name": "tiny-bert-fast", "model": {"name": "tiny_bert", "kwargs": {"hidden": 32, "heads": 2}},
-           "data": {"name": "token_patterns", "kwargs": {"samples": 400}}, "train": {"epochs": 1, "batch_size": 32},
-           "prune": {"kind": "none"}, "export": {"exporter": "torchscript", "parity_samples": 32}, "targets": ["cpu-server"]}
+REDUCED = {
+    "name": "tiny-bert-fast",
+    "model": {"name": "tiny_bert", "kwargs": {"hidden": 32, "heads": 2}},
+    "data": {"name": "token_patterns", "kwargs": {"samples": 400}},
+    "train": {"epochs": 1, "batch_size": 32},
+    "prune": {"kind": "none"},
+    "export": {"exporter": "torchscript", "parity_samples": 32},
+    "targets": ["cpu-server"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -66,27 +72,42 @@ def test_fused_graph_has_fused_ops_and_matches_the_unfused(exported, tmp_path):
     assert facts["fused_ops"]["Attention"] == 2 and facts["fused_ops"]["SkipLayerNormalization"] == 4
     assert facts["fused_ops"]["EmbedLayerNormalization"] == 1 and facts["fused_ops"]["BiasGelu"] == 2
     ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node)
-    assert ops["Attention"] == 2 and ops["Softmax"] == 0 and sum(ops.values()) < 0.3 * len(onnx.load(str(src)).graph.node)
+    assert (
+        ops["Attention"] == 2
+        and ops["Softmax"] == 0
+        and sum(ops.values()) < 0.3 * len(onnx.load(str(src)).graph.node)
+    )
     feed = _feed(data, 64)
-    np.testing.assert_allclose(_outputs(tmp_path / "fused.onnx", feed), _outputs(src, feed), atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(
+        _outputs(tmp_path / "fused.onnx", feed), _outputs(src, feed), atol=1e-4, rtol=1e-3
+    )
 
 
 def test_quantize_stage_fuses_then_quantizes_both_ways(exported):
-    recipe, data, cache, entry = exported
+    _, data, cache, entry = exported
     for fmt, int8_op in (("qdq", "QuantizeLinear"), ("dynamic", "QAttention")):
         scheme = QuantizeScheme(format=fmt, activation_type="uint8")
-        q = steps.quantize(cache, QuantizeConfig(scheme=scheme, calibration_samples=64), data, entry, {}, label=fmt)
+        q = steps.quantize(
+            cache, QuantizeConfig(scheme=scheme, calibration_samples=64), data, entry, {}, label=fmt
+        )
         assert q.record["transformer_fusion"]["applied"] is True and q.record["attention_nodes"] == 2
         ops = collections.Counter(n.op_type for n in onnx.load(str(steps.artifact_path(q))).graph.node)
         assert ops[int8_op] > 0 and (ops["Attention"] + ops["QAttention"]) == 2
         # int8 keeps the classes: top-1 agrees with fp32 on most held-out sequences
         feed = _feed(data, 80)
-        agree = (_outputs(steps.artifact_path(q), feed).argmax(1) == _outputs(steps.artifact_path(entry), feed).argmax(1))
+        agree = _outputs(steps.artifact_path(q), feed).argmax(1) == _outputs(
+            steps.artifact_path(entry), feed
+        ).argmax(1)
         assert agree.mean() >= 0.9, (fmt, agree.mean())
     off = QuantizeScheme(format="dynamic", fuse_transformer=False)
-    q = steps.quantize(cache, QuantizeConfig(scheme=off, calibration_samples=64), data, entry, {}, label="off")
-    assert q.record["transformer_fusion"] == {"applied": False, "reason": "[quantize] fuse_transformer = false",
-                                              "attention_patterns": 2}
+    q = steps.quantize(
+        cache, QuantizeConfig(scheme=off, calibration_samples=64), data, entry, {}, label="off"
+    )
+    assert q.record["transformer_fusion"] == {
+        "applied": False,
+        "reason": "[quantize] fuse_transformer = false",
+        "attention_patterns": 2,
+    }
 
 
 @pytest.mark.slow

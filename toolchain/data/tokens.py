@@ -30,7 +30,9 @@ def _marker_positions(rng: np.random.Generator, lengths: np.ndarray, length: int
 
 def load_token_patterns(cfg: DataConfig) -> Dataset:
     """Token-pattern classification; x is Feeds {input_ids, attention_mask}, both (n, length) int64."""
-    kw = dataset_kwargs(cfg, {"length": 32, "vocab": 128, "samples": 3000, "min_length": 12, "generator_seed": 0})
+    kw = dataset_kwargs(
+        cfg, {"length": 32, "vocab": 128, "samples": 3000, "min_length": 12, "generator_seed": 0}
+    )
     length = int_option(cfg, kw, "length", 8, 512)
     vocab = int_option(cfg, kw, "vocab", FIRST_FILLER + 4, 65536)
     samples = int_option(cfg, kw, "samples", 10 * len(LABELS), 200_000)
@@ -48,13 +50,18 @@ def load_token_patterns(cfg: DataConfig) -> Dataset:
     ids[mask == 0] = PAD
     x = Feeds({"input_ids": ids, "attention_mask": mask}, {"input_ids": 0, "attention_mask": 0})
     return Dataset.split(
-        "token_patterns", x, y, cfg,
+        "token_patterns",
+        x,
+        y,
+        cfg,
         labels=LABELS,
         preprocessing={
             "layout": "NL",
             "dtype": "int64",
-            "description": (f"input_ids: [CLS]=1 then token ids < {vocab}, PAD=0 after the text, {length} positions; "
-                            "attention_mask: 1 on tokens, 0 on padding"),
+            "description": (
+                f"input_ids: [CLS]=1 then token ids < {vocab}, PAD=0 after the text, {length} positions; "
+                "attention_mask: 1 on tokens, 0 on padding"
+            ),
             "scale": 1.0,
             "offset": 0.0,
         },

@@ -44,8 +44,9 @@ def _changes_graph(key: str, quantized: dict[str, Any]) -> bool:
     return True
 
 
-def scheme_variants(profile: TargetProfile, scheme: QuantizeScheme, pinned: set[str],
-                    quantized: dict[str, Any]) -> dict[str, QuantizeScheme]:
+def scheme_variants(
+    profile: TargetProfile, scheme: QuantizeScheme, pinned: set[str], quantized: dict[str, Any]
+) -> dict[str, QuantizeScheme]:
     """label -> scheme for each flip of `profile`'s scheme_candidates worth building. `scheme` is
     the scheme in force (profile + recipe), `pinned` the keys the recipe set, `quantized` the
     record of the quantize stage that ran `scheme`."""
@@ -63,14 +64,22 @@ def scheme_variants(profile: TargetProfile, scheme: QuantizeScheme, pinned: set[
 def describe_scheme(scheme: QuantizeScheme, record: dict[str, Any]) -> dict[str, Any]:
     """What the report says of an int8 candidate's scheme: the keys that can differ between
     candidates, the nodes kept fp32 by design, and the transformer fusion applied."""
-    out = {"format": scheme.format, "activation_type": scheme.activation_type, "weight_type": scheme.weight_type,
-           "per_channel": scheme.per_channel, "fp32_stem": scheme.fp32_stem,
-           "fp32_stem_nodes": list(record.get("fp32_stem_nodes", []))}
+    out = {
+        "format": scheme.format,
+        "activation_type": scheme.activation_type,
+        "weight_type": scheme.weight_type,
+        "per_channel": scheme.per_channel,
+        "fp32_stem": scheme.fp32_stem,
+        "fp32_stem_nodes": list(record.get("fp32_stem_nodes", [])),
+    }
     if record.get("transformer_fusion"):
         out["fused"] = record["transformer_fusion"].get("applied", False)
     return out
 
 
 # Labels of the forms that are not int8 schemes, as the report names their scheme.
-FORM_SCHEMES = {"fp32": "fp32 (the baseline)", "pruned_fp32": "fp32 (pruned)",
-                "int8_weights": "int8-stored weights, fp32 compute"}
+FORM_SCHEMES = {
+    "fp32": "fp32 (the baseline)",
+    "pruned_fp32": "fp32 (pruned)",
+    "int8_weights": "int8-stored weights, fp32 compute",
+}

@@ -27,7 +27,9 @@ def attention_count(model) -> int:
     """Attention blocks in `model`: fused attention ops, plus, where a Softmax exists, half the
     MatMuls whose two inputs are both activations (Q.K^T and attention.V)."""
     graph = model.graph
-    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consts = {i.name for i in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
     fused = sum(n.op_type in ATTENTION_OPS for n in graph.node)
     if not any(n.op_type == "Softmax" for n in graph.node):
         return fused
@@ -54,12 +56,21 @@ def fuse_transformer(src: Path, dest: Path, mode: bool | str) -> dict[str, Any]:
     heads, hidden = _dims(model)
     fused = _optimize(src, heads, hidden)
     stats = {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
-    facts = {"attention_patterns": found, "num_heads": heads or "detected", "hidden_size": hidden or "detected"}
+    facts = {
+        "attention_patterns": found,
+        "num_heads": heads or "detected",
+        "hidden_size": hidden or "detected",
+    }
     if not any(stats.get(op) for op in ATTENTION_OPS):
         shutil.copyfile(src, dest)
-        return {"applied": False, "reason": ("ONNX Runtime's transformer optimizer (bert) recognised no attention "
-                                             f"in this graph (it would have fused only {stats or 'nothing'}): left unfused"),
-                **facts}
+        return {
+            "applied": False,
+            "reason": (
+                "ONNX Runtime's transformer optimizer (bert) recognised no attention "
+                f"in this graph (it would have fused only {stats or 'nothing'}): left unfused"
+            ),
+            **facts,
+        }
     fused.save_model_to_file(str(dest), use_external_data_format=False)
     return {"applied": True, "fused_ops": stats, **facts}
 
