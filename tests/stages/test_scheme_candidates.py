@@ -76,10 +76,11 @@ def test_ship_rule_weighs_scheme_variants_by_their_numbers():
     assert selection["candidates"][STEM_OFF]["selection_p50_ms"] == 0.15
     assert "fastest" in selection["reason"] and "1.33x" in selection["reason"]
     # within ship_tie (5%): the profile's own scheme keeps shipping
-    assert (
-        choose_artifact({**base, STEM_OFF: _row(0.195, 250_000, 0.945)}, profile, profile.budgets)[0]
-        == "int8"
+    shipped, selection = choose_artifact(
+        {**base, STEM_OFF: _row(0.195, 250_000, 0.945)}, profile, profile.budgets
     )
+    assert shipped == "int8" and "within 5% in speed" in selection["reason"]
+    assert "first in ship order" in selection["reason"]
     # faster but over the accuracy budget (1 point): it does not ship
     worse = {**base, STEM_OFF: _row(0.15, 250_000, 0.92)}
     shipped, selection = choose_artifact(worse, profile, profile.budgets)

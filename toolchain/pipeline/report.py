@@ -214,7 +214,7 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
 
     first = "unquantized" if m.get("quantize_format") == "none" else "int8"  # the "int8" label's real form
     weighed = ", ".join(f"{first if label == 'int8' else label} {timed(c)}" for label, c in selection["candidates"].items())
-    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to {first}, pruned fp32, int8-weights in that order)"
+    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to {first}, its scheme variants, pruned fp32, int8-weights in that order)"
            if selection["rule"] == "fastest" and "tie" in selection else "")
     lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped_form(m), shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
     if selection.get("reason"):

@@ -101,7 +101,8 @@ def ship_reason(weighed: dict[str, dict[str, Any]], shipped: str, tie: float) ->
     if ratio > 1 + tie:
         return f"{failing}fastest: {c['selection_p50_ms']:.4g} ms, next {best} {ratio:.2f}x as slow"
     return (f"{failing}{best} is within {tie:.0%} in speed ({c['selection_p50_ms']:.4g} vs "
-            f"{weighed[best]['selection_p50_ms']:.4g} ms): {shipped} is as small and first in ship order")
+            f"{weighed[best]['selection_p50_ms']:.4g} ms), so equally fast: {shipped} is within {tie:.0%} of the "
+            "smallest of those and first in ship order")
 
 
 def _fastest_p50(result: dict[str, Any], batch: str) -> tuple[float, int | None]:
