@@ -106,7 +106,7 @@ def quick_cpu_server(fast_targets_dir, tmp_path_factory):
 
 
 def _compress(model_path, in_ch: int, tmp_path, targets_dir):
-    from toolchain.compress.run import CompressOptions, compress, compress_document
+    from toolchain.compress.run import CompressOptions, compress, compress_document, render_compress
 
     x = _inputs(in_ch, n=80)
     y = (
@@ -126,12 +126,15 @@ def _compress(model_path, in_ch: int, tmp_path, targets_dir):
         ),
         warn=lambda _: None,
     )
-    return compress_document(result)["targets"]["cpu-server"]
+    return compress_document(result)["targets"]["cpu-server"], render_compress(result)
 
 
 @pytest.mark.slow
 def test_rgb_stem_model_measures_both_stem_variants_and_ships_the_fastest(quick_cpu_server, tmp_path):
-    t = _compress(_conv_net(3, tmp_path / "rgb.onnx"), 3, tmp_path, quick_cpu_server)
+    t, text = _compress(_conv_net(3, tmp_path / "rgb.onnx"), 3, tmp_path, quick_cpu_server)
+    # the report names both, with their schemes, and why the shipped one won
+    assert "candidate int8: qdq uint8/int8, per-channel, fp32 stem (stem)" in text
+    assert f"candidate {STEM_OFF}: qdq uint8/int8, per-channel, int8 stem" in text and "  why: " in text
     weighed = t["selection"]["candidates"]
     assert {"int8", STEM_OFF} <= set(weighed) and {"int8", STEM_OFF} <= set(t["candidates"])
     assert (
@@ -155,6 +158,7 @@ def test_rgb_stem_model_measures_both_stem_variants_and_ships_the_fastest(quick_
 
 @pytest.mark.slow
 def test_a_model_without_a_stem_gets_one_int8_form(quick_cpu_server, tmp_path):
-    t = _compress(_conv_net(16, tmp_path / "wide.onnx"), 16, tmp_path, quick_cpu_server)
+    t, text = _compress(_conv_net(16, tmp_path / "wide.onnx"), 16, tmp_path, quick_cpu_server)
+    assert "fp32_stem=false" not in text
     int8_forms = [label for label in t["candidates"] if label.startswith("int8") and label != "int8_weights"]
     assert int8_forms == ["int8"] and t["selection"]["candidates"]["int8"]["scheme"]["fp32_stem_nodes"] == []
