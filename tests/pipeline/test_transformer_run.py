@@ -19,8 +19,8 @@ def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_pat
         {
             "name": "tiny-bert-fast",
             "model": {"name": "tiny_bert", "kwargs": {"hidden": 32, "heads": 2}},
-            "data": {"name": "token_patterns", "kwargs": {"samples": 800}},
-            "train": {"epochs": 3, "lr": 3e-3},
+            "data": {"name": "token_patterns", "kwargs": {"samples": 1200}},
+            "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3},
             "prune": {"kind": "none"},
             "export": {"exporter": "torchscript"},
             "targets": ["cpu-server"],
@@ -40,7 +40,9 @@ def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_pat
         fused = m["transformer_fusion"][label]
         assert fused["applied"] is True and fused["fused_ops"]["Attention"] == 2
     assert m["shipped"] == pick_fastest(weighed, m["selection"]["tie"])
-    assert m["accuracy"] >= 0.5 and abs(m["accuracy_drop"]) <= 0.05  # chance is 0.25
+    assert (
+        m["accuracy"] >= 0.6 and abs(m["accuracy_drop"]) <= 0.05
+    )  # chance is 0.25; measured 0.83 in test_zoo
     text = render_target("cpu-server", target)
     assert "transformer fusion (int8): EmbedLayerNormalization 1, Attention 2" in text
     assert f"candidate {DYNAMIC}: dynamic" in text and "transformer-fused" in text
