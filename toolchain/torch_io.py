@@ -72,3 +72,17 @@ def load_into(model, path: Path):
         raise ModelLoadError(f"weights in {Path(path).name} do not fit the model ({str(err).splitlines()[0]})",
                              "use weights saved from the same architecture") from None
     return fresh.eval()
+
+
+def torch_inputs(x, index=slice(None)) -> tuple:
+    """A model's positional arguments for samples `index` of `x` (rows on axis 0): a bare array
+    is the one input; Feeds give one tensor per input, in the model's input order (token ids and
+    attention mask for a transformer)."""
+    import numpy as np
+    import torch
+
+    from toolchain.data.feeds import Feeds
+
+    if isinstance(x, Feeds):
+        return tuple(torch.as_tensor(np.ascontiguousarray(x.arrays[n][index])) for n in x.names)
+    return (torch.as_tensor(x[index]),)

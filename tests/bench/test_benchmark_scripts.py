@@ -19,6 +19,7 @@ import int8_ablation
 import int8_ceiling
 import runtimes
 import ship_stability
+import transformer
 
 FP32 = [("Conv", 10.0), ("Conv", 20.0), ("Conv", 70.0), ("Gemm", 5.0), ("ReorderOutput", 5.0)]
 INT8 = [("Conv", 10.0), ("QLinearConv", 25.0), ("QLinearConv", 25.0), ("QGemm", 5.0),
@@ -166,3 +167,17 @@ def test_runtime_ratios_are_same_round_with_their_spread():
     assert r == {"p50_ms": 5.0, "ratio_median": 2.0, "ratio_min": 2.0, "ratio_max": 4.0}
     with pytest.raises(ValueError):
         runtimes.same_round_ratios([1.0], [1.0, 2.0])
+
+
+def test_transformer_ratios_per_round_and_the_goal():
+    p50s = {"fp32 unfused": [1.0, 1.2, 0.9], "int8 dynamic fused": [0.5, 0.4, 0.6], "int8 qdq fused": [0.8, 0.8, 0.8]}
+    cells = transformer.ratio_cells(p50s, "fp32 unfused")
+    assert cells["fp32 unfused"] == {"p50_ms": 1.0, "ratio": 1.0, "ratio_min": 1.0, "ratio_max": 1.0}
+    dyn = cells["int8 dynamic fused"]  # ratios per round: 2.0, 3.0, 1.5
+    assert dyn["p50_ms"] == 0.5 and dyn["ratio"] == 2.0 and dyn["ratio_min"] == 1.5 and dyn["ratio_max"] == pytest.approx(3.0)
+    for form, drop in (("fp32 unfused", 0.0), ("int8 dynamic fused", 1.5), ("int8 qdq fused", 0.5)):
+        cells[form]["accuracy_drop_pt"] = drop
+    # the faster form drops 1.5 points: over the 1-point limit, so the QDQ form is the best eligible
+    assert transformer.goal_met({"forms": cells}) == {"best": "int8 qdq fused", "ratio": 1.25, "met": False}
+    cells["int8 dynamic fused"]["accuracy_drop_pt"] = 1.0
+    assert transformer.goal_met({"forms": cells}) == {"best": "int8 dynamic fused", "ratio": 2.0, "met": True}

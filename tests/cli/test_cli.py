@@ -44,7 +44,7 @@ def test_targets_show_prints_every_value_as_json():
     assert doc["sources"]["artifact.format"] == "file"
     doc = doc["profile"]
     assert doc["artifact"] == {"format": "ort", "shapes": "fixed", "fixed_batch": 1, "offline_optimization_level": "extended",
-                               "compact": True, "ship": "quantized", "ship_tie": 0.05}
+                               "compact": True, "ship": "quantized", "ship_tie": 0.05, "scheme_candidates": []}
     assert doc["benchmark"]["thread_sweep"] == []  # timing an ARM artifact's threads on x86 says nothing
     assert doc["runtime"]["enable_cpu_mem_arena"] is True  # measured lower peak on int8 (targets/arm-mobile.toml)
 

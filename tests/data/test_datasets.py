@@ -17,6 +17,7 @@ SMALL = {
     "sequences": {"samples": 300, "length": 64},
     "breast_cancer": {},
     "wine": {},
+    "token_patterns": {"samples": 400},
 }
 
 
@@ -26,7 +27,7 @@ def _load(name: str, **extra) -> object:
 
 
 def test_all_registered():
-    assert {"digits", "shapes", "breast_cancer", "wine", "sequences"} <= set(DATASETS)
+    assert {"digits", "shapes", "breast_cancer", "wine", "sequences", "token_patterns"} <= set(DATASETS)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -68,7 +69,21 @@ def test_sequences_layout_dtype():
     assert d.preprocessing["layout"] == "NCL" and len(d.labels) == 6
 
 
-@pytest.mark.parametrize("name", ["shapes", "sequences"])
+def test_token_patterns_inputs_mask_and_marker_order():
+    from toolchain.data.tokens import CLS, MARK_A, MARK_B, PAD
+
+    d = _load("token_patterns")
+    ids, mask = d.x_train.arrays["input_ids"], d.x_train.arrays["attention_mask"]
+    assert d.x_train.names == ("input_ids", "attention_mask") and len(d.x_train) == 320 and len(d.x_test) == 80
+    assert ids.shape == mask.shape == (320, 32) and ids.dtype == mask.dtype == np.int64
+    assert (ids[:, 0] == CLS).all() and ((ids == PAD) == (mask == 0)).all()
+    assert (mask.sum(1) >= 12).all() and set(np.unique(mask)) == {0, 1}
+    for row, label in zip(ids, d.y_train):  # exactly two markers, in the order the label names
+        markers = row[(row == MARK_A) | (row == MARK_B)]
+        assert list(markers) == [[MARK_A, MARK_A], [MARK_A, MARK_B], [MARK_B, MARK_A], [MARK_B, MARK_B]][label]
+
+
+@pytest.mark.parametrize("name", ["shapes", "sequences", "token_patterns"])
 def test_generated_classes_are_balanced(name):
     d = _load(name)
     for y in (d.y_train, d.y_test):

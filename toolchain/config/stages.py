@@ -67,6 +67,10 @@ class ExportConfig(Strict):
     # 18 is what torch 2.13's dynamo exporter writes natively (asked for 17 it may still write 18);
     # other values go through onnx's version converter, then are verified.
     opset: int = Field(18, ge=7, le=23, description="ONNX default-domain opset to emit (verified after export)")
+    # ORT's transformer optimizer recognises the attention the TorchScript exporter writes, not the
+    # dynamo exporter's (measured, 2-layer encoder: 2 Attention fused vs 0): transformers set "torchscript".
+    exporter: Literal["dynamo", "torchscript"] = Field("dynamo", description=(
+        "torch exporter: `dynamo` (torch's default) or `torchscript` (graphs ORT's transformer optimizer fuses)"))
     parity_atol: float = Field(1e-4, gt=0, description="absolute tolerance of ORT vs PyTorch outputs")
     parity_rtol: float = Field(1e-3, ge=0, description="relative tolerance of ORT vs PyTorch outputs")
     parity_samples: int = Field(128, ge=1, description="held-out samples compared against PyTorch")

@@ -65,6 +65,11 @@ class QuantizeScheme(Strict):
     fp32_stem: bool = Field(
         False, description="convs that read the model input directly and have at most 4 input channels stay fp32"
     )
+    # ORT's transformer optimizer before quantizing (stages/transformer_fusion.py): one Attention op
+    # per layer instead of ~20, then QAttention / int8 MatMuls. "auto": when the graph has attention.
+    fuse_transformer: bool | Literal["auto"] = Field("auto", description=(
+        "fuse attention, LayerNorm, GELU and embeddings with ORT's transformer optimizer before quantizing "
+        "(`auto`: when the graph has attention)"))
 
 
 class ArtifactSpec(Strict):
@@ -92,6 +97,15 @@ class ArtifactSpec(Strict):
     # compute run the same graph as the fp32 model at a third of its bytes, and digits' int8 and
     # int8-weights files are 0.5% apart in bytes and about as fast.
     ship_tie: float = Field(0.05, ge=0, lt=1, description="p50 and bytes margin within which candidates count as equal")
+    # Scheme choices whose winner depends on the model (ResNet-18 at 224 px lost a third of its
+    # int8 speedup to cpu-server's fp32 stem, MobileNetV2 gained from it): with ship = "fastest"
+    # each key listed here is also built flipped, as its own cached quantize + convert, and
+    # weighed like any candidate (pipeline/variants.py). A flip that would not change the graph
+    # (no stem conv) or that the recipe's [quantize] pins is not built.
+    scheme_candidates: list[Literal["fp32_stem", "per_channel", "format"]] = Field(
+        default_factory=list, description=(
+            "[quantize] keys also built flipped and weighed when ship = \"fastest\" (`format`: QDQ vs dynamic, "
+            "models with attention only)"))
 
 
 class BenchmarkSpec(Strict):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from toolchain.config.data import DataConfig
-from toolchain.data import images, sequences, tabular
+from toolchain.data import images, sequences, tabular, tokens
 from toolchain.data.types import Dataset, stratified_split
 from toolchain.errors import BadInput
 
@@ -22,6 +22,7 @@ DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {
     "breast_cancer": tabular.load_breast_cancer,
     "wine": tabular.load_wine,
     "sequences": sequences.load_sequences,
+    "token_patterns": tokens.load_token_patterns,
 }
 
 

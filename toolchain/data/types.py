@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.config.data import DataConfig
+from toolchain.data.feeds import Feeds
 from toolchain.errors import BadInput
 
 
@@ -21,9 +22,9 @@ class Dataset:
     """Arrays plus what an app needs to feed the model the same way."""
 
     name: str
-    x_train: np.ndarray
+    x_train: np.ndarray | Feeds  # Feeds: a model with several inputs (token ids + attention mask)
     y_train: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | Feeds
     y_test: np.ndarray
     labels: tuple[str, ...]
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -31,20 +32,28 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one sample (no batch dimension)."""
-        return tuple(self.x_train.shape[1:])
+        """Shape of one sample (no batch dimension); of the first input when there are several."""
+        x = self.x_train.arrays[self.x_train.names[0]] if isinstance(self.x_train, Feeds) else self.x_train
+        return tuple(x.shape[1:])
 
     @classmethod
     def split(cls, name: str, x: np.ndarray, y: np.ndarray, cfg: DataConfig, labels: tuple[str, ...],
               preprocessing: dict[str, Any]) -> Dataset:
         """A data set from all samples: stratified, seeded train/test split (see _split)."""
-        x_tr, x_te, y_tr, y_te = stratified_split(x, y, cfg)
+        if isinstance(x, Feeds):  # split sample indices, then take every input's rows
+            i_tr, i_te, y_tr, y_te = stratified_split(np.arange(len(y)), y, cfg)
+            x_tr, x_te = x.take(i_tr), x.take(i_te)
+        else:
+            x_tr, x_te, y_tr, y_te = stratified_split(x, y, cfg)
         return cls(name=name, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te, labels=labels,
                    preprocessing=preprocessing)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         for arr in (self.x_train, self.y_train, self.x_test, self.y_test):
+            if isinstance(arr, Feeds):
+                arr.update_hash(h)
+                continue
             h.update(str(arr.dtype).encode() + str(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()

@@ -23,6 +23,7 @@ from toolchain.pipeline.cache import Entry, StageCache
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics, summarize_mobile
 from toolchain.pipeline.precision import BF16, bf16_applies, candidate_runtimes, compilable, runtime_of
 from toolchain.pipeline.ship import choose_artifact, compression_pays, int8_weights_apply
+from toolchain.pipeline.variants import FORM_SCHEMES, INT8, describe_scheme, scheme_variants
 from toolchain.stages.benchmark import BenchConfig, ort_default_memory
 from toolchain.stages.int8_weights import Int8WeightsConfig
 from toolchain.stages.quantize import QuantizeConfig
@@ -86,7 +87,13 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     qcfg = quantize_config(profile, src.quantize, src.seed)
     stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
     quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
-    candidates, skipped = _engine_candidates(profile, _candidates(cache, src, profile, quantized, stamp))
+    schemes = {INT8: qcfg.scheme, **scheme_variants(profile, qcfg.scheme, set(src.quantize.scheme_overrides()),
+                                                    quantized.record)}
+    int8_forms = {label: quantized if label == INT8 else
+                  steps.quantize(cache, qcfg.model_copy(update={"scheme": scheme}), src.data, src.compressed_onnx,
+                                 stamp, label=f"quantize[{name}/{label}]")
+                  for label, scheme in schemes.items()}
+    candidates, skipped = _engine_candidates(profile, _candidates(cache, src, profile, int8_forms, stamp))
     runtimes = candidate_runtimes(profile, candidates)
     fp32_art = candidates["fp32"]
     bench = steps.benchmark(cache, bench_config(profile, runtimes), src, candidates, rebench=rebench,
@@ -102,18 +109,23 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     shipped, selection = choose_artifact(results, profile, budgets)
     if skipped:  # candidates the engine could not compile, and why (the report lists them)
         selection["skipped"] = skipped
+    for label, weighed in selection["candidates"].items():  # the report names each candidate's scheme
+        weighed["scheme"] = (describe_scheme(schemes[label], int8_forms[label].record) if label in schemes
+                             else FORM_SCHEMES.get(label, label))
     summary = summarize_metrics(results, profile, shipped)
     summary.shipped, summary.selection = shipped, selection
     summary.quantize_format = quantized.record.get("format")  # "none" leaves the "int8" candidate fp32
-    if shipped == "int8":  # nodes left fp32 on purpose, so the report can tell them from unfused ones
-        summary.fp32_nodes_by_design = list(quantized.record.get("fp32_nodes", []))
+    if shipped in int8_forms:  # nodes left fp32 on purpose, so the report can tell them from unfused ones
+        summary.fp32_nodes_by_design = list(int8_forms[shipped].record.get("fp32_nodes", []))
+    if quantized.record.get("transformer_fusion"):
+        summary.transformer_fusion = {label: e.record["transformer_fusion"] for label, e in int8_forms.items()}
     summary.measured_on, summary.target_platform = bench.record["host"]["machine"], profile.platform
 
     target_dir = Path(out_dir) / name
     fmt = profile.artifact.format
     extra: dict[str, Path] = {}
     if fmt == "ort":  # mobile: EP coverage + static estimates of the graph the .ort was made from
-        analysed = {"int8": quantized, "fp32": src.fp32_onnx}.get(shipped, src.compressed_onnx)
+        analysed = {**int8_forms, "fp32": src.fp32_onnx}.get(shipped, src.compressed_onnx)
         extra["mobile_report.json"], summary.estimated = _mobile_report(steps.artifact_path(analysed), src.name,
                                                                         profile, target_dir)
     summary.compression_pays = compression_pays(summary.document())
@@ -133,16 +145,18 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts, measured)
 
 
-def _candidates(cache: StageCache, src: ModelSource, profile: TargetProfile, quantized: Entry,
+def _candidates(cache: StageCache, src: ModelSource, profile: TargetProfile, int8_forms: dict[str, Entry],
                 stamp: dict) -> dict[str, Entry]:
-    """Every form of the model this target measures: label -> converted artifact entry."""
+    """Every form of the model this target measures: label -> converted artifact entry.
+    `int8_forms`: the quantized model per scheme ("int8" and its scheme variants)."""
     from toolchain.pipeline import steps
 
     name, ccfg = profile.name, convert_config(profile)
     # The fp32 baseline is never shipped: no provenance stamp, so recipe edits that do not touch
     # the trained model (e.g. calibration) leave its conversion cached.
-    candidates = {"fp32": steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]"),
-                  "int8": steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/int8]")}
+    candidates = {"fp32": steps.convert(cache, ccfg, src.fp32_onnx, {}, label=f"convert[{name}/fp32]")}
+    for label, quantized in int8_forms.items():
+        candidates[label] = steps.convert(cache, ccfg, quantized, stamp, label=f"convert[{name}/{label}]")
     if src.structured:  # stamped: it may be the artifact that ships (see [artifact] ship)
         candidates[PRUNED_FP32] = steps.convert(cache, ccfg, src.compressed_onnx, stamp, label=f"convert[{name}/pruned-fp32]")
     if int8_weights_apply(profile):  # where int8 kernels lose, fp32 compute need not cost fp32 bytes

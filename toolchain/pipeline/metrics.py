@@ -63,6 +63,8 @@ class Metrics(BaseModel):
         "false when the shipped artifact is larger than fp32, or slower and not smaller"))
     quantize_format: str | None = Field(None, description='[quantize] format of the "int8" candidate (none: it is fp32)')
     selection: dict[str, Any] | None = Field(None, description="the ship rule and every candidate it weighed")
+    transformer_fusion: dict[str, Any] | None = Field(None, description=(
+        "per int8 candidate: whether ORT's transformer optimizer fused it, the fused op counts, or why not"))
     fp32_nodes_by_design: list[str] | None = Field(None, description="nodes kept fp32 on purpose")
     measured_on: str | None = Field(None, description="the CPU the numbers were measured on")
     target_platform: str | None = Field(None, description="the profile's platform")

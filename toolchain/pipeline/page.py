@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.fsio import write_text_atomic
+from toolchain.pipeline.report import scheme_text
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:72em}
@@ -84,12 +85,14 @@ def _budgets(t: dict[str, Any]) -> str:
 
 def _candidates(t: dict[str, Any]) -> str:
     weighed = (t.get("selection") or {}).get("candidates", {})
-    rows = [[_e(label), _num(c.get("selection_p50_ms")), f"{c.get('bytes', 0):,}", _num(c.get("accuracy")),
-             _e(", ".join(c.get("failed_budgets", [])) or "none")] for label, c in weighed.items()]
+    rows = [[_e(label), _e(scheme_text(c.get("scheme"))), _num(c.get("selection_p50_ms")), f"{c.get('bytes', 0):,}",
+             _num(c.get("accuracy")), _num(c.get("min_sqnr_db")), _e(", ".join(c.get("failed_budgets", [])) or "none")]
+            for label, c in weighed.items()]
     cls = ["shipped" if label == t.get("shipped") else "" for label in weighed]
-    rule = (t.get("selection") or {}).get("rule", "")
-    return (f"<p>shipped: <b>{_e(t.get('shipped', 'int8'))}</b> (ship = {_e(rule)})</p>"
-            + _table(["candidate", "p50 ms", "bytes", "accuracy", "failed budgets"], rows, cls))
+    selection = t.get("selection") or {}
+    why = f"; {_e(selection['reason'])}" if selection.get("reason") else ""
+    return (f"<p>shipped: <b>{_e(t.get('shipped', 'int8'))}</b> (ship = {_e(selection.get('rule', ''))}{why})</p>"
+            + _table(["candidate", "scheme", "p50 ms", "bytes", "accuracy", "min SQNR dB", "failed budgets"], rows, cls))
 
 
 def _threads(t: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolchain.pipeline.cache import library_versions
+from toolchain.pipeline.variants import is_scheme_variant
 
 
 def target_document(t) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def target_document(t) -> dict[str, Any]:
         "candidates": {label: str(path) for label, path in t.candidates.items()},
     }
     for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
-                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "min_sqnr_db", "fidelity", "compression_pays", "shipped", "selection", "thread_sweep", "measured_on", "target_platform", "estimated"):
+                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "min_sqnr_db", "fidelity", "compression_pays", "shipped", "selection", "transformer_fusion", "thread_sweep", "measured_on", "target_platform", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -114,6 +115,7 @@ def render_target(name: str, t) -> str:
     lines += _graph_notes(m)
     lines += _eager_note(m)
     lines += _selection_lines(name, m)
+    lines += _fusion_lines(m)
     lines += _thread_lines(m)
     host = _HOST_PLATFORM.get(m.get("measured_on", ""), m.get("measured_on"))
     if host and m.get("target_platform") and host != m["target_platform"]:
@@ -164,7 +166,7 @@ def _graph_notes(m: dict[str, Any]) -> list[str]:
     """What ORT runs here, and whether compression paid at all."""
     lines: list[str] = []
     ops = m.get("optimized_ops")
-    if ops and shipped_form(m) != "int8":
+    if ops and shipped_form(m) != "int8" and not is_scheme_variant(shipped_form(m)):
         lines.append(f"  ORT graph here: {ops['fp32_compute']} fp32 compute ops (the shipped candidate has no int8)")
     elif ops:
         chosen = len(m.get("fp32_nodes_by_design", []))
@@ -231,13 +233,40 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
 
     first = "unquantized" if m.get("quantize_format") == "none" else "int8"  # the "int8" label's real form
     weighed = ", ".join(f"{first if label == 'int8' else label} {timed(c)}" for label, c in selection["candidates"].items())
-    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to {first}, pruned fp32, int8-weights in that order)"
+    tie = (f" (within {selection['tie']:.0%} counts as equally fast, then as equally small; ties go to {first}, its scheme variants, pruned fp32, int8-weights in that order)"
            if selection["rule"] == "fastest" and "tie" in selection else "")
     lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped_form(m), shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
+    if selection.get("reason"):
+        lines.append(f"  why: {selection['reason']}")
+    lines += [f"  candidate {label}: {scheme_text(c.get('scheme'))}" + (
+        f", min SQNR {c['min_sqnr_db']:.1f} dB" if c.get("min_sqnr_db") is not None else "")
+        for label, c in selection["candidates"].items() if is_scheme_variant(label) or label == "int8"]
     passing = {label: c for label, c in selection["candidates"].items() if not c["failed_budgets"]}
     if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: p50(passing[k])) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")
     return lines + skipped
+
+
+def scheme_text(scheme: dict[str, Any] | str | None) -> str:
+    """An int8 candidate's scheme in a few words (a form's scheme is already a phrase)."""
+    if not isinstance(scheme, dict):
+        return scheme or "?"
+    stem = f"fp32 stem ({', '.join(scheme['fp32_stem_nodes'])})" if scheme.get("fp32_stem_nodes") else "int8 stem"
+    text = (f"{scheme['format']} {scheme['activation_type']}/{scheme['weight_type']}, "
+            f"{'per-channel' if scheme['per_channel'] else 'per-tensor'}, {stem}")
+    return text + (", transformer-fused" if scheme.get("fused") else "")
+
+
+def _fusion_lines(m: dict[str, Any]) -> list[str]:
+    """What ORT's transformer optimizer did to each int8 candidate, or why it did not."""
+    lines = []
+    for label, f in (m.get("transformer_fusion") or {}).items():
+        if f.get("applied"):
+            ops = ", ".join(f"{op} {n}" for op, n in f["fused_ops"].items())
+            lines.append(f"  transformer fusion ({label}): {ops}")
+        elif f.get("attention_patterns"):  # a model without attention needs no sentence
+            lines.append(f"  transformer fusion ({label}): not applied, {f['reason']}")
+    return lines
 
 
 def _thread_lines(m: dict[str, Any]) -> list[str]:

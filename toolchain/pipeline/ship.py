@@ -12,6 +12,7 @@ from toolchain.config.budgets import Budgets, evaluate
 from toolchain.config.target import TargetProfile
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics
 from toolchain.pipeline.precision import BF16
+from toolchain.pipeline.variants import is_scheme_variant
 from toolchain.stages.benchmark import headline_batch
 
 # Which of equally fast, equally small candidates ships: the profile's int8 scheme, then the
@@ -19,9 +20,18 @@ from toolchain.stages.benchmark import headline_batch
 # optimization on, which folds them back to fp32 at load), and last the fp32 baseline itself:
 # it ships only where no compressed form does better on budgets, speed and size (tiny models,
 # whose int8 scales and Q/DQ nodes outweigh the weights they shrink: up to 2.97x fp32 measured).
+# Scheme variants (pipeline/variants.py: "int8[fp32_stem=false]", ...) rank right after "int8":
+# the profile's own scheme wins a tie with its flips, and each flip one with the other forms.
 # An OpenVINO bf16 compile of the fp32 file (pipeline/precision.py) comes just before fp32 itself:
 # the same bytes, so it ships only when measurably faster and within the budgets.
 PREFERENCE = ("int8", PRUNED_FP32, INT8_WEIGHTS, BF16, "fp32")
+
+
+def preference(labels) -> list[str]:
+    """`labels` in ship order: PREFERENCE with the scheme variants, in the order given, after "int8"."""
+    variants = [label for label in labels if is_scheme_variant(label)]
+    order = [v for label in PREFERENCE for v in ([label, *variants] if label == "int8" else [label])]
+    return [label for label in order if label in labels]
 
 
 def int8_weights_apply(profile: TargetProfile) -> bool:
@@ -49,7 +59,7 @@ def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Bu
     batch = headline_batch(results, profile.benchmark.batch_sizes)
     weighed: dict[str, Any] = {}
     pays = False
-    for label in [label for label in PREFERENCE if label in results and label != "fp32"]:
+    for label in [label for label in preference(results) if label != "fp32"]:
         m = summarize_metrics(results, profile, label).document()
         pays = pays or compression_pays({**m, "shipped": label})
         weighed[label] = _weigh(results[label], m, budgets, batch)
@@ -57,14 +67,16 @@ def choose_artifact(results: dict[str, Any], profile: TargetProfile, budgets: Bu
         weighed["fp32"] = _weigh(results["fp32"], summarize_metrics(results, profile, "fp32").document(), budgets, batch)
     tie = profile.artifact.ship_tie
     shipped = pick_fastest(weighed, tie) if fastest else "int8"
-    return shipped, {"rule": profile.artifact.ship, "tie": tie, "candidates": weighed}
+    return shipped, {"rule": profile.artifact.ship, "tie": tie, "candidates": weighed,
+                     "reason": ship_reason(weighed, shipped, tie) if fastest else "ship = \"quantized\" ships int8"}
 
 
 def _weigh(result: dict[str, Any], m: dict[str, Any], budgets: Budgets, batch: str) -> dict[str, Any]:
     failed = sorted(k for k, v in evaluate(budgets, m).items() if not v.passed)
     p50, threads = _fastest_p50(result, batch)
     return {"p50_ms": m["p50_ms"], "selection_p50_ms": p50, "selection_threads": threads,
-            "bytes": m["bytes"], "accuracy": m.get("accuracy"), "failed_budgets": failed}
+            "bytes": m["bytes"], "accuracy": m.get("accuracy"), "min_sqnr_db": m.get("min_sqnr_db"),
+            "failed_budgets": failed}
 
 
 def pick_fastest(weighed: dict[str, dict[str, Any]], tie: float) -> str:
@@ -72,11 +84,28 @@ def pick_fastest(weighed: dict[str, dict[str, Any]], tie: float) -> str:
     of those failing the fewest budgets, the ones within `tie` of the lowest selection p50, of
     those the ones within `tie` of the smallest bytes, and of those the first in PREFERENCE."""
     fewest = min(len(c["failed_budgets"]) for c in weighed.values())
-    pool = [label for label in PREFERENCE if label in weighed and len(weighed[label]["failed_budgets"]) == fewest]
+    pool = [label for label in preference(weighed) if len(weighed[label]["failed_budgets"]) == fewest]
     fast = min(weighed[label]["selection_p50_ms"] for label in pool)
     fast_enough = [label for label in pool if weighed[label]["selection_p50_ms"] <= fast * (1 + tie)]
     small = min(weighed[label]["bytes"] for label in fast_enough)
     return next(label for label in fast_enough if weighed[label]["bytes"] <= small * (1 + tie))
+
+
+def ship_reason(weighed: dict[str, dict[str, Any]], shipped: str, tie: float) -> str:
+    """One sentence: why `shipped` won, in the numbers pick_fastest compared."""
+    c = weighed[shipped]
+    failing = f"fails {', '.join(c['failed_budgets'])} (fewest failures of any candidate); " if c["failed_budgets"] else ""
+    rivals = [label for label in weighed if label != shipped
+              and len(weighed[label]["failed_budgets"]) <= len(c["failed_budgets"])]
+    if not rivals:
+        return f"{failing}{shipped} is the only candidate passing as many budgets"
+    best = min(rivals, key=lambda label: weighed[label]["selection_p50_ms"])
+    ratio = weighed[best]["selection_p50_ms"] / c["selection_p50_ms"]
+    if ratio > 1 + tie:
+        return f"{failing}fastest: {c['selection_p50_ms']:.4g} ms, next {best} {ratio:.2f}x as slow"
+    return (f"{failing}{best} is within {tie:.0%} in speed ({c['selection_p50_ms']:.4g} vs "
+            f"{weighed[best]['selection_p50_ms']:.4g} ms), so equally fast: {shipped} is within {tie:.0%} of the "
+            "smallest of those and first in ship order")
 
 
 def _fastest_p50(result: dict[str, Any], batch: str) -> tuple[float, int | None]:

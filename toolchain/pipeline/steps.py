@@ -140,7 +140,7 @@ def prune(cache: StageCache, recipe: Recipe, data: Dataset, trained: Entry) -> E
     return cache.run(PRUNE, config, inputs, produce)
 
 
-EXPORT = StageSpec("export", ("toolchain.stages.export",), ExportConfig)
+EXPORT = StageSpec("export", ("toolchain.stages.export", "toolchain.torch_io"), ExportConfig)
 
 
 def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry, label: str) -> Entry:
@@ -158,7 +158,8 @@ def export(cache: StageCache, recipe: Recipe, data: Dataset, model_entry: Entry,
     return cache.run(EXPORT, config, inputs, produce, label)
 
 
-QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize", "toolchain.data.calibration"), QuantizeConfig)
+QUANTIZE = StageSpec("quantize", ("toolchain.stages.quantize", "toolchain.data.calibration",
+                                    "toolchain.stages.transformer_fusion"), QuantizeConfig)
 
 
 def quantize(cache: StageCache, cfg: QuantizeConfig, data: Dataset, src: Entry, stamp: dict, label: str) -> Entry:
@@ -209,7 +210,8 @@ def int8_weights(cache: StageCache, cfg: Int8WeightsConfig, src: Entry, label: s
 
 # The engines are imported by name (toolchain/runtime/__init__.py), which codehash cannot follow.
 _ENGINES = ("toolchain.runtime.ort_runtime", "toolchain.runtime.openvino_runtime")
-BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark", *_ENGINES), BenchConfig)
+BENCHMARK = StageSpec("benchmark", ("toolchain.stages.benchmark", "toolchain.stages.train", "toolchain.torch_io", *_ENGINES),
+                      BenchConfig)
 
 
 def benchmark(cache: StageCache, cfg: BenchConfig, src, candidates: dict[str, Entry], rebench: bool, label: str) -> Entry:

@@ -29,14 +29,14 @@ def ort_default_memory(runtime: RuntimeOptions) -> RuntimeOptions:
                           inter_op_threads=runtime.inter_op_threads)
 
 
-def _torch_runner(model, xb: np.ndarray):
+def _torch_runner(model, feed: dict[str, np.ndarray], names: tuple[str, ...]):
     import torch
 
-    t = torch.as_tensor(xb)
+    args = tuple(torch.as_tensor(feed[n]) for n in names)  # the model's inputs, in order
 
     def run():
         with torch.no_grad():
-            model(t)
+            model(*args)
 
     return run
 
@@ -69,10 +69,10 @@ def benchmark(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
         if r["load_seconds"] > spec.max_seconds:
             capped[label].append(f"session load took {r['load_seconds']:.1f} s, over the {spec.max_seconds:g} s cap")
     if torch_model is not None:
-        results[TORCH_EAGER] = _eager_accuracy(torch_model, feeds.arrays[feeds.names[0]], y)
+        results[TORCH_EAGER] = _eager_accuracy(torch_model, x, y)
         capped[TORCH_EAGER] = []
     for b in batches:
-        _time_batch(b, feeds.at_batch(b), feeds.names[0], sessions, fixed, results, capped, cfg, torch_model)
+        _time_batch(b, feeds.at_batch(b), feeds.names, sessions, fixed, results, capped, cfg, torch_model)
 
     if spec.thread_sweep:  # which thread count should the app use? (bench/threads.py)
         from toolchain.bench.threads import thread_sweep
@@ -130,18 +130,16 @@ def _load_all(candidates: dict[str, Path], x: np.ndarray | Feeds, y: np.ndarray 
     return sessions, results
 
 
-def _eager_accuracy(torch_model, x: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
-    import torch
-
+def _eager_accuracy(torch_model, x: np.ndarray | Feeds, y: np.ndarray | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"latency_ms": {}}
     if y is not None:
-        with torch.no_grad():
-            entry_acc = torch_model(torch.as_tensor(x)).argmax(1).numpy()
-        entry["accuracy"] = float((entry_acc == y).mean())
+        from toolchain.stages.train import accuracy
+
+        entry["accuracy"] = accuracy(torch_model, x, y)
     return entry
 
 
-def _time_batch(b: int, feed: dict, first_input: str, sessions: dict, fixed: dict, results: dict, capped: dict,
+def _time_batch(b: int, feed: dict, input_names: tuple[str, ...], sessions: dict, fixed: dict, results: dict, capped: dict,
                 cfg: BenchConfig, torch_model) -> None:
     """Time every session that takes batch `b` (interleaved), and torch eager paired with fp32."""
     fns = {}
@@ -157,7 +155,7 @@ def _time_batch(b: int, feed: dict, first_input: str, sessions: dict, fixed: dic
     if torch_model is not None and "fp32" in fns:
         # Its own rounds, paired with ORT fp32: eager's multi-ms calls between the ORT
         # candidates' moved a pruned model's ratio from 3.6-4.2x to 5.1-5.8x (2026-11-27).
-        pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, feed[first_input])}, cfg)
+        pair = _timed({"fp32": fns["fp32"], TORCH_EAGER: _torch_runner(torch_model, feed, input_names)}, cfg)
         results[TORCH_EAGER]["latency_ms"][str(b)] = pair.stats[TORCH_EAGER].to_dict()
         results[TORCH_EAGER].setdefault("fp32_p50_same_rounds", {})[str(b)] = pair.stats["fp32"].p50
         for label, what in pair.capped.items():

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from toolchain.config.stages import ExportConfig
+from toolchain.data.feeds import Feeds
 from toolchain.errors import ShapeMismatch, ToleranceExceeded, VerificationError
+from toolchain.torch_io import torch_inputs
 
 
-def export_onnx(model, example: np.ndarray, cfg: ExportConfig, dest: Path, dynamic_batch: bool = True) -> dict[str, Any]:
+def export_onnx(model, example: np.ndarray | Feeds, cfg: ExportConfig, dest: Path, dynamic_batch: bool = True) -> dict[str, Any]:
     """Write `model` to `dest` as a single ONNX file and return facts about what was written."""
     import logging
 
@@ -31,20 +33,22 @@ def export_onnx(model, example: np.ndarray, cfg: ExportConfig, dest: Path, dynam
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     if isinstance(model, torch.nn.Module):  # a torch.export ExportedProgram has no train/eval mode
         model = model.eval()
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    args, axes = torch_inputs(example, slice(0, 2)), _dynamic_axes(example, dynamic_batch)
     # The exporter prints progress to stdout; keep stdout clean for `--json` consumers.
     with contextlib.redirect_stdout(sys.stderr), torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)  # torch-internal
-        torch.onnx.export(
-            model,
-            (torch.as_tensor(example[:2]),),
-            str(dest),
-            dynamo=True,
-            external_data=False,
-            opset_version=cfg.opset,
-            dynamic_shapes=dynamic_shapes,
-            verbose=False,
-        )
+        if cfg.exporter == "torchscript":
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape arithmetic in forward()
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            names = list(example.names) if isinstance(example, Feeds) else ["x"]
+            torch.onnx.export(model, args, str(dest), dynamo=False, opset_version=cfg.opset, input_names=names,
+                              output_names=["output"], dynamic_axes={n: dict(a) for n, a in zip(names, axes)} or None)
+        else:
+            dims = {name: torch.export.Dim(name, min=1, max=4096) for a in axes for name in a.values()}
+            torch.onnx.export(model, args, str(dest), dynamo=True, external_data=False, opset_version=cfg.opset,
+                              dynamic_shapes=tuple({i: dims[n] for i, n in a.items()} for a in axes) if axes else None,
+                              verbose=False)
+    _stamp_transformer_dims(model, dest)
     side_files = [p.name for p in dest.parent.iterdir() if p.name.startswith(dest.name) and p != dest]
     if side_files:
         raise VerificationError(f"exporter wrote side files {side_files}", "the export must be one self-contained file")
@@ -61,6 +65,31 @@ def export_onnx(model, example: np.ndarray, cfg: ExportConfig, dest: Path, dynam
             f"set [export] opset = {opset} (what the exporter wrote)",
         ) from None
     return {"opset": _default_opset(onnx.load(str(dest))), "exporter_opset": opset, "ir_version": proto.ir_version}
+
+
+def _dynamic_axes(example, dynamic_batch: bool) -> list[dict[int, str]]:
+    """Per input, axis -> symbolic name: the batch (axis 0), and for a 2-D integer input (token
+    ids, attention mask) the sequence too, so one file takes any text length."""
+    if not dynamic_batch:
+        return []
+    arrays = [example.arrays[n] for n in example.names] if isinstance(example, Feeds) else [example]
+    return [{0: "batch", **({1: "sequence"} if a.ndim == 2 and a.dtype.kind in "iu" else {})} for a in arrays]
+
+
+def _stamp_transformer_dims(model, dest: Path) -> None:
+    """Record a transformer's `num_heads` / `hidden_size` attributes in the file: ORT's transformer
+    optimizer needs them and cannot always read them from the graph (stages/transformer_fusion.py)."""
+    from toolchain.stages.transformer_fusion import HEADS_KEY, HIDDEN_KEY
+
+    dims = {HEADS_KEY: getattr(model, "num_heads", None), HIDDEN_KEY: getattr(model, "hidden_size", None)}
+    if not all(isinstance(v, int) for v in dims.values()):
+        return
+    import onnx
+
+    proto = onnx.load(str(dest))
+    onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                        **{k: str(v) for k, v in dims.items()}})
+    onnx.save(proto, str(dest))
 
 
 def _default_opset(proto) -> int:
@@ -108,11 +137,13 @@ def check_parity(onnx_path: Path, model, x: np.ndarray, cfg: ExportConfig) -> di
     import onnxruntime as ort
     import torch
 
-    x = x[: cfg.parity_samples]
+    rows = slice(0, cfg.parity_samples)
     with torch.no_grad():
-        expected = model.eval()(torch.as_tensor(x)).numpy()
+        expected = model.eval()(*torch_inputs(x, rows)).numpy()
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    feed = ({n: np.ascontiguousarray(x.arrays[n][rows]) for n in x.names} if isinstance(x, Feeds)
+            else {sess.get_inputs()[0].name: x[rows]})
+    got = sess.run(None, feed)[0]
     if got.shape != expected.shape:
         raise ShapeMismatch(
             f"ONNX output shape {got.shape} != PyTorch output shape {expected.shape}",
@@ -125,4 +156,4 @@ def check_parity(onnx_path: Path, model, x: np.ndarray, cfg: ExportConfig) -> di
             "inspect unsupported ops, or raise [export] parity_atol if the difference is expected",
             max_abs_diff=diff,
         )
-    return {"max_abs_diff": diff, "samples": len(x)}
+    return {"max_abs_diff": diff, "samples": len(expected)}

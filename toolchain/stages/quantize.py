@@ -22,6 +22,7 @@ import numpy as np
 from toolchain.config.stages import QuantizeConfig
 from toolchain.config.target import QuantizeScheme
 from toolchain.data.feeds import Feeds, as_feeds
+from toolchain.stages.transformer_fusion import attention_count, fuse_transformer
 
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -198,9 +199,15 @@ def quantize(src: Path, calib_x: np.ndarray | Feeds, cfg: QuantizeConfig, dest: 
         pre = Path(tmp) / "pre.onnx"
         raw = Path(tmp) / "quant.onnx"
         if scheme.format != "none":
-            facts = pre_process(src, pre)
+            fused = Path(tmp) / "fused.onnx"
+            fusion = fuse_transformer(src, fused, scheme.fuse_transformer)
+            facts = {**pre_process(fused, pre), "transformer_fusion": fusion}
             # Stems are found in the pre-processed graph: those are the node names ORT's quantizer sees.
-            exclude, stems = excluded_nodes(onnx.load(str(pre), load_external_data=False), scheme, exclude)
+            model = onnx.load(str(pre), load_external_data=False)
+            exclude, stems = excluded_nodes(model, scheme, exclude)
+            # What a flipped scheme would change (pipeline/variants.py builds only flips that do).
+            facts["stem_convs"] = [n for n in stem_convs(model) if n not in cfg.nodes_to_exclude]
+            facts["attention_nodes"] = attention_count(model)
         QUANTIZERS[scheme.format](src, pre, raw, calib_x, cfg, exclude)
         stamp_onnx_metadata(raw, dest, stamp)
     return {"format": scheme.format, "calibration_samples": int(min(cfg.calibration_samples, len(calib_x))),

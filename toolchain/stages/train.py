@@ -8,6 +8,7 @@ from typing import Any
 
 from toolchain.config.stages import TrainConfig
 from toolchain.errors import BadInput
+from toolchain.torch_io import torch_inputs
 
 
 def seed_everything(seed: int) -> None:
@@ -49,7 +50,7 @@ def teacher_logits(teacher, x, batch_size: int = 512):
     teacher.eval()
     try:
         with torch.no_grad():
-            return torch.cat([teacher(torch.as_tensor(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+            return torch.cat([teacher(*torch_inputs(x, slice(i, i + batch_size))) for i in range(0, len(x), batch_size)])
     finally:
         teacher.train(was_training)
 
@@ -89,7 +90,7 @@ def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = T
     if copy_model:
         model = copy.deepcopy(model)
     model.train()
-    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    yt = torch.as_tensor(y)
     loss_fn = _loss_for(yt)
 
     def batch_loss(out, idx):
@@ -104,25 +105,37 @@ def fit(model, x, y, cfg: TrainConfig, desc: str = "train", copy_model: bool = T
 
         if ledger is None:
             raise ValueError("DP training needs the recipe's privacy ledger (privacy/budget.py plan_privacy)")
-        dp_fit(model, xt, cfg.epochs, cfg.batch_size, ledger, lambda params: make_optimizer(params, cfg), batch_loss, desc)
+        dp_fit(model, _one_input(x), cfg.epochs, cfg.batch_size, ledger, lambda params: make_optimizer(params, cfg), batch_loss, desc)
     else:
-        _minibatch_sgd(model, xt, cfg, batch_loss, desc)
+        _minibatch_sgd(model, x, len(yt), cfg, batch_loss, desc)
     model.eval()
     return model
 
 
-def _minibatch_sgd(model, xt, cfg: TrainConfig, batch_loss, desc: str) -> None:
+def _one_input(x):
+    """DP-SGD's per-sample gradients here take one input tensor; a multi-input model is refused."""
+    import torch
+
+    from toolchain.data.feeds import Feeds
+
+    if isinstance(x, Feeds):
+        raise BadInput("[train.privacy] supports single-input models; this one takes " + ", ".join(x.names),
+                       "train it without [train.privacy]")
+    return torch.as_tensor(x)
+
+
+def _minibatch_sgd(model, x, n: int, cfg: TrainConfig, batch_loss, desc: str) -> None:
     import torch
     from tqdm import tqdm
 
     opt = make_optimizer(model.parameters(), cfg)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling order is part of the seed
     for _ in tqdm(range(cfg.epochs), desc=desc, unit="epoch", disable=None, leave=False):
-        order = torch.randperm(len(xt), generator=gen)
-        for start in range(0, len(xt), cfg.batch_size):
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
             opt.zero_grad(set_to_none=True)
-            batch_loss(model(xt[idx]), idx).backward()
+            batch_loss(model(*torch_inputs(x, idx.numpy())), idx).backward()
             opt.step()
 
 
@@ -142,7 +155,7 @@ def accuracy(model, x, y, batch_size: int = 512) -> float:
     correct = 0
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            logits = model(torch.as_tensor(x[start : start + batch_size]))
+            logits = model(*torch_inputs(x, slice(start, start + batch_size)))
             correct += int((logits.argmax(1).numpy() == y[start : start + batch_size]).sum())
     return correct / max(len(x), 1)
 

@@ -1,0 +1,48 @@
+"""`edgeopt run` on a reduced tiny-bert recipe for cpu-server: both int8 forms of a transformer (QDQ
+and dynamic, each fused first) are built, measured and weighed; the report says what was fused."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolchain.config.recipe import Recipe
+from toolchain.pipeline.report import render_target
+from toolchain.pipeline.run import RunOptions, run_pipeline
+from toolchain.pipeline.ship import pick_fastest
+
+pytestmark = pytest.mark.slow
+DYNAMIC = "int8[format=dynamic]"
+
+
+def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_path, one_torch_thread):
+    recipe = Recipe.model_validate(
+        {
+            "name": "tiny-bert-fast",
+            "model": {"name": "tiny_bert", "kwargs": {"hidden": 32, "heads": 2}},
+            "data": {"name": "token_patterns", "kwargs": {"samples": 1200}},
+            "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3},
+            "prune": {"kind": "none"},
+            "export": {"exporter": "torchscript"},
+            "targets": ["cpu-server"],
+            "budgets": {
+                "all": {"max_size_ratio": 0.6}
+            },  # the QDQ form keeps fp32 embedding tables (0.44x measured)
+        }
+    )
+    result = run_pipeline(recipe, RunOptions(out_dir=tmp_path / "run", targets_dir=fast_targets_dir))
+    target = result.targets["cpu-server"]
+    m = target.metrics
+    weighed = m["selection"]["candidates"]
+    assert {"int8", DYNAMIC} <= set(weighed) and "int8[fp32_stem=false]" not in weighed  # no conv stem here
+    assert weighed["int8"]["scheme"]["format"] == "qdq" and weighed[DYNAMIC]["scheme"]["format"] == "dynamic"
+    assert weighed["int8"]["scheme"]["fused"] is True and weighed[DYNAMIC]["scheme"]["fused"] is True
+    for label in ("int8", DYNAMIC):
+        fused = m["transformer_fusion"][label]
+        assert fused["applied"] is True and fused["fused_ops"]["Attention"] == 2
+    assert m["shipped"] == pick_fastest(weighed, m["selection"]["tie"])
+    assert (
+        m["accuracy"] >= 0.6 and abs(m["accuracy_drop"]) <= 0.05
+    )  # chance is 0.25; measured 0.83 in test_zoo
+    text = render_target("cpu-server", target)
+    assert "transformer fusion (int8): EmbedLayerNormalization 1, Attention 2" in text
+    assert f"candidate {DYNAMIC}: dynamic" in text and "transformer-fused" in text
