@@ -72,8 +72,10 @@ def convert_config(profile: TargetProfile) -> ConvertConfig:
     return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(include=set(CONVERTER_KEYS)))
 
 
-def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
-                 rebench: bool = False, sign_key: Path | None = None) -> TargetResult:
+def prepare_target(cache: StageCache, src: ModelSource, profile: TargetProfile) -> tuple[Entry, dict[str, Entry], Entry]:
+    """The deterministic per-target stages, everything before the benchmark: quantize, convert
+    every candidate, compare each with fp32. -> (quantized, candidates, fidelity). `edgeopt batch`
+    runs this on any worker and leaves the timing to a node of its own."""
     from toolchain.package import metadata_props_for
     from toolchain.pipeline import steps
 
@@ -82,11 +84,19 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     stamp = metadata_props_for(src.name, name, src.recipe_hash, list(src.data.labels), src.data.preprocessing)
     quantized = steps.quantize(cache, qcfg, src.data, src.compressed_onnx, stamp, label=f"quantize[{name}]")
     candidates = _candidates(cache, src, profile, quantized, stamp)
+    compressed = {label: e for label, e in candidates.items() if label != "fp32"}
+    fid = steps.fidelity(cache, profile.runtime, src, candidates["fp32"], compressed, label=f"fidelity[{name}]")
+    return quantized, candidates, fid
+
+
+def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
+                 rebench: bool = False, sign_key: Path | None = None) -> TargetResult:
+    from toolchain.pipeline import steps
+
+    name = profile.name
+    quantized, candidates, fid = prepare_target(cache, src, profile)
     fp32_art = candidates["fp32"]
     bench = steps.benchmark(cache, bench_config(profile), src, candidates, rebench=rebench, label=f"benchmark[{name}]")
-
-    compressed = {label: e for label, e in candidates.items() if label != "fp32"}
-    fid = steps.fidelity(cache, profile.runtime, src, fp32_art, compressed, label=f"fidelity[{name}]")
     fidelity = {**fid.record["results"], "fp32": REFERENCE_FIDELITY}
     results = {label: {**r, **({"fidelity": fidelity[label]} if label in fidelity else {})}
                for label, r in bench.record["results"].items()}
