@@ -47,17 +47,19 @@ def run_name(spec: Spec, target: str) -> str:
 
 
 def check_cache_writable(path: Path) -> None:
-    import tempfile
+    """Refuse a cache that cannot be written, without creating anything: the nearest existing
+    folder on the way must be a writable directory."""
+    import os
 
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is not a directory" if not existing.is_dir() else "is not writable"
         raise BadInput(
-            f"cache directory {path} is not writable ({err.strerror or err})",
+            f"cache directory {path} is not writable ({existing} {problem})",
             "pass a writable --cache (every node must mount it)",
-        ) from None
+        )
 
 
 def preflight(specs: list[Spec], opts: BatchOptions) -> tuple[dict[str, TargetProfile], dict[str, Any]]:
@@ -129,17 +131,18 @@ def run_batch(specs: list[Spec], opts: BatchOptions) -> dict[str, Any]:
     profiles, gate = preflight(specs, opts)
     check_cache_writable(opts.cache)
     graph = plan(specs, profiles, opts)
-    with run_lock(opts.out_dir):
-        started = time.perf_counter()
-        executor = make_executor(opts.executor, opts.workers, opts.ray_address)
-        try:
+    executor = make_executor(
+        opts.executor, opts.workers, opts.ray_address
+    )  # a bad address: before any output
+    try:
+        with run_lock(opts.out_dir):
+            started = time.perf_counter()
             outcomes = run_graph(executor, graph, log_to_stderr)
-        finally:
-            executor.close()
-        wall = time.perf_counter() - started
-        doc = batch_document(specs, profiles, opts, outcomes, gate, wall)
-        write_text_atomic(Path(opts.out_dir) / "summary.md", render_summary(doc) + "\n")
-        write_json_atomic(Path(opts.out_dir) / "batch.json", doc)
+            doc = batch_document(specs, profiles, opts, outcomes, gate, time.perf_counter() - started)
+            write_text_atomic(Path(opts.out_dir) / "summary.md", render_summary(doc) + "\n")
+            write_json_atomic(Path(opts.out_dir) / "batch.json", doc)
+    finally:
+        executor.close()
     return doc
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,16 +63,27 @@ def run_task(fn: Callable[..., Any], args: tuple) -> dict[str, Any]:
     """The body every worker runs. Torch gets one thread per task: results then do not depend on
     where a task ran (training on 1 and on 2 threads gives different weights, measured), and one
     task per core is the parallelism the pool provides."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    restore = _one_torch_thread()
     started = time.perf_counter()
     try:
         value = fn(*args)
     finally:
-        torch.set_num_threads(before)
+        restore()
     return {"value": value, "seconds": time.perf_counter() - started, "host": where()}
+
+
+def _one_torch_thread() -> Callable[[], None]:
+    """Pin torch to one thread; returns how to undo it. A fresh worker has not imported torch
+    yet (a task that never uses it should not pay for importing it): OMP_NUM_THREADS, which
+    torch reads at import, does the same there."""
+    if "torch" not in sys.modules:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        return lambda: None
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return lambda: torch.set_num_threads(before)
 
 
 class Executor(Protocol):

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from toolchain.errors import BadInput
-from toolchain.executor import MAX_RETRIES, Task, WorkerLost, run_task
+from toolchain.executor import Task, WorkerLost, run_task
 
 CONNECT_SECONDS = 20.0  # the address answered a TCP connect, but joining it may still stall
 
@@ -60,9 +60,10 @@ class RayExecutor:
         if address and address != "auto":
             check_reachable(address)
         self._init(address)
-        # Ray retries a task whose worker or node died (max_retries); an exception the task
-        # itself raised is not retried: it would raise again.
-        self._remote = self.ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_ray_task)
+        # No retries inside Ray: run_graph retries a task whose worker or node died (WorkerLost),
+        # bounded by MAX_RETRIES and counted in the batch's task table; an exception the task
+        # itself raised is never retried: it would raise again.
+        self._remote = self.ray.remote(max_retries=0, retry_exceptions=False)(_ray_task)
 
     def _init(self, address: str | None) -> None:
         failure: list[BaseException] = []
@@ -120,12 +121,7 @@ class RayExecutor:
         except exceptions.RayTaskError as err:  # the task's own exception: raise it as itself
             cause = getattr(err, "cause", None)
             raise (cause if isinstance(cause, BaseException) else err) from None
-        except (
-            exceptions.WorkerCrashedError,
-            exceptions.NodeDiedError,
-            exceptions.ObjectLostError,
-            exceptions.OwnerDiedError,
-        ) as err:
+        except exceptions.RayError as err:  # the worker, its node or the task's owner went away
             raise WorkerLost(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
 
     def close(self) -> None:
