@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,104 +23,14 @@ from conftest import require_extra
 pytestmark = pytest.mark.slow
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def _node_ports() -> list[str]:
-    """Every port a node listens on, chosen free: other Ray clusters may run on this machine."""
-    agent, grpc, runtime_env, metrics, client = _free_ports(5)
-    return [
-        f"--dashboard-agent-listen-port={agent}",
-        f"--dashboard-agent-grpc-port={grpc}",
-        f"--runtime-env-agent-port={runtime_env}",
-        f"--metrics-export-port={metrics}",
-        f"--ray-client-server-port={client}",
-    ]
-
-
-class Cluster:
-    """A head and a worker node, each `ray start`ed in its own process group, so a node is
-    killed (and the cluster torn down) by group id without touching anyone else's Ray."""
-
-    def __init__(self):
-        self.ray = str(Path(sys.executable).parent / "ray")
-        self.port = _free_ports(1)[0]
-        self.address = f"127.0.0.1:{self.port}"
-        self.groups: dict[str, int] = {}
-        self.dirs: list[str] = []
-
-    def _start(self, role: str, *args: str) -> None:
-        temp = tempfile.mkdtemp(prefix=f"r{role[0]}", dir="/tmp")  # Ray's socket paths must stay short
-        self.dirs.append(temp)
-        proc = subprocess.run(
-            [
-                self.ray,
-                "start",
-                *args,
-                "--num-cpus",
-                "1",
-                "--node-ip-address=127.0.0.1",
-                f"--temp-dir={temp}",
-                "--disable-usage-stats",
-                *_node_ports(),
-            ],
-            env=subprocess_env(),
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-            start_new_session=True,
-        )
-        # `ray start` exits once its daemons run; they keep its process group, whose id is its pid.
-        self.groups[role] = self._group_of(temp)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-
-    @staticmethod
-    def _group_of(temp: str) -> int:
-        import psutil
-
-        for p in psutil.process_iter(["cmdline"]):
-            if any(temp in part for part in p.info["cmdline"] or ()):
-                return os.getpgid(p.pid)
-        raise AssertionError(f"no Ray process found for {temp}")
-
-    def start(self) -> None:
-        self._start(
-            "head",
-            "--head",
-            f"--port={self.port}",
-            "--include-dashboard=false",
-            f"--dashboard-port={_free_ports(1)[0]}",
-        )
-        self._start("worker", f"--address={self.address}")
-
-    def kill(self, role: str) -> None:
-        group = self.groups.pop(role, None)
-        if group is not None:
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    def stop(self) -> None:
-        for role in list(self.groups):
-            self.kill(role)
-
-
 @pytest.fixture
 def cluster():
     require_extra("ray", "ray")
-    c = Cluster()
+    from toolchain.executor.ray_local import LocalRayCluster
+
+    c = LocalRayCluster(subprocess_env(), cpus_per_node=1)
     try:
-        c.start()
-        yield c
+        yield c.start(workers=1)
     finally:
         c.stop()
 
@@ -155,7 +60,7 @@ def test_ray_batch_survives_a_lost_node_and_matches_a_sequential_run(cluster, tm
     )
     try:
         _first_entry(ray_out / "cache", "train", timeout=600)  # both nodes busy with the shared stages
-        cluster.kill("worker")
+        cluster.kill("worker0")
         out, err = proc.communicate(timeout=1800)
     finally:
         if proc.poll() is None:

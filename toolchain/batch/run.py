@@ -155,6 +155,7 @@ def _task_rows(outcomes: dict[str, TaskOutcome]) -> list[dict[str, Any]]:
             "overhead": round(max(o.wall - o.seconds, 0.0), 3),
             "host": o.host,
             "attempts": o.attempts,
+            "done_at": round(o.done_at, 3),
         }
         for o in outcomes.values()
     ]

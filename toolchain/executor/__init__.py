@@ -43,9 +43,10 @@ class TaskOutcome:
     key: str
     value: Any
     seconds: float  # the task's own work, measured where it ran
-    wall: float  # submit -> result, seen from the driver: wall - seconds is the scheduling overhead
+    wall: float  # submit -> result, seen from the driver: wall - seconds is queueing plus scheduling overhead
     host: dict[str, Any] = field(default_factory=dict)
     attempts: int = 1
+    done_at: float = 0.0  # seconds since the graph started: when the driver had the result
 
 
 class WorkerLost(Exception):
@@ -129,6 +130,7 @@ def run_graph(
     done: dict[str, TaskOutcome] = {}
     running: dict[Any, tuple[Task, float]] = {}
     attempts: dict[str, int] = {}
+    began = time.perf_counter()
     while pending or running:
         busy = any(t.timing_target is None for t in pending.values()) or any(
             t.timing_target is None for t, _ in running.values()
@@ -157,13 +159,15 @@ def run_graph(
                 log(f"task {task.key}: worker lost ({err}); retrying")
                 pending[task.key] = task
                 continue
+            now = time.perf_counter()
             outcome = TaskOutcome(
                 task.key,
                 result["value"],
                 result["seconds"],
-                time.perf_counter() - submitted,
+                now - submitted,
                 result["host"],
                 attempts[task.key],
+                done_at=now - began,
             )
             done[task.key] = outcome
             log(

@@ -1,0 +1,114 @@
+"""A throwaway Ray cluster on this machine: a head and worker nodes started with `ray start`,
+each with its own CPU share and temp dir, on 127.0.0.1 and free ports. For the tests and
+benchmarks/batch_scaling.py; a real cluster is started by its operators.
+
+Each node's `ray start` runs in its own process group (its daemons keep it), so a node is killed,
+and the cluster torn down, by group id: never `ray stop`, which stops every Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _node_ports() -> list[str]:
+    """Every port a node listens on, chosen free: other Ray clusters may run on this machine."""
+    agent, grpc, runtime_env, metrics, client = free_ports(5)
+    return [
+        f"--dashboard-agent-listen-port={agent}",
+        f"--dashboard-agent-grpc-port={grpc}",
+        f"--runtime-env-agent-port={runtime_env}",
+        f"--metrics-export-port={metrics}",
+        f"--ray-client-server-port={client}",
+    ]
+
+
+class LocalRayCluster:
+    def __init__(self, env: dict[str, str] | None = None, cpus_per_node: int = 1, head_cpus: int | None = None):
+        self.ray = str(Path(sys.executable).parent / "ray")
+        self.port = free_ports(1)[0]
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {**(env or os.environ), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.cpus = cpus_per_node
+        self.head_cpus = cpus_per_node if head_cpus is None else head_cpus  # 0: the head only schedules
+        self.groups: dict[str, int] = {}
+
+    def _start(self, role: str, cpus: int, *args: str) -> None:
+        temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
+        proc = subprocess.run(
+            [
+                self.ray,
+                "start",
+                *args,
+                f"--num-cpus={cpus}",
+                "--node-ip-address=127.0.0.1",
+                f"--temp-dir={temp}",
+                "--disable-usage-stats",
+                *_node_ports(),
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            start_new_session=True,
+        )
+        group = _group_of(temp)
+        if group is not None:
+            self.groups[role] = group
+        if proc.returncode != 0:
+            raise RuntimeError(f"ray start {role} failed: {proc.stderr[-2000:]}")
+
+    def start(self, workers: int = 1) -> LocalRayCluster:
+        """The head (which also runs tasks) plus `workers` more nodes."""
+        self._start(
+            "head",
+            self.head_cpus,
+            "--head",
+            f"--port={self.port}",
+            "--include-dashboard=false",
+            f"--dashboard-port={free_ports(1)[0]}",
+        )
+        for i in range(workers):
+            self._start(f"worker{i}", self.cpus, f"--address={self.address}")
+        return self
+
+    def kill(self, role: str) -> None:
+        group = self.groups.pop(role, None)
+        if group is not None:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def stop(self) -> None:
+        for role in list(self.groups):
+            self.kill(role)
+
+
+def _group_of(temp: str) -> int | None:
+    import psutil
+
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(temp in part for part in p.info["cmdline"] or ()):
+                return os.getpgid(p.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return None
