@@ -16,7 +16,7 @@ def _targets(ctx, param, value: str | None) -> tuple[str, ...]:
 
 
 @click.command("batch")
-@click.argument("specs", nargs=-1, required=True)
+@click.argument("specs", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--targets", "targets", required=True, callback=_targets, help="Comma-separated target names: T1,T2."
 )
