@@ -16,7 +16,7 @@ from typing import Any
 from toolchain.errors import BadInput
 from toolchain.executor import Task, WorkerLost, run_task
 
-CONNECT_SECONDS = 20.0  # the address answered a TCP connect, but joining it may still stall
+CONNECT_SECONDS = 90.0  # the address accepted a TCP connect (a Ray head, most likely): joining it is slow on a loaded machine
 
 
 def import_ray():
@@ -80,6 +80,15 @@ class RayExecutor:
             except Exception as err:  # noqa: BLE001 - reported below as one line
                 failure.append(err)
 
+        if not address:  # starting Ray here: slow on a loaded machine, and a timeout would orphan it
+            connect()
+            if failure:
+                raise BadInput(
+                    f"cannot start Ray locally ({type(failure[0]).__name__}: "
+                    f"{str(failure[0]).splitlines()[0]})",
+                    "see `ray start --head` for the cause",
+                )
+            return
         thread = threading.Thread(target=connect, daemon=True)
         thread.start()
         thread.join(CONNECT_SECONDS)
@@ -90,7 +99,7 @@ class RayExecutor:
                 else f"no answer in {CONNECT_SECONDS:.0f} s"
             )
             raise BadInput(
-                f"cannot join the Ray cluster at {address or 'a new local cluster'} ({reason})",
+                f"cannot join the Ray cluster at {address} ({reason})",
                 "check the address (`ray status` on the head), or drop --ray-address to run locally",
             )
 

@@ -27,9 +27,10 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def _node_ports() -> list[str]:
-    """Every port a node listens on, chosen free: other Ray clusters may run on this machine."""
-    agent, grpc, runtime_env, metrics, client = free_ports(5)
+def _node_ports(ports: list[int]) -> list[str]:
+    """Every port a node listens on, chosen free (other Ray clusters may run on this machine) and
+    all distinct: five taken from `ports`."""
+    agent, grpc, runtime_env, metrics, client = (ports.pop() for _ in range(5))
     return [
         f"--dashboard-agent-listen-port={agent}",
         f"--dashboard-agent-grpc-port={grpc}",
@@ -40,9 +41,12 @@ def _node_ports() -> list[str]:
 
 
 class LocalRayCluster:
-    def __init__(self, env: dict[str, str] | None = None, cpus_per_node: int = 1, head_cpus: int | None = None):
+    def __init__(
+        self, env: dict[str, str] | None = None, cpus_per_node: int = 1, head_cpus: int | None = None
+    ):
         self.ray = str(Path(sys.executable).parent / "ray")
-        self.port = free_ports(1)[0]
+        self._ports = free_ports(40)  # every port of the cluster at once: distinct by construction
+        self.port = self._ports.pop()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {**(env or os.environ), "RAY_USAGE_STATS_ENABLED": "0"}
         self.cpus = cpus_per_node
@@ -60,7 +64,7 @@ class LocalRayCluster:
                 "--node-ip-address=127.0.0.1",
                 f"--temp-dir={temp}",
                 "--disable-usage-stats",
-                *_node_ports(),
+                *_node_ports(self._ports),
             ],
             env=self.env,
             capture_output=True,
@@ -83,8 +87,9 @@ class LocalRayCluster:
             "--head",
             f"--port={self.port}",
             "--include-dashboard=false",
-            f"--dashboard-port={free_ports(1)[0]}",
+            f"--dashboard-port={self._ports.pop()}",
         )
+        _wait_listening(self.port)
         for i in range(workers):
             self._start(f"worker{i}", self.cpus, f"--address={self.address}")
         return self
@@ -112,3 +117,18 @@ def _group_of(temp: str) -> int | None:
         except (ProcessLookupError, psutil.Error):
             continue
     return None
+
+
+def _wait_listening(port: int, seconds: float = 120.0) -> None:
+    """`ray start --head` returns before its GCS may accept connections on a loaded machine."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head's GCS does not listen on port {port}") from None
+            time.sleep(0.5)
