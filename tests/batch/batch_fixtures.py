@@ -27,8 +27,10 @@ def tiny_recipe(name: str, dest_dir: Path) -> Path:
 
 
 def subprocess_env() -> dict[str, str]:
+    from toolchain.executor.ray_local import cluster_env
+
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "RAY_USAGE_STATS_ENABLED": "0"}
+    return cluster_env({**os.environ, "PYTHONPATH": path})
 
 
 def batch_argv(specs: list[Path], out: Path, targets_dir: Path, *extra: str) -> list[str]:

@@ -40,6 +40,13 @@ def _node_ports(ports: list[int]) -> list[str]:
     ]
 
 
+def cluster_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the cluster's nodes and of drivers joining it. Token authentication
+    off: Ray 2.60 keeps one token in ~/.ray/auth_token, which a second throwaway cluster started
+    on this machine (a parallel test, another user) overwrites, locking the first one's nodes out."""
+    return {**(env or os.environ), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 class LocalRayCluster:
     def __init__(
         self, env: dict[str, str] | None = None, cpus_per_node: int = 1, head_cpus: int | None = None
@@ -48,7 +55,7 @@ class LocalRayCluster:
         self._ports = free_ports(40)  # every port of the cluster at once: distinct by construction
         self.port = self._ports.pop()
         self.address = f"127.0.0.1:{self.port}"
-        self.env = {**(env or os.environ), "RAY_USAGE_STATS_ENABLED": "0"}
+        self.env = cluster_env(env)
         self.cpus = cpus_per_node
         self.head_cpus = cpus_per_node if head_cpus is None else head_cpus  # 0: the head only schedules
         self.groups: dict[str, int] = {}
