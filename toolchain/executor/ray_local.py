@@ -87,7 +87,14 @@ class LocalRayCluster:
             raise RuntimeError(f"ray start {role} failed: {proc.stderr[-2000:]}")
 
     def start(self, workers: int = 1) -> LocalRayCluster:
-        """The head (which also runs tasks) plus `workers` more nodes."""
+        """The head (which also runs tasks) plus `workers` more nodes; on failure nothing is left running."""
+        try:
+            return self._start_nodes(workers)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_nodes(self, workers: int) -> LocalRayCluster:
         self._start(
             "head",
             self.head_cpus,
