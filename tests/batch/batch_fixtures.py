@@ -77,3 +77,23 @@ def cache_digest(cache: Path) -> dict[str, str]:
                 if f.is_file() and f.name != "record.json":
                     digest[str(f.relative_to(cache))] = hashlib.sha256(f.read_bytes()).hexdigest()
     return digest
+
+
+def first_last_difference(a: bytes, b: bytes) -> tuple[int, int] | None:
+    diffs = [i for i in range(min(len(a), len(b))) if a[i] != b[i]]
+    return (diffs[0], diffs[-1]) if diffs else None
+
+
+def same_outputs(a: Path, b: Path, seed: int = 0) -> bool:
+    """Both models give bitwise-equal outputs on the same seeded input (dynamic dims as 1)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (a, b)]
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in sessions[0].get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
+        feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    first, second = (s.run(None, feeds) for s in sessions)
+    return all(np.array_equal(x, y) for x, y in zip(first, second, strict=True))
