@@ -127,8 +127,8 @@ def _specs(smoke: bool, folder: Path) -> tuple[list[Path], Path | None]:
     return [tiny_recipe(n, folder) for n in ("tabular-mlp", "digits-cnn")], targets
 
 
-def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} [{min(values):.1f}, {max(values):.1f}]"
+def _spread(values: list[float], digits: int = 1) -> str:
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
 def summarize(rows: list[dict], overhead: list[dict]) -> dict:
@@ -154,8 +154,8 @@ def render(doc: dict) -> str:
     for mode, runs in s["by_mode"].items():
         lines.append(
             f"| {mode} | {_spread([r['wall_s'] for r in runs])} | {_spread([r['parallel_part_s'] for r in runs])} | "
-            f"{_spread([r['benchmark_part_s'] for r in runs])} | {_spread([r['slot_utilisation'] for r in runs])} | "
-            f"{_spread([r['machine_cpu_busy'] for r in runs])} | {sum(r['retried'] for r in runs)} |"
+            f"{_spread([r['benchmark_part_s'] for r in runs])} | {_spread([r['slot_utilisation'] for r in runs], 2)} | "
+            f"{_spread([r['machine_cpu_busy'] for r in runs], 2)} | {sum(r['retried'] for r in runs)} |"
         )
     lines += [
         "",
@@ -213,6 +213,11 @@ def main() -> None:
         "rows": rows,
         "summary": summarize(rows, overhead),
     }
+    if args.smoke:
+        doc["note"] = (
+            "Smoke run: tiny recipes, short benchmark profiles, one round, on a machine shared with other "
+            "jobs (load average > 10): it proves the script runs; its times are not a measurement of the goals."
+        )
     stem = "batch_scaling.smoke" if args.smoke else "batch_scaling"
     write_json_atomic(RESULTS / f"{stem}.json", doc)
     write_text_atomic(RESULTS / f"{stem}.md", render(doc))
