@@ -148,6 +148,7 @@ def render(doc: dict) -> str:
         "",
         f"CPU: {doc['host']['cpu']}, {doc['host']['cores']} cores. Command: `{doc['command']}`",
         "",
+        *([doc["note"], ""] if doc.get("note") else []),
         "| mode | wall s | parallel part s | benchmark part s | slot utilisation | machine CPU busy | retried |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
