@@ -7,13 +7,14 @@ interrupted run never leaves a half-written artifact where a later run would tru
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,32 @@ def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def publish_dir(dest: str | os.PathLike, complete: Callable[[Path], bool]) -> Iterator[Path]:
+    """Like atomic_dir, for immutable entries that several processes (or nodes sharing a
+    directory) may build at once: build in a temp sibling, then rename it into place. When a
+    complete `dest` is already there another writer published the same content first: keep
+    theirs, drop ours; a reader of `dest` never sees it removed or half-written. A `dest` that
+    is not `complete` (left by an older, non-atomic writer) is replaced."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    _honour_umask(tmp, directory=True)
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, dest)  # atomic; fails, rather than replaces, when dest is a non-empty directory
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if not complete(dest):
+                shutil.rmtree(dest, ignore_errors=True)
+                os.rename(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -6,18 +6,21 @@ that is not a flat mapping of tensors, so a crafted file cannot smuggle objects 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from toolchain.errors import ModelLoadError, missing_file
-from toolchain.fsio import atomic_path
+from toolchain.fsio import write_bytes_atomic
 
 
 def save_state_dict(model, dest: Path) -> Path:
     import torch
 
-    with atomic_path(dest) as tmp:
-        torch.save({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    return dest
+    # Saved through a buffer: torch.save names the archive's root folder after the file it writes,
+    # and the temp file's random name made two saves of the same weights differ in bytes.
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, buffer)
+    return write_bytes_atomic(dest, buffer.getvalue())
 
 
 def state_dict_sha256(path: Path) -> str:

@@ -15,12 +15,25 @@ from pathlib import Path
 import click
 
 from toolchain import __version__
-from toolchain.cli import arm, bench, compress, drift, gate, mobile, package, registry, run, search, targets
+from toolchain.cli import (
+    arm,
+    batch,
+    bench,
+    compress,
+    drift,
+    gate,
+    mobile,
+    package,
+    registry,
+    run,
+    search,
+    targets,
+)
 from toolchain.cli.options import log_dir, log_into
 from toolchain.errors import EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_OK, EdgeoptError
 
 # A new command group is one module with a COMMANDS list plus one entry here.
-COMMAND_MODULES = (run, compress, targets, bench, gate, package, mobile, search, arm, registry, drift)
+COMMAND_MODULES = (run, compress, batch, targets, bench, gate, package, mobile, search, arm, registry, drift)
 
 # Faults of the machine or of the paths a user gave, not of edgeopt: exit 2 naming the path.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT,

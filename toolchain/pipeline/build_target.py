@@ -78,8 +78,24 @@ def convert_config(profile: TargetProfile) -> ConvertConfig:
     return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(include=set(CONVERTER_KEYS)))
 
 
-def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
-                 rebench: bool = False, sign_key: Path | None = None) -> TargetResult:
+@dataclass(frozen=True)
+class Prepared:
+    """A target's stages before the benchmark: the int8 forms per scheme, every candidate the
+    engine can run (and why the others were skipped), their runtimes and fidelity against fp32."""
+
+    quantized: Entry
+    schemes: dict[str, Any]
+    int8_forms: dict[str, Entry]
+    candidates: dict[str, Entry]
+    skipped: dict[str, str]
+    runtimes: dict[str, Any]
+    fidelity: Entry
+
+
+def prepare_target(cache: StageCache, src: ModelSource, profile: TargetProfile) -> Prepared:
+    """The deterministic per-target stages, everything before the benchmark: quantize (every
+    scheme variant), convert every candidate, compare each with fp32. `edgeopt batch` runs this
+    on any worker and leaves the timing to a node of its own."""
     from toolchain.package import metadata_props_for
     from toolchain.pipeline import steps
 
@@ -95,20 +111,30 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
                   for label, scheme in schemes.items()}
     candidates, skipped = _engine_candidates(profile, _candidates(cache, src, profile, int8_forms, stamp))
     runtimes = candidate_runtimes(profile, candidates)
-    fp32_art = candidates["fp32"]
-    bench = steps.benchmark(cache, bench_config(profile, runtimes), src, candidates, rebench=rebench,
-                            label=f"benchmark[{name}]")
-
     compressed = {label: e for label, e in candidates.items() if label != "fp32"}
-    fid = steps.fidelity(cache, profile.runtime, src, fp32_art, compressed, label=f"fidelity[{name}]",
+    fid = steps.fidelity(cache, profile.runtime, src, candidates["fp32"], compressed, label=f"fidelity[{name}]",
                          candidate_runtime=runtimes)
+    return Prepared(quantized, schemes, int8_forms, candidates, skipped, runtimes, fid)
+
+
+def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, out_dir: Path,
+                 rebench: bool = False, sign_key: Path | None = None) -> TargetResult:
+    from toolchain.pipeline import steps
+
+    name = profile.name
+    prep = prepare_target(cache, src, profile)
+    quantized, schemes, int8_forms, candidates = prep.quantized, prep.schemes, prep.int8_forms, prep.candidates
+    fp32_art = candidates["fp32"]
+    bench = steps.benchmark(cache, bench_config(profile, prep.runtimes), src, candidates, rebench=rebench,
+                            label=f"benchmark[{name}]")
+    fid = prep.fidelity
     fidelity = {**fid.record["results"], "fp32": REFERENCE_FIDELITY}
     results = {label: {**r, **({"fidelity": fidelity[label]} if label in fidelity else {})}
                for label, r in bench.record["results"].items()}
     budgets = with_default_fidelity(src.budgets(name, profile.budgets), labelled=src.data.y_test is not None)
     shipped, selection = choose_artifact(results, profile, budgets)
-    if skipped:  # candidates the engine could not compile, and why (the report lists them)
-        selection["skipped"] = skipped
+    if prep.skipped:  # candidates the engine could not compile, and why (the report lists them)
+        selection["skipped"] = prep.skipped
     for label, weighed in selection["candidates"].items():  # the report names each candidate's scheme
         weighed["scheme"] = (describe_scheme(schemes[label], int8_forms[label].record) if label in schemes
                              else FORM_SCHEMES.get(label, label))

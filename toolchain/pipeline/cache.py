@@ -7,7 +7,9 @@ finds every key and skips the work; changing one knob changes the keys of that s
 everything downstream (their input hashes change), and nothing else.
 
 Entries are built in a temp directory and renamed into place, so a killed run never leaves
-an entry that a later run would trust.
+an entry that a later run would trust; when two processes (batch workers, nodes sharing the
+directory) build the same key at once, the first rename wins and the other's copy is dropped,
+so a published entry is never replaced under a reader (fsio.publish_dir).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain import __version__
-from toolchain.fsio import atomic_dir, sha256_json
+from toolchain.fsio import publish_dir, sha256_json
 from toolchain.pipeline.codehash import code_fingerprint
 
 RECORD = "record.json"
@@ -105,9 +107,11 @@ class StageCache:
             return Entry(stage.name, key, entry_dir, json.loads(record_path.read_text()), hit=True)
         self.log(f"{label}: running")
         started = time.perf_counter()
-        with atomic_dir(entry_dir) as tmp:
+        with publish_dir(entry_dir, lambda d: (d / RECORD).is_file()) as tmp:
             record = dict(produce(tmp))
             (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
+        # Another process may have published this key first (its entry is kept): return what is there.
+        record = json.loads(record_path.read_text())
         self.log(f"{label}: done in {time.perf_counter() - started:.1f} s")
         self.events.append((label, "run"))
         return Entry(stage.name, key, entry_dir, record, hit=False)

@@ -28,6 +28,7 @@ class RunOptions:
     targets_dir: Path | None = None
     rebench: bool = False  # re-measure even when a benchmark for these exact artifacts is cached
     sign_key: Path | None = None  # Ed25519 private key: published packages are signed with it
+    cache_dir: Path | None = None  # None: <out_dir>/cache; `edgeopt batch` shares one across its runs
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def resolve_targets(recipe: Recipe, opts: RunOptions) -> dict[str, TargetProfile
     return profiles
 
 
-def _preflight(recipe: Recipe, opts: RunOptions) -> None:
+def preflight(recipe: Recipe, opts: RunOptions) -> None:
     """Resolve the model and dataset names and read the signing key now, so a typo costs no
     training and leaves no files."""
     from toolchain.config.zoo import resolve_factory
@@ -89,15 +90,16 @@ _STRUCTURE_KEYS = ("params_before", "params_after", "macs_before", "macs_after",
 
 def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
     profiles = resolve_targets(recipe, opts)  # bad names fail before any work or any output
-    _preflight(recipe, opts)
+    preflight(recipe, opts)
     with run_lock(opts.out_dir):
         return _run(recipe, opts, profiles)
 
 
-def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -> RunResult:
+def model_source(cache: StageCache, recipe: Recipe) -> tuple[ModelSource, dict[str, Any]]:
+    """The recipe's shared stages (train, prune, export fp32 and pruned), cached: the per-target
+    stages start from what this returns. Also the run's baseline facts."""
     from toolchain.pipeline import steps
 
-    cache = StageCache(Path(opts.out_dir) / "cache")
     data = steps.dataset(recipe)
     if recipe.quantize.calibration_data not in ("train", "synthetic"):  # a wrong file fails before training
         from toolchain.data.calibration import calibration_inputs
@@ -123,14 +125,24 @@ def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -
         package=recipe.package,
         privacy=pruned.record.get("privacy"),  # after the fine-tunes: the whole recipe's spend
     )
-    results = {name: build_target(cache, source, profile, Path(opts.out_dir), opts.rebench, opts.sign_key)
-               for name, profile in profiles.items()}
     baseline = {"fp32_onnx": str(steps.artifact_path(fp32_onnx).resolve()),
                 "torch_accuracy": trained.record["accuracy"], "pruned_torch_accuracy": pruned.record["accuracy"],
                 "sparsity": pruned.record.get("sparsity"), "export": fp32_onnx.record, "host": host_info()}
     if pruned.record.get("plan"):  # structured: what the network lost, before any latency is measured
         baseline["structure"] = {k: pruned.record[k] for k in _STRUCTURE_KEYS if k in pruned.record}
-    result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline, pruned.record.get("privacy"))
+    return source, baseline
+
+
+def run_cache(opts: RunOptions) -> StageCache:
+    return StageCache(Path(opts.cache_dir) if opts.cache_dir is not None else Path(opts.out_dir) / "cache")
+
+
+def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -> RunResult:
+    cache = run_cache(opts)
+    source, baseline = model_source(cache, recipe)
+    results = {name: build_target(cache, source, profile, Path(opts.out_dir), opts.rebench, opts.sign_key)
+               for name, profile in profiles.items()}
+    result = RunResult(recipe, Path(opts.out_dir), results, list(cache.events), baseline, source.privacy)
     from toolchain.pipeline.page import write_page
     from toolchain.pipeline.report import run_document
 
