@@ -104,13 +104,19 @@ def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return Path(dest)
 
 
+def _temp_sibling_dir(dest: Path) -> Path:
+    """An empty directory beside `dest` (same filesystem, so a rename into place is atomic)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    _honour_umask(tmp, directory=True)
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temp directory; on success it replaces `dest` as a whole."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    _honour_umask(tmp, directory=True)
+    tmp = _temp_sibling_dir(dest)
     try:
         yield tmp
         if dest.exists():
@@ -129,9 +135,7 @@ def publish_dir(dest: str | os.PathLike, complete: Callable[[Path], bool]) -> It
     theirs, drop ours; a reader of `dest` never sees it removed or half-written. A `dest` that
     is not `complete` (left by an older, non-atomic writer) is replaced."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    _honour_umask(tmp, directory=True)
+    tmp = _temp_sibling_dir(dest)
     try:
         yield tmp
         try:
