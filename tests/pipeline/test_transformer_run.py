@@ -44,5 +44,6 @@ def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_pat
         m["accuracy"] >= 0.6 and abs(m["accuracy_drop"]) <= 0.05
     )  # chance is 0.25; measured 0.83 in test_zoo
     text = render_target("cpu-server", target)
-    assert "transformer fusion (int8): EmbedLayerNormalization 1, Attention 2" in text
+    fusion_line = next(line for line in text.splitlines() if "transformer fusion (int8):" in line)
+    assert "EmbedLayerNormalization 1" in fusion_line and "Attention 2" in fusion_line  # op order is the cache's
     assert f"candidate {DYNAMIC}: dynamic" in text and "transformer-fused" in text
