@@ -11,7 +11,7 @@ import click
 
 from toolchain.cli.options import (
     PATH,
-    emit_json,
+    emit,
     golden_option,
     json_mode,
     json_option,
@@ -19,7 +19,6 @@ from toolchain.cli.options import (
     targets_dir_option,
     track_options,
 )
-from toolchain.config.stages import PackageConfig
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 _path = PATH
@@ -105,6 +104,7 @@ def compress_cmd(
     Runs the same per-target stages as `edgeopt run`: quantize, convert, benchmark, gate, package.
     """
     from toolchain.compress.run import CompressOptions, compress, compress_document, render_compress
+    from toolchain.config.stages import PackageConfig
     from toolchain.tracking import track_run
 
     opts = CompressOptions(
@@ -130,11 +130,9 @@ def compress_cmd(
     log_into(out_dir)
     with json_mode(as_json):
         result = compress(opts)
-    if as_json:
-        emit_json(compress_document(result))
-    else:
-        click.echo(render_compress(result))
-    track_run(compress_document(result), result.out_dir, track, track_required,
+    doc = compress_document(result)  # built once: printed (--json) and tracked
+    emit(doc, as_json, lambda _doc: render_compress(result))
+    track_run(doc, result.out_dir, track, track_required,
               params={"options": dataclasses.asdict(opts)}, kind="compress")
     sys.exit(EXIT_OK if result.passed else EXIT_BUDGET_FAILED)
 

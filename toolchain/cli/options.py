@@ -25,14 +25,13 @@ targets_dir_option = click.option(
     help="Extra directory of target profiles (*.toml); they shadow bundled ones of the same name.",
 )
 def golden_option(func):
-    """`--golden synthetic|samples`, the choices and default of [package] golden (config/stages.py)."""
+    """`--golden synthetic|samples`, the choices and default of [package] golden (config/golden.py)."""
     import typing
 
-    from toolchain.config.stages import PackageConfig
+    from toolchain.config.golden import DEFAULT_GOLDEN, GoldenSource
 
-    choices = typing.get_args(PackageConfig.model_fields["golden"].annotation)
     return click.option(
-        "--golden", type=click.Choice(choices), default=PackageConfig().golden, show_default=True,
+        "--golden", type=click.Choice(typing.get_args(GoldenSource)), default=DEFAULT_GOLDEN, show_default=True,
         help="Golden smoke inputs in each package: synthetic (from per-channel statistics, no data rows) "
              "or samples (real samples: an opt-in the manifest records).")(func)
 

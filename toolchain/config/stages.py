@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, create_model
 
 from toolchain.config.base import Strict
+from toolchain.config.golden import DEFAULT_GOLDEN, GoldenSource
 from toolchain.config.target import ArtifactSpec, BenchmarkSpec, QuantizeScheme, RuntimeOptions, TargetProfile
 
 
@@ -117,7 +118,7 @@ class QuantizeConfig(Strict):
 class PackageConfig(Strict):
     """`[package]` of a recipe (and `edgeopt compress --golden`): what the package may carry."""
 
-    golden: Literal["synthetic", "samples"] = Field("synthetic", description=(
+    golden: GoldenSource = Field(DEFAULT_GOLDEN, description=(
         'golden smoke inputs: "synthetic" draws them from the training data\'s per-channel statistics '
         '(no data rows in the package); "samples" ships real evaluation samples (an explicit opt-in, '
         "recorded in the manifest and the model card)"))
