@@ -11,7 +11,7 @@ import pytest
 from conftest import require_extra
 
 from toolchain.errors import BadInput
-from toolchain.tracking import flatten, registry, store, track_run
+from toolchain.tracking import flatten, registry, store, track_run, worker
 
 
 def test_uri_precedence_explicit_then_env_then_embedded(tmp_path, monkeypatch):
@@ -87,28 +87,51 @@ def test_a_store_that_cannot_be_created_is_a_skip_not_a_crash(tmp_path, capsys):
     assert out == "" and err.count("\n") == 1 and err.startswith("edgeopt: warning: tracking skipped:")
 
 
-def test_prefetched_import_is_joined_and_its_failure_reported_by_load_mlflow(monkeypatch):
-    """--track starts importing mlflow in a thread; load_mlflow waits for it, and an import that
-    failed there fails again, visibly, in the caller (no silent background work)."""
-    import sys
-
-    monkeypatch.setattr(store, "_prefetch", [])
-    monkeypatch.setattr(store, "_prefetch_failed", [])
-    monkeypatch.setitem(sys.modules, "mlflow", None)  # `import mlflow` raises ImportError
-    store.prefetch()
-    store.prefetch()  # once per process
-    assert len(store._prefetch) == 1
-    with pytest.raises(store.TrackingUnavailable, match="mlflow is not installed"):
-        store.load_mlflow()
-    assert not store._prefetch[0].is_alive()
+def _doc() -> dict:
+    return {"recipe": {"name": "r", "hash": "h"}, "passed": True, "targets": {}}
 
 
-def test_prefetch_loads_the_embedded_store(monkeypatch):
+def test_worker_reports_its_failed_import_like_a_failed_import_here(tmp_path, monkeypatch, capsys):
+    """--track starts a worker process that imports mlflow beside the run; when that import fails,
+    the run's tracking is skipped with the usual one line, or exit 2 when required, naming the extra."""
+    fake = tmp_path / "fake"
+    (fake / "mlflow").mkdir(parents=True)
+    (fake / "mlflow" / "__init__.py").write_text("raise ImportError('no mlflow in this environment')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    uri = f"sqlite:///{tmp_path / 'runs' / 'mlruns.db'}"
+    for required in (False, True):
+        monkeypatch.setattr(worker, "_worker", [])
+        worker.start()
+        worker.start()  # once per process
+        assert len(worker._worker) == 1
+        if required:
+            with pytest.raises(store.TrackingUnavailable, match="mlflow is not installed") as info:
+                track_run(_doc(), tmp_path / "runs" / "r", uri, required=True)
+            assert info.value.exit_code == 2 and "pip install" in info.value.fix
+        else:
+            assert track_run(_doc(), tmp_path / "runs" / "r", uri) is None
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "tracking skipped: mlflow is not installed" in err
+        assert worker._worker == []  # used up: its process has answered and exited
+    assert not (tmp_path / "runs").exists()  # no store was created
+
+
+def test_an_unused_worker_is_stopped_and_touches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(worker, "_worker", [])
+    monkeypatch.chdir(tmp_path)
+    worker.start()
+    proc = worker._worker[0]
+    worker.stop()
+    assert proc.returncode is not None and worker._worker == [] and not worker.started()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_of_the_logging_code_in_the_worker_is_an_internal_error(tmp_path, monkeypatch):
+    """Not a skip: a bug in what logs must not pass for an unusable store (exit 3, not 2 or a warning)."""
     require_extra("mlflow", "mlflow")
-    import sys
-
-    monkeypatch.setattr(store, "_prefetch", [])
-    monkeypatch.setattr(store, "_prefetch_failed", [])
-    store.prefetch()
-    assert store.load_mlflow().MlflowClient is not None
-    assert "mlflow.store.tracking.sqlalchemy_store" in sys.modules
+    monkeypatch.setattr(worker, "_worker", [])
+    worker.start()
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    with pytest.raises(worker.TrackingCrashed, match="AttributeError"):
+        worker.call(uri, "toolchain.tracking.log:no_such_function", {})
+    assert not (tmp_path / "mlruns.db").exists()

@@ -136,9 +136,11 @@ def test_search_without_track_never_imports_mlflow_for_tracking(
     reduced_recipe, fast_targets_dir, tmp_path, monkeypatch
 ):
     from toolchain.search import session
-    from toolchain.tracking import store
+    from toolchain.tracking import worker
 
-    monkeypatch.setattr(store, "_prefetch", [])
+    monkeypatch.setattr(worker, "_worker", [])
+    started = []
+    monkeypatch.setattr(worker, "start", lambda: started.append(True))
     monkeypatch.setattr(
         session,
         "run_search",
@@ -160,4 +162,4 @@ def test_search_without_track_never_imports_mlflow_for_tracking(
             ]
         )
     assert code == 0
-    assert store._prefetch == [] and not (tmp_path / "runs" / "mlruns.db").exists()
+    assert started == [] and not (tmp_path / "runs" / "mlruns.db").exists()

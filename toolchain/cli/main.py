@@ -7,6 +7,7 @@ importing this package loads neither torch nor onnxruntime).
 from __future__ import annotations
 
 import errno
+import sys
 import tempfile
 import time
 import traceback
@@ -78,6 +79,15 @@ def _environment_fault(err: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     log_into(None)  # a crash log belongs to this invocation's --out, not an earlier one's in this process
+    try:
+        return _run(argv)
+    finally:
+        worker = sys.modules.get("toolchain.tracking.worker")  # loaded only by --track
+        if worker is not None:
+            worker.stop()  # a tracking worker this command started and did not use
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="edgeopt", standalone_mode=False)
     except EdgeoptError as err:

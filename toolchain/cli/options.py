@@ -79,11 +79,11 @@ def _track_uri(ctx, param, value: str | None) -> str | None:
     """A mistyped URI is refused before the run starts, not after it ends."""
     if value is None:
         return None
-    from toolchain.tracking import store
+    from toolchain.tracking import store, worker
 
     if value:
         store.resolve_uri(value)
-    store.prefetch()
+    worker.start()
     return value
 
 

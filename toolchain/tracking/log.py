@@ -18,12 +18,11 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from toolchain.tracking import flatten as flat
-from toolchain.tracking import store
+from toolchain.tracking import store, worker
 
 # Nested blocks logged their own way (tags, candidate metrics) or not numbers at all.
 _NOT_METRICS = ("budgets", "selection", "candidates", "artifact", "fp32_artifact", "package")
@@ -39,30 +38,29 @@ def track_run(document: dict[str, Any], out_dir: Path, track: str | None, requir
     """
     if track is None:
         return None
-    return log_with(out_dir, track, required, lambda client, uri: _log(client, uri, document, Path(out_dir), params or {}, kind))
+    kwargs = {"document": document, "out_dir": str(out_dir), "params": params or {}, "kind": kind}
+    return log_with(out_dir, track, required, "toolchain.tracking.log:log_document", kwargs)
 
 
-def log_with(out_dir: Path, track: str, required: bool, log: Callable[[Any, str], str]) -> str | None:
-    """Open the store `track` names and call `log(client, uri)` -> run id, under the skip-or-exit-2
-    rule of track_run (shared by every tracked command)."""
+def log_with(out_dir: Path, track: str, required: bool, function: str, kwargs: dict[str, Any]) -> str | None:
+    """Open the store `track` names and call `function(client, uri, **kwargs)` -> run id (a
+    "module:name" path and JSON arguments: it runs in the tracking worker when --track started
+    one), under the skip-or-exit-2 rule of track_run (shared by every tracked command)."""
+    kwargs = json.loads(json.dumps(kwargs, default=str))  # what the worker gets, in either process (Paths as text)
     # stdout carries the command's report (one JSON document under --json); MLflow may print
     with contextlib.redirect_stdout(sys.stderr):
-        return _track(Path(out_dir), track, required, log)
+        return _track(Path(out_dir), track, required, function, kwargs)
 
 
-def _track(out_dir: Path, track: str, required: bool, log: Callable[[Any, str], str]) -> str | None:
+def _track(out_dir: Path, track: str, required: bool, function: str, kwargs: dict[str, Any]) -> str | None:
     try:
         uri = store.resolve_uri(track, out_dir.resolve().parent)  # a bad MLFLOW_TRACKING_URI: a skip too
         why = store.unreachable(uri)
         if why is not None:
             raise store.TrackingUnavailable(why, "start the server or fix --track/MLFLOW_TRACKING_URI")
-        store.load_mlflow()
-        errors = store.mlflow_errors()
-        try:
-            return log(store.open_client(uri), uri)
-        except errors as err:
-            raise store.TrackingUnavailable(f"{uri}: {type(err).__name__}: {_first_line(err)}",
-                                            "check the tracking store") from None
+        if worker.started():
+            return worker.call(uri, function, kwargs)
+        return worker.call_here(uri, function, kwargs)
     except store.TrackingUnavailable as err:
         if required:
             raise
@@ -71,14 +69,11 @@ def _track(out_dir: Path, track: str, required: bool, log: Callable[[Any, str], 
         return None
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else ""
-
-
-def _log(client, uri: str, document: dict[str, Any], out_dir: Path, params: dict[str, Any], kind: str) -> str:
+def log_document(client, uri: str, document: dict[str, Any], out_dir: str, params: dict[str, Any], kind: str) -> str:
+    """Log a run or compress (report.json's shape) with `client`; the run id."""
     from mlflow.entities import RunStatus
 
+    out_dir = Path(out_dir)
     name = document.get("recipe", {}).get("name", out_dir.name)
     parent = client.create_run(store.experiment_id(client, uri), run_name=f"{kind} {name}", tags=run_tags(document, kind))
     run_id = parent.info.run_id

@@ -35,22 +35,16 @@ def track_search(
     for `edgeopt run`); `recipe` the recipe as JSON. Return the MLflow run id."""
     if track is None:
         return None
-    return log.log_with(
-        Path(run_dir),
-        track,
-        required,
-        lambda client, uri: _log(
-            client, uri, document, Path(search_dir), recipe, (recipe_hash, target, knob)
-        ),
-    )
+    kwargs = {"doc": document, "out_dir": str(search_dir), "recipe": recipe, "what": [recipe_hash, target, knob]}
+    return log.log_with(Path(run_dir), track, required, "toolchain.tracking.search:log_search", kwargs)
 
 
-def _log(
-    client, uri: str, doc: dict[str, Any], out_dir: Path, recipe: dict[str, Any], what: tuple[str, str, str]
-) -> str:
+def log_search(client, uri: str, doc: dict[str, Any], out_dir: str, recipe: dict[str, Any], what: list[str]) -> str:
+    """Log one search (SearchReport.to_dict()'s shape) with `client`; the parent run id."""
     from mlflow.entities import RunStatus
 
     recipe_hash, target, knob = what
+    out_dir = Path(out_dir)
     name = recipe.get("name", "search")
     run_doc = {
         "recipe": {"name": name, "hash": recipe_hash},

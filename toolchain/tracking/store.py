@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -80,42 +79,10 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-_prefetch: list[threading.Thread] = []
-_prefetch_failed: list[BaseException] = []
-
-
-def _import_mlflow() -> None:
-    import mlflow
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (the embedded store's, the heaviest part)
-
-
-def prefetch() -> None:
-    """Start importing mlflow in a thread while the run works (imports are most of what
-    tracking costs: benchmarks/results/tracking_overhead.md). Not a background job: load_mlflow()
-    waits for it and reports its failure the way a failed import in the caller is reported."""
-    if _prefetch:
-        return
-    _quiet_mlflow()
-
-    def work():
-        try:
-            _import_mlflow()
-        except BaseException as err:  # noqa: BLE001 - handed to load_mlflow(), which reports it
-            _prefetch_failed.append(err)
-
-    _prefetch.append(threading.Thread(target=work, name="edgeopt-mlflow-import", daemon=True))
-    _prefetch[0].start()
-
-
 def load_mlflow() -> Any:
     """The mlflow module, or TrackingUnavailable naming the extra to install."""
     _quiet_mlflow()
-    for thread in _prefetch:
-        thread.join()
-    failed = _prefetch_failed[0] if _prefetch_failed else None
     try:
-        if failed is not None:
-            raise failed
         import mlflow
     except ImportError as err:
         raise TrackingUnavailable(
