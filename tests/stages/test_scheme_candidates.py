@@ -154,6 +154,15 @@ def test_rgb_stem_model_measures_both_stem_variants_and_ships_the_fastest(quick_
     from toolchain.pipeline.ship import pick_fastest
 
     assert t["shipped"] == pick_fastest(weighed, t["selection"]["tie"]) and t["selection"]["reason"]
+    # the package's manifest records the scheme that shipped, not the profile's starting point
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(t["package"]) as zf:
+        quantize = json.loads(zf.read("manifest.json"))["target_profile"]["quantize"]
+    shipped_scheme = weighed[t["shipped"]]["scheme"]  # a dict for int8 forms, a word for fp32 forms
+    expected = shipped_scheme["fp32_stem"] if isinstance(shipped_scheme, dict) else True  # the profile's
+    assert quantize["fp32_stem"] is expected
 
 
 @pytest.mark.slow

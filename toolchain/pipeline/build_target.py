@@ -159,7 +159,9 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     verdicts = {k: v.to_dict() for k, v in evaluate(budgets, metrics).items()}
     artifact = copy_atomic(steps.artifact_path(candidates[shipped]), target_dir / f"{src.name}.{fmt}")
     fp32_copy = copy_atomic(steps.artifact_path(fp32_art), target_dir / f"{src.name}.fp32.{fmt}")
-    shipped_profile = profile.model_copy(update={"runtime": runtime_of(profile, shipped)})  # bf16: its hint
+    # the manifest records what shipped: bf16's precision hint, the int8 scheme variant that won
+    shipped_profile = profile.model_copy(update={"runtime": runtime_of(profile, shipped),
+                                                 "quantize": schemes.get(shipped, profile.quantize)})
     package = steps.package(cache, src, shipped_profile, candidates[shipped], metrics, verdicts, extra,
                             label=f"package[{name}]")
     package_copy = copy_atomic(steps.artifact_path(package), target_dir / f"{src.name}-{name}.zip")
