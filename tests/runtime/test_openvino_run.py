@@ -66,3 +66,26 @@ def test_shipped_files_load_in_openvino_and_match_onnx_runtime(ov_run):
         # int8: both runtimes round the same Q/DQ graph, but not bit-identically
         assert float(np.abs(got - want).max()) <= (atol or 0.1 * float(np.abs(want).max()))
         assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+
+
+def test_on_a_bf16_cpu_the_fp32_file_is_also_measured_at_bf16_and_rounds_differently(ov_run):
+    """Only where the CPU has bf16 compute (AVX512-BF16 or AMX): elsewhere OpenVINO runs f32 whatever
+    the hint says, and the candidate is rightly not built (test_runtime.py covers that rule)."""
+    from toolchain.config.target import RuntimeOptions
+    from toolchain.hostinfo import has_bf16
+    from toolchain.pipeline.precision import BF16
+    from toolchain.runtime import load_session
+
+    if not has_bf16():
+        pytest.skip("this CPU has no bf16 compute (avx512_bf16 / amx_bf16): OpenVINO would run f32")
+    _, doc = ov_run
+    t = doc["targets"][TARGET]
+    weighed = t["selection"]["candidates"][BF16]
+    assert weighed["selection_p50_ms"] > 0 and weighed["accuracy"] >= 0.9
+    x = np.random.default_rng(1).random((16, 1, 8, 8)).astype(np.float32)
+    f32 = load_session(t["fp32_artifact"], RuntimeOptions(engine="openvino"))
+    bf16 = load_session(t["fp32_artifact"], RuntimeOptions(engine="openvino", inference_precision="bf16"))
+    name = f32.get_inputs()[0].name
+    a, b = f32.run(None, {name: x})[0], bf16.run(None, {name: x})[0]
+    sqnr = 10 * np.log10(float((a ** 2).sum()) / float(((a - b) ** 2).sum()))
+    assert 15 < sqnr < 80  # bf16 really ran (8 mantissa bits: far from f32's ~140 dB), and sanely
