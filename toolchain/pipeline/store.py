@@ -154,8 +154,8 @@ class FsspecStore:
 
     def _upload(self, local: Path, prefix: str) -> None:
         files = sorted(p for p in local.rglob("*") if p.is_file())
-        for parent in sorted({p.parent for p in files}):
-            self.fs.makedirs(f"{prefix}/{parent.relative_to(local).as_posix()}".rstrip("/."), exist_ok=True)
+        for parent in sorted({p.parent.relative_to(local).as_posix() for p in files}):
+            self.fs.makedirs(prefix if parent == "." else f"{prefix}/{parent}", exist_ok=True)
         for path in files:
             self.fs.put_file(str(path), f"{prefix}/{path.relative_to(local).as_posix()}")
 
