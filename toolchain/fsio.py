@@ -170,7 +170,7 @@ def run_lock(out_dir: str | os.PathLike) -> Iterator[Path]:
         except BlockingIOError:
             raise BadInput(f"another edgeopt run is using {out_dir}",
                            "wait for it to finish, or pass another --out") from None
-        for stale in out_dir.glob("cache/*/.*.tmp"):
+        for stale in (*out_dir.glob("cache/*/.*.tmp"), *out_dir.glob("cache-staging/*/.*.tmp")):
             shutil.rmtree(stale, ignore_errors=True)
         try:
             yield out_dir

@@ -1,7 +1,8 @@
 """The batch driver: check everything, plan the task graph, run it on an executor, write
 `batch.json`, `summary.md` and (with --junit) JUnit XML.
 
-Layout under --out: `cache/` (the stage cache every task shares, unless --cache), `runs/<name>--<target>/`
+Layout under --out: `cache/` (the stage cache every task shares, unless --cache names a directory
+or URL; a URL's entries are read through local copies in `cache-staging/`), `runs/<name>--<target>/`
 (one `edgeopt run` / `edgeopt compress` directory each, report.json written last), `batch.json`.
 A driver killed and started again resumes: finished stages are cache hits, run directories are
 rewritten atomically, batch.json appears only when every run is done.
@@ -33,33 +34,29 @@ class BatchOptions:
     executor: str = "local"
     workers: int | None = None  # local: default one per CPU
     ray_address: str | None = None
-    cache_dir: Path | None = None  # default <out_dir>/cache
+    cache_dir: Path | str | None = None  # default <out_dir>/cache; or a URL (pipeline/store.py)
     rebench: bool = False
     gate: Path | None = None  # a budgets file (docs/gating.md) every run is judged on
 
     @property
-    def cache(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir is not None else Path(self.out_dir) / "cache"
+    def cache(self) -> str:
+        return str(self.cache_dir) if self.cache_dir is not None else str(Path(self.out_dir) / "cache")
+
+    @property
+    def staging(self) -> Path:
+        return Path(self.out_dir) / "cache-staging"
 
 
 def run_name(spec: Spec, target: str) -> str:
     return f"{spec.name}--{target}"
 
 
-def check_cache_writable(path: Path) -> None:
-    """Refuse a cache that cannot be written, without creating anything: the nearest existing
-    folder on the way must be a writable directory."""
-    import os
+def check_cache_writable(opts: BatchOptions) -> None:
+    """A cache that cannot be written (or reached, or whose URL needs a missing package) is
+    refused before any work, naming it."""
+    from toolchain.pipeline.store import open_store
 
-    existing = Path(path)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        problem = "is not a directory" if not existing.is_dir() else "is not writable"
-        raise BadInput(
-            f"cache directory {path} is not writable ({existing} {problem})",
-            "pass a writable --cache (every node must mount it)",
-        )
+    open_store(opts.cache, opts.staging).check_writable()
 
 
 def preflight(specs: list[Spec], opts: BatchOptions) -> tuple[dict[str, TargetProfile], dict[str, Any]]:
@@ -96,7 +93,7 @@ def plan(specs: list[Spec], profiles: dict[str, TargetProfile], opts: BatchOptio
     """Per recipe: its shared stages once, then per target the deterministic stages on any
     worker and the benchmark + run directory as a timing task. Per user model: one timing task
     per target."""
-    runs_dir, cache, graph = Path(opts.out_dir) / "runs", opts.cache, []
+    runs_dir, cache, staging, graph = Path(opts.out_dir) / "runs", opts.cache, opts.staging, []
     for spec in specs:
         if isinstance(spec, CompressSpec):
             for target in profiles:
@@ -114,13 +111,13 @@ def plan(specs: list[Spec], profiles: dict[str, TargetProfile], opts: BatchOptio
                 )
             continue
         shared = f"shared:{spec.name}"
-        graph.append(Task(shared, T.shared_stages, (spec.recipe, cache)))
+        graph.append(Task(shared, T.shared_stages, (spec.recipe, cache, staging)))
         for target, profile in profiles.items():
             name = run_name(spec, target)
             graph.append(
-                Task(f"target:{name}", T.target_stages, (spec.recipe, profile, cache), deps=(shared,))
+                Task(f"target:{name}", T.target_stages, (spec.recipe, profile, cache, staging), deps=(shared,))
             )
-            args = (spec.recipe, target, opts.targets_dir, runs_dir / name, cache, opts.rebench)
+            args = (spec.recipe, target, opts.targets_dir, runs_dir / name, cache, staging, opts.rebench)
             graph.append(
                 Task(f"run:{name}", T.finish_recipe_run, args, deps=(f"target:{name}",), timing_target=target)
             )
@@ -129,7 +126,7 @@ def plan(specs: list[Spec], profiles: dict[str, TargetProfile], opts: BatchOptio
 
 def run_batch(specs: list[Spec], opts: BatchOptions) -> dict[str, Any]:
     profiles, gate = preflight(specs, opts)
-    check_cache_writable(opts.cache)
+    check_cache_writable(opts)
     graph = plan(specs, profiles, opts)
     executor = make_executor(
         opts.executor, opts.workers, opts.ray_address

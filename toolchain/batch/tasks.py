@@ -1,5 +1,7 @@
 """The tasks of a batch: module-level functions (pickled by reference to any worker) that take
-paths and configs, read and write the shared stage cache, and return small summaries.
+paths and configs, read and write the shared stage cache (a directory or URL, plus the local
+folder its entries are copied to), and return small summaries: artifacts go from task to task
+through the cache, never through the driver.
 
 Per recipe: `shared_stages` (train, prune, export) once; per recipe x target `target_stages`
 (quantize, convert, fidelity) on any worker, then `finish_recipe_run` (benchmark, package,
@@ -21,21 +23,21 @@ def _events(cache) -> list[list[str]]:
     return [list(e) for e in cache.events]
 
 
-def shared_stages(recipe: Recipe, cache_dir: Path) -> dict[str, Any]:
+def shared_stages(recipe: Recipe, cache_dir: str, staging: Path) -> dict[str, Any]:
     from toolchain.pipeline.cache import StageCache
     from toolchain.pipeline.run import model_source
 
-    cache = StageCache(Path(cache_dir))
+    cache = StageCache(cache_dir, staging=staging)
     model_source(cache, recipe)
     return {"stages": _events(cache)}
 
 
-def target_stages(recipe: Recipe, profile: TargetProfile, cache_dir: Path) -> dict[str, Any]:
+def target_stages(recipe: Recipe, profile: TargetProfile, cache_dir: str, staging: Path) -> dict[str, Any]:
     from toolchain.pipeline.build_target import prepare_target
     from toolchain.pipeline.cache import StageCache
     from toolchain.pipeline.run import model_source
 
-    cache = StageCache(Path(cache_dir))
+    cache = StageCache(cache_dir, staging=staging)
     source, _ = model_source(cache, recipe)
     candidates = prepare_target(cache, source, profile).candidates
     return {"stages": _events(cache), "candidates": {k: e.record["sha256"] for k, e in candidates.items()}}
@@ -55,7 +57,13 @@ def _summary(doc: dict[str, Any], target: str, metrics: dict[str, Any], run_dir:
 
 
 def finish_recipe_run(
-    recipe: Recipe, target: str, targets_dir: Path | None, run_dir: Path, cache_dir: Path, rebench: bool
+    recipe: Recipe,
+    target: str,
+    targets_dir: Path | None,
+    run_dir: Path,
+    cache_dir: str,
+    staging: Path,
+    rebench: bool,
 ) -> dict[str, Any]:
     """`edgeopt run` for one target into `run_dir`, on the shared cache: the benchmark runs here."""
     from toolchain.pipeline.report import run_document
@@ -66,7 +74,8 @@ def finish_recipe_run(
         targets=(target,),
         targets_dir=targets_dir,
         rebench=rebench,
-        cache_dir=Path(cache_dir),
+        cache_dir=cache_dir,
+        cache_staging=staging,
     )
     result = run_pipeline(recipe, opts)
     return _summary(run_document(result), target, result.targets[target].metrics, run_dir)

@@ -42,9 +42,9 @@ def _targets(ctx, param, value: str | None) -> tuple[str, ...]:
 @click.option(
     "--cache",
     "cache_dir",
-    type=PATH,
     default=None,
-    help="Stage cache shared by every task (default <out>/cache; on a cluster, a path every node mounts).",
+    help="Stage cache shared by every task (default <out>/cache): on a cluster a directory every node "
+    "mounts, or a URL (file://, or s3://, sftp://... with the extra .[fsspec]).",
 )
 @click.option(
     "--gate",

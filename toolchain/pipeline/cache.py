@@ -6,10 +6,11 @@ modules the stage runs: see codehash.py). A rerun with nothing changed
 finds every key and skips the work; changing one knob changes the keys of that stage and of
 everything downstream (their input hashes change), and nothing else.
 
-Entries are built in a temp directory and renamed into place, so a killed run never leaves
-an entry that a later run would trust; when two processes (batch workers, nodes sharing the
-directory) build the same key at once, the first rename wins and the other's copy is dropped,
-so a published entry is never replaced under a reader (fsio.publish_dir).
+Where entries live is store.py's concern: a directory (the default `<out>/cache`, or one every
+node mounts) or an fsspec URL such as s3://. Either way an entry is published whole or not at
+all, so a killed run never leaves an entry that a later run would trust; when two processes
+(batch workers, nodes sharing the cache) build the same key at once, one entry wins and the
+other's copy is dropped, so a published entry is never replaced under a reader.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from toolchain import __version__
-from toolchain.fsio import publish_dir, sha256_json
+from toolchain.fsio import sha256_json
 from toolchain.pipeline.codehash import code_fingerprint
+from toolchain.pipeline.store import RECORD, open_store
 
-RECORD = "record.json"
 _LIBS = ("torch", "onnx", "onnxruntime", "onnxscript", "numpy", "scikit-learn", "torch-pruning")
 
 
@@ -75,9 +76,13 @@ def log_to_stderr(message: str) -> None:
 
 @dataclass
 class StageCache:
-    root: Path
+    root: Path | str  # a directory, or an fsspec URL (store.py)
     events: list[tuple[str, str]] = field(default_factory=list)  # (stage label, "hit"|"run")
     log: Callable[[str], None] = log_to_stderr
+    staging: Path | None = None  # a URL's entries are read through local copies here
+
+    def __post_init__(self) -> None:
+        self.store = open_store(self.root, self.staging)
 
     def key(self, stage: StageSpec, config: Any, inputs: Mapping[str, str]) -> str:
         return sha256_json({"stage": stage.name, "config": config, "inputs": dict(inputs),
@@ -98,20 +103,23 @@ class StageCache:
         """
         stage = stage if isinstance(stage, StageSpec) else StageSpec(stage)
         key = self.key(stage, config, inputs)
-        entry_dir = self.root / stage.name / key[:20]
-        record_path = entry_dir / RECORD
+        rel = f"{stage.name}/{key[:20]}"
         label = label or stage.name
-        if record_path.is_file():
+        found = self.store.find(rel)
+        if found is not None:
             self.log(f"{label}: cached")
             self.events.append((label, "hit"))
-            return Entry(stage.name, key, entry_dir, json.loads(record_path.read_text()), hit=True)
+            return Entry(stage.name, key, found, json.loads((found / RECORD).read_text()), hit=True)
         self.log(f"{label}: running")
         started = time.perf_counter()
-        with publish_dir(entry_dir, lambda d: (d / RECORD).is_file()) as tmp:
+        with self.store.publish(rel) as tmp:
             record = dict(produce(tmp))
             (tmp / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
         # Another process may have published this key first (its entry is kept): return what is there.
-        record = json.loads(record_path.read_text())
+        entry_dir = self.store.find(rel)
+        if entry_dir is None:
+            raise RuntimeError(f"{self.store}: {rel} was published but is not there")
+        record = json.loads((entry_dir / RECORD).read_text())
         self.log(f"{label}: done in {time.perf_counter() - started:.1f} s")
         self.events.append((label, "run"))
         return Entry(stage.name, key, entry_dir, record, hit=False)

@@ -28,7 +28,8 @@ class RunOptions:
     targets_dir: Path | None = None
     rebench: bool = False  # re-measure even when a benchmark for these exact artifacts is cached
     sign_key: Path | None = None  # Ed25519 private key: published packages are signed with it
-    cache_dir: Path | None = None  # None: <out_dir>/cache; `edgeopt batch` shares one across its runs
+    cache_dir: Path | str | None = None  # None: <out_dir>/cache; `edgeopt batch` shares one (a dir or URL)
+    cache_staging: Path | None = None  # local copies of a URL cache's entries (pipeline/store.py)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,8 @@ def model_source(cache: StageCache, recipe: Recipe) -> tuple[ModelSource, dict[s
 
 
 def run_cache(opts: RunOptions) -> StageCache:
-    return StageCache(Path(opts.cache_dir) if opts.cache_dir is not None else Path(opts.out_dir) / "cache")
+    root = opts.cache_dir if opts.cache_dir is not None else Path(opts.out_dir) / "cache"
+    return StageCache(root, staging=opts.cache_staging)
 
 
 def _run(recipe: Recipe, opts: RunOptions, profiles: dict[str, TargetProfile]) -> RunResult:
