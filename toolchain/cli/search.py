@@ -65,6 +65,10 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
     if (workers or ray_address) and executor is None:
         raise BadInput("--workers and --ray-address choose where --executor runs tasks",
                        "add --executor local (with --workers) or --executor ray (with --ray-address)")
+    if executor is not None and knob != "quantization":
+        click.echo(f"note: the --{knob.replace('_', '-')} bisection decides one candidate at a time and runs in this "
+                   "process; --executor applies to the quantization search only", err=True)
+        executor = None
     with json_mode(True), search_executor(executor, workers, ray_address) as pool:  # stdout holds the result only
         outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool)
     warning = slower_int8_warning(outcome)

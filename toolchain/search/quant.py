@@ -123,6 +123,8 @@ def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray
     decide the budget; pass a validation split if the test split must stay untouched.
     """
     scheme = scheme or QuantizeScheme()
+    runner = T.Runner(executor)
+    runner.warm_up()  # overlaps the workers' start with the fp32 reference and pre-processing below
     out_dir = Path(out_dir)
     cand_dir = out_dir / "candidates"
     cand_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,7 @@ def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray
         stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         if cache_dir is None:
             cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeopt-search-")))
-        run = _Trials(out_dir, T.Runner(executor), Path(cache_dir),
+        run = _Trials(out_dir, runner, Path(cache_dir),
                       T.preprocessed(Path(fp32_onnx), Path(cache_dir)), calib_x, scheme, eval_x, eval_y,
                       ref[:probe_samples], budget.allowed(baseline))
         run.candidates.append(Candidate("fp32", "candidates/fp32.onnx", baseline, fp32_copy.stat().st_size,

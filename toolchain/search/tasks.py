@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -41,8 +42,11 @@ def quantize_static_to(pre: Path, dest: Path, calib_x: np.ndarray, exclude: list
 
     model = onnx.load(str(pre), load_external_data=False)
     nodes, _ = excluded_nodes(model, scheme, exclude)
-    with contextlib.redirect_stdout(sys.stderr):
-        quantize_static(str(pre), str(dest), _reader(as_feeds(calib_x, model.graph.input[0].name), 32),
+    # ORT's calibration writes (then deletes) `<input>-inferred.onnx` beside its input: tasks
+    # sharing one cached input would race on that file, and the cache entry must stay immutable.
+    with tempfile.TemporaryDirectory(prefix="edgeopt-quant-") as tmp, contextlib.redirect_stdout(sys.stderr):
+        private = Path(shutil.copyfile(pre, Path(tmp) / "pre.onnx"))
+        quantize_static(str(private), str(dest), _reader(as_feeds(calib_x, model.graph.input[0].name), 32),
                         nodes_to_exclude=nodes, **static_kwargs(scheme))
     return dest
 
@@ -138,6 +142,12 @@ def probe_error(pre: Path, calib_x, exclude: list[str], scheme: QuantizeScheme, 
         return float(np.mean((onnx_logits(path, probe_x) - ref_probe) ** 2))
 
 
+def warm() -> None:
+    """Import what every task needs: a worker then starts its first real task at once."""
+    import onnx  # noqa: F401
+    import onnxruntime.quantization  # noqa: F401
+
+
 class Runner:
     """Runs a round of independent calls: on the executor as tasks, else here one after another."""
 
@@ -151,6 +161,16 @@ class Runner:
 
         outcomes = run_graph(self.executor, [Task(k, fn, args) for k, (fn, args) in calls.items()], self.log)
         return {key: outcomes[key].value for key in calls}
+
+    def warm_up(self) -> None:
+        """Start the workers and their imports now, while the driver prepares the first round;
+        nobody waits for these tasks. Nothing to start without an executor or in one process."""
+        if self.executor is None or getattr(self.executor, "workers", 2) == 1:
+            return
+        from toolchain.executor import Task
+
+        for i in range(self.width):
+            self.executor.submit(Task(f"warm:{i}", warm))
 
     @property
     def width(self) -> int:
