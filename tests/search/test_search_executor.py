@@ -50,3 +50,18 @@ def test_search_on_two_workers_is_the_sequential_search(tmp_path):
     best = Path("search") / "cpu-server" / seq["best_path"]
     assert _sha(tmp_path / "par" / best) == _sha(tmp_path / "seq" / best)
     assert all(c["latency_ms"] > 0 for c in par["candidates"])  # timed by the driver after the tasks
+
+
+@pytest.mark.parametrize("extra", [["--workers", "2"], ["--ray-address", "127.0.0.1:1"]])
+def test_pool_options_without_an_executor_are_refused_before_any_work(extra, tmp_path):
+    from click.testing import CliRunner
+
+    from toolchain.cli.main import main
+
+    recipe = tiny_recipe("digits-cnn", tmp_path)
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        code = main(["search", str(recipe), "--target", "cpu-server", "--out", str(tmp_path / "o"), *extra])
+    assert code == 2 and out.getvalue() == b""
+    assert err.getvalue().decode().count("\n") == 1 and "add --executor local" in err.getvalue().decode()
+    assert not (tmp_path / "o").exists()
