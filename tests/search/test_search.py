@@ -106,3 +106,58 @@ def test_bisection_finds_largest_amount_within_budget(trained, digits, tmp_path)
     assert (tmp_path / "best" / "plan.json").is_file() and (tmp_path / "pareto_prune_bytes.png").is_file()
     sizes = {c.name: c.bytes for c in report.candidates}
     assert sizes[report.best] < 0.8 * sizes["baseline"]
+
+
+class _SpyPool:
+    """The local process pool, recording which process ran each task."""
+
+    def __init__(self, workers: int):
+        from toolchain.executor.local import LocalExecutor
+
+        self.pool, self.workers, self.name, self.pids = LocalExecutor(workers), workers, "local", {}
+
+    def __getattr__(self, attr):
+        return getattr(self.pool, attr)
+
+    def collect(self, handle):
+        result = self.pool.collect(handle)
+        self.pids[len(self.pids)] = result["host"]["pid"]
+        return result
+
+
+def _comparable(report) -> dict:
+    doc = report.to_dict()
+    for step in doc["tried"]:
+        step.pop("seconds", None)  # the rank step's own duration
+    return doc
+
+
+def test_parallel_quant_search_is_the_sequential_one(hostile_onnx, digits, tmp_path):
+    """Probes, the fallback chain (scored ahead speculatively) and the stem flip as tasks on 2
+    worker processes: the same report, the same bytes in every candidate file, nothing extra."""
+    import hashlib
+    import os
+
+    def files(root):
+        return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*.onnx"))}
+
+    kw = {"scheme": QuantizeScheme(per_channel=False), "measure_latency": False}
+    budget = SearchBudget(max_drop=0.01, objective="bytes")
+    x_cal = digits.x_train[:128]
+    seq = search_quantization(hostile_onnx, x_cal, digits.x_test, digits.y_test, budget, tmp_path / "seq",
+                              cache_dir=tmp_path / "cache-seq", **kw)
+    pool = _SpyPool(2)
+    try:
+        par = search_quantization(hostile_onnx, x_cal, digits.x_test, digits.y_test, budget, tmp_path / "par",
+                                  executor=pool, cache_dir=tmp_path / "cache-par", **kw)
+    finally:
+        pool.close()
+    assert _comparable(par) == _comparable(seq)
+    assert files(tmp_path / "par") == files(tmp_path / "seq")  # best.onnx and every candidate, byte for byte
+    assert seq.reverted and len(seq.tried[1]["ranking"]) >= 4  # probes and a fallback did run
+    assert set(pool.pids.values()) - {os.getpid()}  # in worker processes
+    # The speculative trial after the repairing fallback was scored (a cache entry) but never became a candidate.
+    variants = [p for p in (tmp_path / "cache-par" / "search-variants").iterdir() if not p.name.startswith("pre-")]
+    qdq = [c for c in par.candidates if not c.baseline]
+    assert len(variants) == len(qdq) + 1

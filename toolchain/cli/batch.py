@@ -7,7 +7,15 @@ import sys
 
 import click
 
-from toolchain.cli.options import PATH, emit, json_mode, json_option, log_into, targets_dir_option
+from toolchain.cli.options import (
+    PATH,
+    emit,
+    executor_options,
+    json_mode,
+    json_option,
+    log_into,
+    targets_dir_option,
+)
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 
@@ -23,22 +31,7 @@ def _targets(ctx, param, value: str | None) -> tuple[str, ...]:
 @click.option(
     "--out", "out_dir", type=PATH, required=True, help="Batch directory: runs/, cache/, batch.json."
 )
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: a process pool (one worker per CPU); ray: a Ray cluster (extra .[ray]).",
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Local pool size (default: one per CPU; 1 runs in this process).",
-)
-@click.option(
-    "--ray-address", default=None, help="HOST:PORT of a running Ray head (default: start Ray locally)."
-)
+@executor_options(default="local")
 @click.option(
     "--cache",
     "cache_dir",

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from toolchain.executor import EXECUTORS  # standard library only: --help stays fast
 from toolchain.fsio import json_text
 
 PATH = click.Path(path_type=Path)
@@ -34,6 +35,24 @@ def golden_option(func):
         "--golden", type=click.Choice(typing.get_args(GoldenSource)), default=DEFAULT_GOLDEN, show_default=True,
         help="Golden smoke inputs in each package: synthetic (from per-channel statistics, no data rows) "
              "or samples (real samples: an opt-in the manifest records).")(func)
+
+
+def executor_options(default: str | None):
+    """`--executor`, `--workers` and `--ray-address`, shared by `edgeopt batch` and `edgeopt search`.
+    `default` None: without --executor the command works in this process (the search's default)."""
+    in_process = "" if default else " (default: in this process, one task at a time)"
+
+    def decorate(func):
+        func = click.option("--ray-address", default=None,
+                            help="HOST:PORT of a running Ray head (default: start Ray locally).")(func)
+        func = click.option("--workers", type=click.IntRange(min=1), default=None,
+                            help="Local pool size (default: one per CPU; 1 runs in this process).")(func)
+        return click.option(
+            "--executor", type=click.Choice(EXECUTORS), default=default, show_default=default is not None,
+            help="local: a process pool (one worker per CPU); ray: a Ray cluster (extra .[ray])" + in_process + ".",
+        )(func)
+
+    return decorate
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of text.")

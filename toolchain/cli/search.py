@@ -7,12 +7,20 @@ until the budget holds. Exit 0 budget met, 1 only a best-effort artifact was fou
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
 import click
 
-from toolchain.cli.options import emit_json, json_mode, json_option, targets_dir_option, track_options
+from toolchain.cli.options import (
+    emit_json,
+    executor_options,
+    json_mode,
+    json_option,
+    targets_dir_option,
+    track_options,
+)
 from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 
 
@@ -28,15 +36,18 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 @click.option("--drop-blocks", "drop_blocks", is_flag=True,
               help="Search how many whole blocks structured pruning may drop, by bisection ([prune] amount and schedule fixed).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
+@executor_options(default=None)
 @targets_dir_option
 @json_option
 @track_options
-def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, targets_dir, as_json,
-               track, track_required):
+def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, executor, workers,
+               ray_address, targets_dir, as_json, track, track_required):
     """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
     amount; with --drop-blocks, the most blocks to drop) under an accuracy budget; writes candidates, a JSON report and Pareto plots
     (accuracy vs latency / bytes) under <run dir>/search/<target>/. With --track, one MLflow run
-    per search with a nested run per candidate (docs/tracking.md)."""
+    per search with a nested run per candidate (docs/tracking.md). With --executor, the
+    quantization search builds and scores its candidates as parallel tasks (same candidates and
+    choice as without; latency is still timed here, one candidate at a time; docs/search.md)."""
     from toolchain.config.recipe import load_recipe
     from toolchain.config.target import load_target
     from toolchain.errors import BadInput
@@ -51,8 +62,15 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
     budget = SearchBudget(max_drop=max_drop, drop_kind="relative" if relative else "absolute", objective=objective)
     knob = "drop_blocks" if drop_blocks else "prune_amount" if prune_amount else "quantization"
     run_dir = out_dir or Path("runs") / rec.name
-    with json_mode(True):  # stage progress goes to stderr: stdout holds the result only
-        outcome = run_search(rec, profile, target, run_dir, budget, knob)
+    if (workers or ray_address) and executor is None:
+        raise BadInput("--workers and --ray-address choose where --executor runs tasks",
+                       "add --executor local (with --workers) or --executor ray (with --ray-address)")
+    if executor is not None and knob != "quantization":
+        click.echo(f"note: the --{knob.replace('_', '-')} bisection decides one candidate at a time and runs in this "
+                   "process; --executor applies to the quantization search only", err=True)
+        executor = None
+    with json_mode(True), search_executor(executor, workers, ray_address) as pool:  # stdout holds the result only
+        outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool)
     warning = slower_int8_warning(outcome)
     if warning:
         click.echo(warning, err=True)
@@ -63,6 +81,22 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
     track_search(outcome.document, run_dir, outcome.out_dir, track, track_required, recipe=rec.model_dump(mode="json"),
                  recipe_hash=rec.content_hash(), target=target, knob=knob)
     sys.exit(EXIT_OK if outcome.report.met else EXIT_BUDGET_FAILED)
+
+
+@contextlib.contextmanager
+def search_executor(name: str | None, workers: int | None, ray_address: str | None):
+    """The executor the search's tasks run on (None: in this process), closed afterwards. A
+    Ray address that does not answer is refused here, before any work."""
+    if name is None:
+        yield None
+        return
+    from toolchain.executor import make_executor
+
+    pool = make_executor(name, workers, ray_address)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 COMMANDS = [search_cmd]

@@ -27,21 +27,63 @@ def import_ray():
     return ray
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """A cheap TCP probe first: ray.init() on an address nobody answers retries for minutes."""
+# A Ray head's GCS is a gRPC server, so HTTP/2: sent the client preface and an empty SETTINGS
+# frame, it must answer with a SETTINGS frame first (RFC 9113, 3.4). Something else listening on
+# the port (a silent socket, another protocol) fails this in seconds, where ray.init() would
+# wait out its own ~90 s of retries.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+H2_SETTINGS = 0x4
+ANSWER_SECONDS = 10.0  # a GCS answers its handshake in milliseconds; 10 s leaves room for a loaded head
+
+
+def check_reachable(address: str, timeout: float = 5.0, answer: float = ANSWER_SECONDS) -> None:
+    """A cheap probe first: TCP connect, then the gRPC (HTTP/2) handshake a Ray GCS answers.
+    ray.init() on an address nobody answers, or where something else listens, retries for minutes."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise BadInput(
             f"--ray-address {address!r} is not HOST:PORT", "give the head's GCS address, e.g. 127.0.0.1:6379"
         )
+    fix = "start one with `ray start --head --port PORT`, or drop --ray-address to run locally"
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            if _tls():  # a TLS handshake comes first there: leave the check to ray.init()
+                return
+            problem = _h2_problem(sock, answer)
     except OSError as err:
-        raise BadInput(
-            f"no Ray cluster answers at {address} ({err.strerror or err})",
-            "start one with `ray start --head --port PORT`, or drop --ray-address to run locally",
-        ) from None
+        raise BadInput(f"no Ray cluster answers at {address} ({err.strerror or err})", fix) from None
+    if problem:
+        raise BadInput(f"no Ray cluster answers at {address} ({problem})", fix)
+
+
+def _tls() -> bool:
+    import os
+
+    return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+
+
+def _h2_problem(sock: socket.socket, seconds: float) -> str | None:
+    """None when the peer answers the HTTP/2 preface with a SETTINGS frame, else what it did."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    sock.sendall(H2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return f"the port accepts connections but gave no gRPC answer in {seconds:.0f} s: not a Ray GCS"
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(9 - len(header))
+        except TimeoutError:
+            continue
+        if not chunk:
+            return "the port closed the connection on a gRPC handshake: not a Ray GCS"
+        header += chunk
+    if header[3] != H2_SETTINGS:
+        return "the port answered something other than gRPC: not a Ray GCS"
+    return None
 
 
 def _ray_task(fn, args) -> dict[str, Any]:

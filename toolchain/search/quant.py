@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.config.target import QuantizeScheme
+from toolchain.search import tasks as T
 from toolchain.search.budget import Candidate, SearchBudget, SearchReport, pick_best
 from toolchain.search.measure import latency_p50, onnx_logits
 
@@ -39,22 +40,6 @@ PROBED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat")
 # same bad scale, so a unit follows the tensor through them to the next computing op.
 TRANSPARENT_OPS = ("Relu", "Clip", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
                    "Identity", "Resize", "Split", "Slice", "AveragePool", "GlobalAveragePool")
-
-
-def _quantize(pre: Path, dest: Path, calib_x: np.ndarray, exclude: list[str], scheme: QuantizeScheme) -> Path:
-    """Static quantization with the target's scheme (the same mapping and exclusions the pipeline's stage uses)."""
-    import onnx
-    from onnxruntime.quantization import quantize_static
-
-    from toolchain.data.feeds import as_feeds
-    from toolchain.stages.quantize import _reader, excluded_nodes, static_kwargs
-
-    model = onnx.load(str(pre), load_external_data=False)
-    nodes, _ = excluded_nodes(model, scheme, exclude)
-    with contextlib.redirect_stdout(sys.stderr):
-        quantize_static(str(pre), str(dest), _reader(as_feeds(calib_x, model.graph.input[0].name), 32), nodes_to_exclude=nodes,
-                        **static_kwargs(scheme))
-    return dest
 
 
 def fallback_units(pre: Path) -> list[dict]:
@@ -82,25 +67,29 @@ def fallback_units(pre: Path) -> list[dict]:
 
 
 class _Trials:
-    """The search's learned state: candidates kept, every step tried, what fell back to fp32."""
+    """The search's learned state (candidates kept, every step tried, what fell back to fp32) and
+    what every variant is built from. Variants are built and scored by toolchain.search.tasks,
+    on the executor when there is one; a candidate's model is copied out of the cache into
+    out_dir/candidates/ only once the sequential order of decisions has kept it."""
 
-    def __init__(self, out_dir: Path, eval_x, eval_y, ref, probe_samples: int, floor: float):
-        self.out_dir, self.eval_x, self.eval_y, self.ref = out_dir, eval_x, eval_y, ref
-        self.probe_samples, self.floor = probe_samples, floor
+    def __init__(self, out_dir: Path, runner: T.Runner, cache_dir: Path, pre: Path, calib_x, scheme: QuantizeScheme,
+                 eval_x, eval_y, ref_probe, floor: float):
+        self.out_dir, self.runner, self.cache_dir, self.pre = out_dir, runner, cache_dir, pre
+        self.calib_x, self.scheme, self.eval_x, self.eval_y, self.ref_probe = calib_x, scheme, eval_x, eval_y, ref_probe
+        self.floor = floor
         self.candidates: list[Candidate] = []
         self.tried: list[dict] = []
         self.reverted: list[dict] = []
 
-    def probe_error(self, path: Path) -> float:
-        n = self.probe_samples
-        return float(np.mean((onnx_logits(path, self.eval_x[:n]) - self.ref[:n]) ** 2))
+    def qdq(self, exclude: list[str], scheme: QuantizeScheme | None = None) -> tuple:
+        """The task call that builds and scores one QDQ variant."""
+        return (T.evaluate_qdq, (self.cache_dir, self.pre, self.calib_x, list(exclude), scheme or self.scheme,
+                                 self.eval_x, self.eval_y, self.ref_probe))
 
-    def evaluate(self, name: str, path: Path, exclude: list[str], **extra) -> tuple[Candidate, float]:
-        """Accuracy and logit error of one variant; `extra` (e.g. the stem setting) goes into its detail."""
-        logits = onnx_logits(path, self.eval_x)
-        acc = float((logits.argmax(1) == self.eval_y).mean())
-        n = self.probe_samples
-        err = float(np.mean((logits[:n] - self.ref[:n]) ** 2))
+    def record(self, name: str, result: dict, exclude: list[str], **extra) -> tuple[Candidate, float]:
+        """Keep a scored variant as candidate `name`; `extra` (e.g. the stem setting) goes into its detail."""
+        path = Path(shutil.copyfile(result["model"], self.out_dir / "candidates" / f"{name}.onnx"))
+        acc, err = result["accuracy"], result["logit_mse"]
         cand = Candidate(name, str(path.relative_to(self.out_dir)), acc, path.stat().st_size,
                          meets_budget=acc >= self.floor,
                          detail={"excluded_nodes": list(exclude), "logit_mse": err, **extra})
@@ -119,81 +108,110 @@ class _Trials:
 def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray, eval_y: np.ndarray,
                         budget: SearchBudget, out_dir: Path, *, scheme: QuantizeScheme | None = None, max_fallback: int = 8,
                         max_probe: int = 64, probe_samples: int = 512, measure_latency: bool = True,
-                        int8_weights: bool = False) -> SearchReport:
+                        int8_weights: bool = False, executor=None, cache_dir: Path | None = None) -> SearchReport:
     """Find the smallest/fastest QDQ int8 variant of `fp32_onnx` within `budget`; see module doc.
     With `int8_weights` the fp32-compute model with int8-stored weights competes too (what a
     target with `ship = "fastest"` weighs; stages/int8_weights.py): where no int8 kernel pays, it
     is fp32's speed at int8's bytes.
 
+    With an `executor` (toolchain.executor) variants are built and scored as tasks, several at
+    once; the candidates, their numbers and the chosen one are those of the sequential search.
+    Variants go through `cache_dir` (a stage cache every worker mounts; default a temp folder).
+
     Always writes out_dir/best.onnx (the most accurate quantized variant, report.met = False, when
     none meets the budget), out_dir/candidates/*.onnx, out_dir/search_quant.json and Pareto PNGs. `eval_x/y`
     decide the budget; pass a validation split if the test split must stay untouched.
     """
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     scheme = scheme or QuantizeScheme()
+    runner = T.Runner(executor)
+    runner.warm_up()  # overlaps the workers' start with the fp32 reference and pre-processing below
     out_dir = Path(out_dir)
     cand_dir = out_dir / "candidates"
     cand_dir.mkdir(parents=True, exist_ok=True)
     fp32_copy = Path(shutil.copyfile(fp32_onnx, cand_dir / "fp32.onnx"))
     ref = onnx_logits(fp32_copy, eval_x)
     baseline = float((ref.argmax(1) == eval_y).mean())
-    run = _Trials(out_dir, eval_x, eval_y, ref, probe_samples, budget.allowed(baseline))
-    run.candidates.append(Candidate("fp32", "candidates/fp32.onnx", baseline, fp32_copy.stat().st_size,
-                                    meets_budget=True, baseline=True, detail={"excluded_nodes": "all"}))
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
-        pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32_onnx), str(pre))
-        full, full_err = run.evaluate("int8", _quantize(pre, cand_dir / "int8.onnx", calib_x, [], scheme), [],
-                                      fp32_stem=scheme.fp32_stem)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        if cache_dir is None:
+            cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeopt-search-")))
+        run = _Trials(out_dir, runner, Path(cache_dir),
+                      T.preprocessed(Path(fp32_onnx), Path(cache_dir)), calib_x, scheme, eval_x, eval_y,
+                      ref[:probe_samples], budget.allowed(baseline))
+        run.candidates.append(Candidate("fp32", "candidates/fp32.onnx", baseline, fp32_copy.stat().st_size,
+                                        meets_budget=True, baseline=True, detail={"excluded_nodes": "all"}))
+        calls = {"int8": run.qdq([])}
+        if int8_weights:  # independent of everything else: scored beside int8, recorded last as before
+            calls["fp32-int8weights"] = (T.evaluate_int8_weights, (run.cache_dir, Path(fp32_onnx), eval_x, eval_y,
+                                                                   run.ref_probe))
+        first = run.runner.map(calls)
+        full, full_err = run.record("int8", first["int8"], [], fp32_stem=scheme.fp32_stem)
         base, excluded = full, []
         if not full.meets_budget:
-            ranking = _rank(run, pre, Path(tmp), calib_x, full_err, scheme, max_probe)
-            base, excluded = _fallback(run, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err, full)
-        _flip_stem(run, pre, cand_dir, calib_x, scheme, base, excluded)
-    if int8_weights:
-        _int8_weights(run, fp32_copy, cand_dir)
+            ranking = _rank(run, full_err, max_probe)
+            base, excluded = _fallback(run, ranking, max_fallback, full_err, full)
+        _flip_stem(run, base, excluded)
+        if int8_weights:
+            w8 = first["fp32-int8weights"]
+            run.record("fp32-int8weights", w8, [], fp32_compute=True, weights_int8=w8["weights_int8"])
     return _finish(run, budget, baseline, measure_latency)
 
 
-def _int8_weights(run: _Trials, fp32: Path, cand_dir: Path) -> None:
-    """fp32 compute, weights stored as per-channel int8 (ORT folds them back at load)."""
-    from toolchain.stages.int8_weights import Int8WeightsConfig, int8_weights
-
-    dest = cand_dir / "fp32-int8weights.onnx"
-    facts = int8_weights(fp32, Int8WeightsConfig(), dest)
-    run.evaluate("fp32-int8weights", dest, [], fp32_compute=True, weights_int8=facts["weights_int8"])
-
-
-def _rank(run: _Trials, pre: Path, tmp: Path, calib_x, full_err: float, scheme: QuantizeScheme, max_probe: int) -> list[dict]:
-    """Leave-one-out: how much does keeping unit u alone in fp32 cut the logit error?"""
+def _rank(run: _Trials, full_err: float, max_probe: int) -> list[dict]:
+    """Leave-one-out: how much does keeping unit u alone in fp32 cut the logit error? Every
+    probe is independent of the others: one task each."""
     t0 = time.perf_counter()
-    ranking = []
-    for unit in fallback_units(pre)[:max_probe]:
-        err = run.probe_error(_quantize(pre, tmp / "probe.onnx", calib_x, unit["nodes"], scheme))
-        ranking.append({**unit, "logit_mse_without": err, "gain": full_err - err})
+    units = fallback_units(run.pre)[:max_probe]
+    probe_x = run.eval_x[:len(run.ref_probe)]
+    errors = run.runner.map({f"probe:{i}": (T.probe_error, (run.pre, run.calib_x, unit["nodes"], run.scheme, probe_x,
+                                                            run.ref_probe)) for i, unit in enumerate(units)})
+    ranking = [{**unit, "logit_mse_without": errors[f"probe:{i}"], "gain": full_err - errors[f"probe:{i}"]}
+               for i, unit in enumerate(units)]
     ranking.sort(key=lambda r: -r["gain"])
     run.tried.append({"step": "rank", "method": "leave-one-out logit MSE", "seconds": time.perf_counter() - t0,
                       "ranking": ranking})
     return ranking
 
 
-def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, scheme, max_fallback, full_err,
-              full: Candidate) -> tuple[Candidate, list[str]]:
+def _extend(excluded: list[str], rank: dict) -> list[str]:
+    return excluded + [n for n in rank["nodes"] if n not in excluded]
+
+
+def _speculate(rest: list[dict], excluded: list[str], kept: int, max_fallback: int, width: int) -> list[list[str]]:
+    """The next `width` trials of the fallback loop if each were kept: the first one is the trial
+    the loop needs now, the others are its likeliest successors, scored in the same round."""
+    trials: list[list[str]] = []
+    for rank in rest:
+        if len(trials) == width or kept == max_fallback or rank["gain"] <= 0:
+            break
+        trial = _extend(excluded, rank)
+        if trial != excluded:
+            trials.append(trial)
+            excluded, kept = trial, kept + 1
+    return trials
+
+
+def _fallback(run: _Trials, ranking, max_fallback, full_err, full: Candidate) -> tuple[Candidate, list[str]]:
     """Fall back units to fp32 in ranked order; keep a fallback only if it lowers the error.
-    Returns the last kept candidate and its excluded nodes."""
+    Returns the last kept candidate and its excluded nodes. The decisions are sequential; with
+    several workers the trials ahead are scored speculatively, and only the ones this loop
+    reaches become candidates."""
     excluded: list[str] = []
     best_err = full_err
     kept, last = 0, full
-    for rank in ranking:
+    scored: dict[tuple[str, ...], dict] = {}
+    for i, rank in enumerate(ranking):
         if kept == max_fallback or rank["gain"] <= 0:
             break  # the remaining units do not hurt on their own; fp32 for them buys nothing
-        trial = excluded + [n for n in rank["nodes"] if n not in excluded]
+        trial = _extend(excluded, rank)
         if trial == excluded:
             continue  # already fp32 through overlapping units
+        if tuple(trial) not in scored:
+            ahead = _speculate(ranking[i:], excluded, kept, max_fallback, run.runner.width)
+            results = run.runner.map({f"fallback:{'|'.join(t)}": run.qdq(t) for t in ahead})
+            scored.update({tuple(t): results[f"fallback:{'|'.join(t)}"] for t in ahead})
         name = f"int8-fp32u{kept + 1}"
-        cand, err = run.evaluate(name, _quantize(pre, cand_dir / f"{name}.onnx", calib_x, trial, scheme), trial,
-                                 fp32_stem=scheme.fp32_stem)
+        cand, err = run.record(name, scored[tuple(trial)], trial, fp32_stem=run.scheme.fp32_stem)
         if err >= best_err:
             # Fallback changes neighbours' quantization too; when it does not help, stay int8 there.
             run.discard(cand, f"logit MSE {err:.3g} not below {best_err:.3g}: unit '{rank['unit']}' stays int8")
@@ -207,8 +225,7 @@ def _fallback(run: _Trials, ranking, pre, cand_dir, calib_x, scheme, max_fallbac
     return last, excluded
 
 
-def _flip_stem(run: _Trials, pre: Path, cand_dir: Path, calib_x, scheme: QuantizeScheme, base: Candidate,
-               excluded: list[str]) -> None:
+def _flip_stem(run: _Trials, base: Candidate, excluded: list[str]) -> None:
     """The search's final variant again with the stem conv's precision flipped: whether an int8 stem
     pays depends on the CPU's kernels (x86 ORT pads its K = 27 GEMM; fp32 has a stem kernel), so
     the interleaved latency measurement decides, not a rule."""
@@ -216,13 +233,13 @@ def _flip_stem(run: _Trials, pre: Path, cand_dir: Path, calib_x, scheme: Quantiz
 
     from toolchain.stages.quantize import stem_convs
 
-    stems = [n for n in stem_convs(onnx.load(str(pre), load_external_data=False)) if n not in excluded]
+    stems = [n for n in stem_convs(onnx.load(str(run.pre), load_external_data=False)) if n not in excluded]
     if not stems:
         return  # no stem conv, or the fallback already keeps it fp32: flipping changes nothing
-    flipped = scheme.model_copy(update={"fp32_stem": not scheme.fp32_stem})
+    flipped = run.scheme.model_copy(update={"fp32_stem": not run.scheme.fp32_stem})
     name = f"{base.name}-{'fp32' if flipped.fp32_stem else 'int8'}stem"
-    path = _quantize(pre, cand_dir / f"{name}.onnx", calib_x, excluded, flipped)
-    run.evaluate(name, path, excluded, fp32_stem=flipped.fp32_stem, stem_nodes=stems, stem_flipped=True)
+    result = run.runner.map({"stem": run.qdq(excluded, flipped)})["stem"]
+    run.record(name, result, excluded, fp32_stem=flipped.fp32_stem, stem_nodes=stems, stem_flipped=True)
 
 
 def _finish(run: _Trials, budget: SearchBudget, baseline: float, measure_latency: bool) -> SearchReport:

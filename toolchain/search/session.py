@@ -22,7 +22,10 @@ class SearchOutcome:
     document: dict[str, Any]
 
 
-def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob) -> SearchOutcome:
+def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob,
+               executor=None) -> SearchOutcome:
+    """`executor` (toolchain.executor) builds and scores the quantization search's candidates as
+    tasks; the bisection searches decide one candidate at a time and run in this process."""
     from toolchain.data.calibration import calibration_inputs
     from toolchain.pipeline import steps
     from toolchain.pipeline.cache import StageCache
@@ -55,7 +58,8 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         x_calib = calibration_inputs(q.calibration_data, data.x_train, q.calibration_samples, data.input_name)
         calib = calibration_subset(x_calib, QuantizeConfig(calibration_samples=q.calibration_samples))
         report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
-                                     out_dir, scheme=scheme, int8_weights=int8_weights_apply(profile))
+                                     out_dir, scheme=scheme, int8_weights=int8_weights_apply(profile),
+                                     executor=executor, cache_dir=cache.root)
     doc = report.to_dict()
     doc["recipe_hint"] = recipe_hint(report, knob)
     return SearchOutcome(knob=knob, target=target, out_dir=out_dir, report=report, document=doc)
