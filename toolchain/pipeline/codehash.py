@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import threading
 from functools import cache
 from pathlib import Path
 
@@ -34,10 +35,16 @@ def module_path(name: str) -> Path | None:
     return None
 
 
+# CPython 3.11's ast.parse is not safe in two threads at once ("AST constructor recursion depth
+# mismatch", seen with concurrent cache writers): one parse at a time.
+_PARSE_LOCK = threading.Lock()
+
+
 @cache
 def _direct_imports(name: str) -> tuple[str, ...]:
     path = module_path(name)
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    with _PARSE_LOCK:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
