@@ -66,7 +66,7 @@ def test_search_track_logs_one_run_with_a_nested_run_per_candidate(
     monkeypatch.setattr(
         session,
         "run_search",
-        lambda rec, profile, target, rd, budget, knob: _outcome(Path(rd) / "search" / target),
+        lambda rec, profile, target, rd, budget, knob, **_: _outcome(Path(rd) / "search" / target),
     )
     runner = CliRunner()
     with runner.isolation() as (out, err, _):
@@ -144,7 +144,7 @@ def test_search_without_track_never_imports_mlflow_for_tracking(
     monkeypatch.setattr(
         session,
         "run_search",
-        lambda rec, profile, target, rd, budget, knob: _outcome(Path(rd) / "search" / target),
+        lambda rec, profile, target, rd, budget, knob, **_: _outcome(Path(rd) / "search" / target),
     )
     runner = CliRunner()
     with runner.isolation():
