@@ -255,8 +255,8 @@ def _peer_lines(peer: dict[str, Any] | None) -> list[str]:
     if not peer["weighed"]:
         return [f"  vs ORT's own uint8 QDQ ({peer['candidate']}): not weighed, {peer['reason']}"]
     fails = f"; it fails {', '.join(peer['failed_budgets'])}" if peer["failed_budgets"] else ""
-    return [f"  vs ORT's own uint8 QDQ ({peer['candidate']}): shipped {peer['speedup']:.2f}x as fast "
-            f"({peer['shipped_p50_ms']:.4g} vs {peer['p50_ms']:.4g} ms){fails}"]
+    return [(f"  vs ORT's own uint8 QDQ ({peer['candidate']}): shipped {peer['speedup']:.2f}x as fast "
+             f"({peer['shipped_p50_ms']:.4g} vs {peer['p50_ms']:.4g} ms){fails}")]
 
 
 def scheme_text(scheme: dict[str, Any] | str | None) -> str:
