@@ -99,8 +99,8 @@ def across_runtimes(path: Path, profile: TargetProfile, engines: list[str]) -> d
 
 def render_across(doc: dict[str, Any]) -> str:
     lines = [f"{doc['artifact']} across runtimes, {doc['target']} profile's threads ({doc['host']['cpu']})",
-             f"  bytes: {doc['bytes']:,}; batch {doc['batch']}; timed side by side, interleaved; "
-             f"ratio and SQNR vs {doc['reference']}"]
+             (f"  bytes: {doc['bytes']:,}; batch {doc['batch']}; timed side by side, interleaved; "
+              f"ratio and SQNR vs {doc['reference']}")]
     for engine, r in doc["runtimes"].items():
         if not r["compiles"]:
             lines.append(f"  {engine}: does not compile it: {r['reason']}")
