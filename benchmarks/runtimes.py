@@ -76,6 +76,13 @@ def build(name: str, calib: np.ndarray):
 
     torch.manual_seed(0)
     model = mobilenet_v2.build(num_classes=1000, width_mult=1.0) if name == "mobilenet_v2" else resnet18()
+    return with_bn_statistics(model, calib)
+
+
+def with_bn_statistics(model, calib: np.ndarray):
+    """`model` in eval mode with its BatchNorm running statistics averaged over `calib` (8 at a time)."""
+    import torch
+
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None  # cumulative average over the batches below

@@ -70,7 +70,7 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
         fast = min(c["selection_p50_ms"] for c in passing.values())
         fast_enough = {k: c for k, c in passing.items() if c["selection_p50_ms"] <= fast * (1 + tie)}
         small = min(c["bytes"] for c in fast_enough.values())
-        assert m["shipped"] == next(k for k in ("int8", STEM_OFF, "pruned_fp32", "int8_weights")
+        assert m["shipped"] == next(k for k in ("int8", STEM_OFF, "int8[ort_uint8_qdq]", "pruned_fp32", "int8_weights")
                                     if k in fast_enough and fast_enough[k]["bytes"] <= small * (1 + tie))
         assert all(c["selection_threads"] in (1, 2) for c in weighed.values())  # cpu-server sweeps 1 and 2
     assert target.artifact.stat().st_size == m["bytes"] == weighed[m["shipped"]]["bytes"]
@@ -86,8 +86,10 @@ def test_run_benchmarks_the_pruned_network_in_fp32_beside_its_int8_artifact(tmp_
     assert f"params {st['params_before']:,} -> {st['params_after']:,}" in render_run(result)
     doc = run_document(result)["targets"]["cpu-server"]
     assert doc["pruned_fp32"]["bytes"] == pf["bytes"] and doc["shipped"] == m["shipped"]
-    # digits' grey stem conv: cpu-server's fp32_stem is measured both ways (scheme_candidates)
-    assert set(doc["candidates"]) == {"fp32", "int8", STEM_OFF, "pruned_fp32", "int8_weights"}
+    # digits' grey stem conv: cpu-server's fp32_stem is measured both ways (scheme_candidates), and
+    # ORT's own uint8 QDQ (per-tensor, int8 stem) as the peer the shipped file must not be slower than
+    assert set(doc["candidates"]) == {"fp32", "int8", STEM_OFF, "int8[ort_uint8_qdq]", "pruned_fp32", "int8_weights"}
+    assert doc["selection"]["ort_uint8_qdq"]["candidate"] == "int8[ort_uint8_qdq]"
     assert Path(doc["candidates"][m["shipped"]]).read_bytes() == target.artifact.read_bytes()
 
     # an unpruned (magnitude) recipe has no such candidate: same network, nothing to compare

@@ -22,7 +22,10 @@ STEM_OFF = "int8[fp32_stem=false]"
 
 
 def _fastest_cpu_server():
-    return load_target("cpu-server")
+    """cpu-server without its ORT uint8 QDQ peer (tests/stages/test_peer_candidate.py covers it)."""
+    profile = load_target("cpu-server")
+    keys = [k for k in profile.artifact.scheme_candidates if k != "ort_uint8_qdq"]
+    return profile.model_copy(update={"artifact": profile.artifact.model_copy(update={"scheme_candidates": keys})})
 
 
 def test_variants_only_where_the_flip_changes_the_graph():
@@ -170,4 +173,6 @@ def test_a_model_without_a_stem_gets_one_int8_form(quick_cpu_server, tmp_path):
     t, text = _compress(_conv_net(16, tmp_path / "wide.onnx"), 16, tmp_path, quick_cpu_server)
     assert "fp32_stem=false" not in text
     int8_forms = [label for label in t["candidates"] if label.startswith("int8") and label != "int8_weights"]
-    assert int8_forms == ["int8"] and t["selection"]["candidates"]["int8"]["scheme"]["fp32_stem_nodes"] == []
+    # no stem flip; ORT's own uint8 QDQ (per-tensor) is the only other int8 form
+    assert int8_forms == ["int8", "int8[ort_uint8_qdq]"]
+    assert t["selection"]["candidates"]["int8"]["scheme"]["fp32_stem_nodes"] == []

@@ -39,25 +39,37 @@ def bench_remote(artifact: Path, profile, url: str, *, python: str | None = None
 @click.command()
 @click.argument("artifact", type=PATH)
 @click.option("--target", required=True, help="Target profile whose runtime options and batch sizes to use.")
+@click.option("--runtimes", default=None, metavar="ENGINE,ENGINE",
+              help="Time the file on each runtime side by side (onnxruntime,openvino): p50, ratio, whether it compiles.")
 @targets_dir_option
 @json_option
 @remote_options
-def bench(artifact, target, targets_dir, as_json, remote, remote_python, ssh_key, known_hosts, strict_host_key_checking):
+def bench(artifact, target, runtimes, targets_dir, as_json, remote, remote_python, ssh_key, known_hosts,
+          strict_host_key_checking):
     """Benchmark one .onnx/.ort file: bytes, latency percentiles, peak memory (random inputs).
 
     With --remote ssh://[user@]host[:port], measure on that device with its own onnxruntime.
+    With --runtimes onnxruntime,openvino, the same file on each runtime at the profile's threads.
     """
     from toolchain.bench.standalone import bench_file, render_bench
     from toolchain.config.target import load_target
+    from toolchain.errors import BadInput
 
     profile = load_target(target, targets_dir)
+    render = render_bench
     with json_mode(as_json):
-        if remote:
+        if runtimes is not None:
+            from toolchain.bench.across_runtimes import across_runtimes, parse_engines, render_across
+
+            if remote:
+                raise BadInput("--runtimes measures on this machine, --remote on a device", "pass one of them")
+            doc, render = across_runtimes(artifact, profile, parse_engines(runtimes)), render_across
+        elif remote:
             doc = bench_remote(artifact, profile, remote, python=remote_python, ssh_key=ssh_key,
                                known_hosts=known_hosts, strict_host_key_checking=strict_host_key_checking)
         else:
             doc = bench_file(artifact, profile)
-    emit(doc, as_json, render_bench)
+    emit(doc, as_json, render)
 
 
 COMMANDS = [bench]

@@ -102,10 +102,12 @@ class ArtifactSpec(Strict):
     # each key listed here is also built flipped, as its own cached quantize + convert, and
     # weighed like any candidate (pipeline/variants.py). A flip that would not change the graph
     # (no stem conv) or that the recipe's [quantize] pins is not built.
-    scheme_candidates: list[Literal["fp32_stem", "per_channel", "format"]] = Field(
+    # "ort_uint8_qdq" is the peer edgeopt must never be slower than: ORT's own quantize_static
+    # uint8 QDQ with its defaults (per-tensor, int8 stem), built unless a candidate already is it.
+    scheme_candidates: list[Literal["fp32_stem", "per_channel", "format", "ort_uint8_qdq"]] = Field(
         default_factory=list, description=(
             "[quantize] keys also built flipped and weighed when ship = \"fastest\" (`format`: QDQ vs dynamic, "
-            "models with attention only)"))
+            "models with attention only); `ort_uint8_qdq`: also ONNX Runtime's own uint8 QDQ scheme"))
 
 
 class BenchmarkSpec(Strict):

@@ -22,8 +22,8 @@ from toolchain.fsio import copy_atomic
 from toolchain.pipeline.cache import Entry, StageCache
 from toolchain.pipeline.metrics import INT8_WEIGHTS, PRUNED_FP32, summarize_metrics, summarize_mobile
 from toolchain.pipeline.precision import BF16, bf16_applies, candidate_runtimes, compilable, runtime_of
-from toolchain.pipeline.ship import choose_artifact, compression_pays, int8_weights_apply
-from toolchain.pipeline.variants import FORM_SCHEMES, INT8, describe_scheme, scheme_variants
+from toolchain.pipeline.ship import choose_artifact, compression_pays, int8_weights_apply, versus_peer
+from toolchain.pipeline.variants import FORM_SCHEMES, INT8, describe_scheme, peer_equivalent, scheme_variants
 from toolchain.stages.benchmark import BenchConfig, ort_default_memory
 from toolchain.stages.int8_weights import Int8WeightsConfig
 from toolchain.stages.quantize import QuantizeConfig
@@ -135,6 +135,9 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     shipped, selection = choose_artifact(results, profile, budgets)
     if prep.skipped:  # candidates the engine could not compile, and why (the report lists them)
         selection["skipped"] = prep.skipped
+    peer = peer_equivalent(schemes, quantized.record) if profile.artifact.ship == "fastest" else None
+    if peer:  # issue 14's floor: never slower than ORT's own uint8 QDQ of the same model
+        selection["ort_uint8_qdq"] = versus_peer(selection, shipped, peer)
     for label, weighed in selection["candidates"].items():  # the report names each candidate's scheme
         weighed["scheme"] = (describe_scheme(schemes[label], int8_forms[label].record) if label in schemes
                              else FORM_SCHEMES.get(label, label))

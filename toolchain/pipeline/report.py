@@ -238,6 +238,7 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
     lines = [f"  shipped: {_SHIPPED_NAMES.get(shipped_form(m), shipped)} [ship = \"{selection['rule']}\"{tie}; p50, bytes: {weighed}]"]
     if selection.get("reason"):
         lines.append(f"  why: {selection['reason']}")
+    lines += _peer_lines(selection.get("ort_uint8_qdq"))
     lines += [f"  candidate {label}: {scheme_text(c.get('scheme'))}" + (
         f", min SQNR {c['min_sqnr_db']:.1f} dB" if c.get("min_sqnr_db") is not None else "")
         for label, c in selection["candidates"].items() if is_scheme_variant(label) or label == "int8"]
@@ -245,6 +246,17 @@ def _selection_lines(name: str, m: dict[str, Any]) -> list[str]:
     if passing and selection["rule"] == "quantized" and min(passing, key=lambda k: p50(passing[k])) != shipped:
         lines.append(f"  note: a faster candidate passes every budget here; [artifact] ship = \"fastest\" in {name}'s profile ships it")
     return lines + skipped
+
+
+def _peer_lines(peer: dict[str, Any] | None) -> list[str]:
+    """How the shipped candidate compares with ONNX Runtime's own uint8 QDQ of the same model."""
+    if not peer:
+        return []
+    if not peer["weighed"]:
+        return [f"  vs ORT's own uint8 QDQ ({peer['candidate']}): not weighed, {peer['reason']}"]
+    fails = f"; it fails {', '.join(peer['failed_budgets'])}" if peer["failed_budgets"] else ""
+    return [(f"  vs ORT's own uint8 QDQ ({peer['candidate']}): shipped {peer['speedup']:.2f}x as fast "
+             f"({peer['shipped_p50_ms']:.4g} vs {peer['p50_ms']:.4g} ms){fails}")]
 
 
 def scheme_text(scheme: dict[str, Any] | str | None) -> str:

@@ -108,6 +108,21 @@ def ship_reason(weighed: dict[str, dict[str, Any]], shipped: str, tie: float) ->
             "smallest of those and first in ship order")
 
 
+def versus_peer(selection: dict[str, Any], shipped: str, peer: str) -> dict[str, Any]:
+    """How the shipped candidate compares with `peer`, the candidate that is ONNX Runtime's own
+    uint8 QDQ (pipeline/variants.py): both p50s as the ship rule compared them, and their ratio
+    (> 1: the shipped one is faster). The rule weighed the peer, so the shipped one is slower only
+    within `tie` or where the peer fails a budget the shipped one passes."""
+    weighed = selection["candidates"]
+    if peer not in weighed:
+        why = selection.get("skipped", {}).get(peer, "not weighed")
+        return {"candidate": peer, "weighed": False, "reason": why}
+    p, c = weighed[peer], weighed[shipped]
+    return {"candidate": peer, "weighed": True, "p50_ms": p["selection_p50_ms"],
+            "shipped_p50_ms": c["selection_p50_ms"], "speedup": p["selection_p50_ms"] / c["selection_p50_ms"],
+            "failed_budgets": p["failed_budgets"]}
+
+
 def _fastest_p50(result: dict[str, Any], batch: str) -> tuple[float, int | None]:
     """`batch`'s p50 at the swept thread count where it is lowest, and that count; without a
     thread sweep, the p50 at the profile's count (and None)."""

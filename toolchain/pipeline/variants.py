@@ -9,6 +9,12 @@ MobileNetV2 (width 0.5, 224 px) faster but cost ResNet-18 at 224 px a third of i
 A flip is built only when it changes the graph: `fp32_stem` only for a model with a stem conv
 the scheme would keep fp32 (the quantize stage records them), `format` (QDQ vs dynamic) only for
 a model with attention. A key the recipe's `[quantize]` sets is the recipe's decision: not flipped.
+
+`ort_uint8_qdq` is not a key but a peer: the scheme ONNX Runtime's own `quantize_static` writes
+with uint8 activations and its other defaults (QDQ, int8 weights, per-tensor, MinMax, nothing kept
+fp32, no transformer fusion). edgeopt must never ship slower than it (issue 14: ResNet-18 at 224
+px, 2.31x over fp32 for cpu-server's scheme vs 3.22x for this one), so it is built (once, cached)
+unless an int8 candidate already has exactly that scheme, and weighed like every other candidate.
 """
 
 from __future__ import annotations
@@ -18,6 +24,14 @@ from typing import Any
 from toolchain.config.target import QuantizeScheme, TargetProfile
 
 INT8 = "int8"  # the profile's own scheme: the starting point, first of the int8 forms in the ship order
+
+
+# The peer's scheme: quantize_static(..., quant_format=QDQ, activation_type=QUInt8) with every other
+# argument at onnxruntime's default (weight_type QInt8, per_channel False, reduce_range False, MinMax).
+ORT_UINT8_QDQ = "ort_uint8_qdq"
+PEER_SCHEME = {"format": "qdq", "activation_type": "uint8", "weight_type": "int8", "per_channel": False,
+               "reduce_range": False, "calibration_method": "minmax", "fp32_stem": False, "fuse_transformer": False}
+PEER_LABEL = f"{INT8}[{ORT_UINT8_QDQ}]"
 
 
 def variant_label(key: str, value: Any) -> str:
@@ -54,11 +68,36 @@ def scheme_variants(
         return {}
     out = {}
     for key in profile.artifact.scheme_candidates:
-        if key in pinned or not _changes_graph(key, quantized):
+        if key == ORT_UINT8_QDQ or key in pinned or not _changes_graph(key, quantized):
             continue
         value = _flipped(key, scheme)
         out[variant_label(key, value)] = scheme.model_copy(update={key: value})
+    if ORT_UINT8_QDQ in profile.artifact.scheme_candidates:
+        peer = scheme.model_copy(update=PEER_SCHEME)
+        changed = {key for key, value in PEER_SCHEME.items() if getattr(scheme, key) != value}
+        # The stem and fusion keys change nothing on a graph without a stem or attention: then a
+        # candidate differing only there already is the peer, and it is not built twice.
+        if not (changed & pinned) and not any(_same_graph(peer, s, quantized) for s in [scheme, *out.values()]):
+            out[PEER_LABEL] = peer
     return out
+
+
+def _same_graph(a: QuantizeScheme, b: QuantizeScheme, quantized: dict[str, Any]) -> bool:
+    """Whether schemes `a` and `b` write the same graph for the model `quantized` recorded."""
+    ignored = set()
+    if not quantized.get("stem_convs"):
+        ignored.add("fp32_stem")
+    if not quantized.get("attention_nodes"):
+        ignored.add("fuse_transformer")
+    return a.model_dump(exclude=ignored) == b.model_dump(exclude=ignored)
+
+
+def peer_equivalent(schemes: dict[str, QuantizeScheme], quantized: dict[str, Any]) -> str | None:
+    """The label of the int8 candidate that is ORT's own uint8 QDQ (PEER_SCHEME), if one is."""
+    if PEER_LABEL in schemes:
+        return PEER_LABEL
+    return next((label for label, s in schemes.items()
+                 if _same_graph(s, s.model_copy(update=PEER_SCHEME), quantized)), None)
 
 
 def describe_scheme(scheme: QuantizeScheme, record: dict[str, Any]) -> dict[str, Any]:

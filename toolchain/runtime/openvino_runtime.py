@@ -108,7 +108,8 @@ class OpenVinoRuntime:
         except Exception as err:  # OpenVINO raises RuntimeError subclasses for every parse/compile failure
             text = str(err).strip().splitlines()
             why = next(
-                (line.strip() for line in text if "not supported" in line or "Cannot create" in line),
+                (line.strip(" -") for line in text  # the line naming the operators it cannot convert
+                 if "No conversion rule" in line or "not supported" in line or "Cannot create" in line),
                 text[0] if text else type(err).__name__,
             )
             raise ModelLoadError(
