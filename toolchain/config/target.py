@@ -34,6 +34,10 @@ class RuntimeOptions(Strict):
     inter_op_threads: int = Field(1, ge=0, description="threads running independent ops in parallel (0: ORT's choice)")
     enable_cpu_mem_arena: bool = Field(True, description="ORT's memory arena: fewer allocations, more resident memory")
     enable_mem_pattern: bool = Field(True, description="plan buffers from the first run's allocation pattern")
+    # ORT session optimizers to skip (session config "optimization.disable_specified_optimizers"),
+    # both when the convert stage optimizes offline and when a session loads the artifact.
+    disabled_optimizers: list[str] = Field(default_factory=list, description=(
+        "onnxruntime: graph optimizers to skip by name, e.g. SkipLayerNormFusion (offline and at load time)"))
     # OpenVINO's CPU default is bf16 wherever the CPU has it, even for fp32 models (measured on an
     # AVX512-BF16 EPYC: MobileNetV2 top-1 agreement with fp32 30%), so f32 is explicit here and bf16
     # is a candidate the benchmark measures and the budgets admit (docs/runtimes.md).
@@ -46,6 +50,8 @@ class RuntimeOptions(Strict):
     def _precision_needs_openvino(self) -> RuntimeOptions:
         if self.engine != "openvino" and self.inference_precision != "f32":
             raise ValueError("inference_precision = 'bf16' needs engine = 'openvino'")
+        if self.engine != "onnxruntime" and self.disabled_optimizers:
+            raise ValueError("disabled_optimizers names ONNX Runtime optimizers: it needs engine = 'onnxruntime'")
         return self
 
 
