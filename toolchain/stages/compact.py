@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from toolchain.config.base import Strict
 from toolchain.errors import VerificationError
 from toolchain.fsio import atomic_path, write_json_atomic
@@ -35,7 +37,7 @@ class CompactConfig(Strict):
     dedupe_initializers: bool = True
     verify: bool = True  # costs two ORT session loads and one run; cheap next to quantization
     # the profile's [runtime] disabled_optimizers: the check compares the graphs its sessions build
-    disabled_optimizers: list[str] = []
+    disabled_optimizers: list[str] = Field(default_factory=list)
 
 
 def _short_name_source(reserved: set[str]) -> Iterator[str]:
