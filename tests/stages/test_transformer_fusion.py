@@ -94,7 +94,7 @@ def test_cpu_server_ships_a_fused_dynamic_int8_encoder_without_skip_layer_norm(e
 
     _, data, cache, entry = exported
     profile = load_target("cpu-server")
-    assert profile.runtime.disabled_optimizers == ["SkipLayerNormFusion"]
+    assert profile.runtime.disabled_optimizers == ("SkipLayerNormFusion",)
     scheme = profile.quantize.model_copy(update={"format": "dynamic"})  # the candidate scheme_candidates builds
     q = steps.quantize(cache, QuantizeConfig(scheme=scheme, calibration_samples=64), data, entry, {}, label="dyn")
     artifact = steps.artifact_path(steps.convert(cache, convert_config(profile), q, {}, label="convert[dyn]"))

@@ -36,7 +36,7 @@ class RuntimeOptions(Strict):
     enable_mem_pattern: bool = Field(True, description="plan buffers from the first run's allocation pattern")
     # ORT session optimizers to skip (session config "optimization.disable_specified_optimizers"),
     # both when the convert stage optimizes offline and when a session loads the artifact.
-    disabled_optimizers: list[str] = Field(default_factory=list, description=(
+    disabled_optimizers: tuple[str, ...] = Field((), description=(
         "onnxruntime: graph optimizers to skip by name, e.g. SkipLayerNormFusion (offline and at load time)"))
     # OpenVINO's CPU default is bf16 wherever the CPU has it, even for fp32 models (measured on an
     # AVX512-BF16 EPYC: MobileNetV2 top-1 agreement with fp32 30%), so f32 is explicit here and bf16
@@ -45,6 +45,11 @@ class RuntimeOptions(Strict):
         "f32", description="openvino: INFERENCE_PRECISION_HINT the artifact is compiled with")
     bf16_candidate: bool = Field(True, description=(
         "openvino: also measure the fp32 artifact compiled at bf16, where the CPU has AVX512-BF16 or AMX"))
+
+    @field_validator("disabled_optimizers", mode="before")
+    @classmethod
+    def _names_as_tuple(cls, names):  # a TOML array is a list; a tuple keeps the options hashable (cached)
+        return tuple(names) if isinstance(names, list) else names
 
     @model_validator(mode="after")
     def _precision_needs_openvino(self) -> RuntimeOptions:

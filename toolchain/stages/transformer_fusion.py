@@ -6,7 +6,7 @@ QAttention and int8 MatMuls (DynamicQuantizeMatMul once ORT loads it).
 Residual Add + LayerNormalization is deliberately *not* left as SkipLayerNormalization:
 onnxruntime 1.32's CPU SkipLayerNormalization kernel measured 7x slower than Add +
 LayerNormalization at BERT-mini's shape (128 tokens x 256: 160 vs 22 us, 1 thread), 2.8x at
-64 x 128 and 1.7x at 32 x 64; in a dynamic-int8 BERT-mini it was 29% of the kernel time
+64 x 128 and 1.7x at 32 x 64; in ORT's fully fused dynamic-int8 BERT-mini it was 31% of the kernel time
 (benchmarks/results/transformer.load.md). ORT's own session optimizer fuses the same pattern
 (SkipLayerNormFusion), so profiles that run transformers list it in [runtime] disabled_optimizers.
 Without it the optimizer does not fuse the embeddings either (its EmbedLayerNormalization fusion
