@@ -180,6 +180,12 @@ def write_markdown(doc: dict[str, Any], dest: Path) -> None:
         + (" SMOKE RUN (1 epoch, 400 samples): proves the script, not the goal." if doc["smoke"] else ""),
         "",
     ]
+    lines += ["## One op: SkipLayerNormalization vs Add + LayerNormalization (ORT, 1 thread, optimizations off, p50 us)", "",
+              "| tokens x hidden | SkipLayerNormalization | Add + LayerNormalization | ratio |", "|---|---|---|---|"]
+    for m in doc["skip_layer_norm"]:
+        skip, plain = m["SkipLayerNormalization"], m["Add + LayerNormalization"]
+        lines.append(f"| {m['tokens']} x {m['hidden']} | {skip:.1f} | {plain:.1f} | {skip / plain:.1f}x |")
+    lines.append("")
     for config, res in doc["configs"].items():
         lines += _config_lines(config, res)
     dest.write_text("\n".join(lines))
@@ -198,6 +204,7 @@ def main(argv=None) -> int:
     import onnxruntime
     import openvino
     import torch
+    import transformer_forms as tf
 
     from toolchain.hostinfo import host_info
 
@@ -210,7 +217,7 @@ def main(argv=None) -> int:
     command = "python benchmarks/transformer.py " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {"host": host_info(), "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__,
            "rounds": args.rounds, "runs": args.runs, "smoke": args.smoke, "under_load": args.suffix == ".load",
-           "command": command.strip(), "configs": configs}
+           "command": command.strip(), "skip_layer_norm": tf.skip_layer_norm_micro(), "configs": configs}
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"transformer{args.suffix}"
     (args.out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")

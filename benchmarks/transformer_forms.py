@@ -182,3 +182,43 @@ def fidelity(sessions: dict[str, Any], feeds: list[dict]) -> dict[str, dict[str,
         out[label] = {"sqnr_db": float(min(sqnr_db(ref, got), 200.0)),
                       "agreement": float((got.argmax(1) == ref.argmax(1)).mean())}
     return out
+
+
+def skip_layer_norm_micro(shapes=((32, 64), (64, 128), (128, 256)), runs: int = 500) -> list[dict[str, Any]]:
+    """One ORT SkipLayerNormalization vs Add + LayerNormalization (optimizations off, 1 thread),
+    interleaved in 5 rounds: the kernel cost behind edgeopt's choice not to fuse it."""
+    import time
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(nodes, hidden):
+        params = [numpy_helper.from_array(np.full(hidden, v, np.float32), n) for n, v in (("g", 1.0), ("b", 0.0))]
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "s", "y")]
+        graph = helper.make_graph(nodes, "g", io[:2], io[2:], params)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.graph_optimization_level = 1, ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    out = []
+    for tokens, hidden in shapes:
+        graphs = {
+            "SkipLayerNormalization": [helper.make_node("SkipLayerNormalization", ["x", "s", "g", "b"], ["y"],
+                                                        domain="com.microsoft", epsilon=1e-5)],
+            "Add + LayerNormalization": [helper.make_node("Add", ["x", "s"], ["a"]),
+                                         helper.make_node("LayerNormalization", ["a", "g", "b"], ["y"], epsilon=1e-5)],
+        }
+        sessions = {k: ort.InferenceSession(model(v, hidden).SerializeToString(), opts, providers=["CPUExecutionProvider"])
+                    for k, v in graphs.items()}
+        feed = {n: np.random.default_rng(0).random((1, tokens, hidden), dtype=np.float32) for n in ("x", "s")}
+        p50 = {k: [] for k in sessions}
+        for _ in range(5):
+            for k, sess in sessions.items():
+                times = []
+                for _ in range(runs // 5):
+                    start = time.perf_counter()
+                    sess.run(None, feed)
+                    times.append(time.perf_counter() - start)
+                p50[k].append(1e6 * float(np.median(times)))
+        out.append({"tokens": tokens, "hidden": hidden, **{k: round(float(np.median(v)), 1) for k, v in p50.items()}})
+    return out

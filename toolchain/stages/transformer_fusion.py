@@ -4,15 +4,15 @@ Attention op and GELU + its bias into BiasGelu, which the dynamic quantizer then
 QAttention and int8 MatMuls (DynamicQuantizeMatMul once ORT loads it).
 
 Residual Add + LayerNormalization is deliberately *not* left as SkipLayerNormalization:
-onnxruntime 1.32's CPU SkipLayerNormalization kernel measured 7x slower than Add +
-LayerNormalization at BERT-mini's shape (128 tokens x 256: 160 vs 22 us, 1 thread), 2.8x at
-64 x 128 and 1.7x at 32 x 64; in ORT's fully fused dynamic-int8 BERT-mini it was 31% of the kernel time
+onnxruntime 1.32's CPU SkipLayerNormalization kernel measured 5.5x slower than Add +
+LayerNormalization at BERT-mini's shape (128 tokens x 256: 168 vs 30 us, 1 thread), 4.6x at
+64 x 128 and 2.2x at 32 x 64; in ORT's fully fused dynamic-int8 BERT-mini it was 30% of the kernel time
 (benchmarks/results/transformer.load.md). ORT's own session optimizer fuses the same pattern
 (SkipLayerNormFusion), so profiles that run transformers list it in [runtime] disabled_optimizers.
 Without it the optimizer does not fuse the embeddings either (its EmbedLayerNormalization fusion
 starts from a SkipLayerNormalization): measured, fusing them and splitting every
 SkipLayerNormalization back into Add + LayerNormalization was no faster (dynamic int8, 1 thread,
-interleaved: tiny-bert 1.34x vs 1.41x, BERT-mini 2.51x vs 2.45x over ORT fp32), so the simpler
+interleaved, measured once with a scratch script: tiny-bert 1.34x vs 1.41x, BERT-mini 2.51x vs 2.45x over ORT fp32), so the simpler
 graph is the one built.
 
 The optimizer matches patterns; a graph it does not recognise (measured: torch's dynamo exporter
