@@ -54,6 +54,55 @@ def test_bf16_precision_needs_the_openvino_engine():
         RuntimeOptions(inference_precision="bf16")
 
 
+def _add_layer_norm(path: Path) -> Path:
+    """x, skip [1, 8, 16] -> Add -> LayerNormalization: the pattern ORT's SkipLayerNormFusion rewrites."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    gamma, beta = (numpy_helper.from_array(np.full(16, v, np.float32), n) for n, v in (("g", 1.0), ("b", 0.5)))
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 8, 16]) for n in ("x", "s", "y")]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "s"], ["sum"]),
+         helper.make_node("LayerNormalization", ["sum", "g", "b"], ["y"], axis=-1, epsilon=1e-5)],
+        "g", io[:2], io[2:], [gamma, beta])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_disabled_optimizers_reach_the_session_the_settings_and_the_memory_probe(tmp_path):
+    path = _add_layer_norm(tmp_path / "ln.onnx")
+    assert runtime_for(RuntimeOptions()).optimized_op_types(path)["SkipLayerNormalization"] == 1
+    rt = runtime_for(RuntimeOptions(disabled_optimizers=["SkipLayerNormFusion"]))
+    ops = rt.optimized_op_types(path)
+    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 1 and ops["Add"] == 1
+    key = "optimization.disable_specified_optimizers"
+    assert rt.settings()["session_config"] == {key: "SkipLayerNormFusion"}
+    assert "session_config" not in runtime_for(None).settings()
+    assert rt.memprobe_args()[-2:] == ["--disable-optimizers", "SkipLayerNormFusion"]
+    feed = {"x": np.ones((1, 8, 16), np.float32), "s": np.arange(128, dtype=np.float32).reshape(1, 8, 16)}
+    np.testing.assert_allclose(rt.load(path).run(None, feed)[0], load_session(path).run(None, feed)[0], atol=1e-5)
+    with pytest.raises(ValueError, match="needs engine = 'onnxruntime'"):
+        RuntimeOptions(engine="openvino", disabled_optimizers=["SkipLayerNormFusion"])
+
+
+def test_the_package_session_block_and_snippet_carry_disabled_optimizers():
+    from toolchain.package.manifest import SessionConfig
+    from toolchain.package.session_config import session_config
+
+    block = session_config(load_target("cpu-server").runtime.model_dump(), None)
+    assert block["disabled_optimizers"] == ["SkipLayerNormFusion"]
+    assert SessionConfig.model_validate(block).disabled_optimizers == ["SkipLayerNormFusion"]
+    assert session_config(None, None)["disabled_optimizers"] == []
+    from types import SimpleNamespace
+
+    from toolchain.package.model_card import _session_lines
+
+    lines, _ = _session_lines(SimpleNamespace(session=SessionConfig.model_validate(block)))
+    assert lines[-1] == 'opts.add_session_config_entry("optimization.disable_specified_optimizers", "SkipLayerNormFusion")'
+
+
 def test_missing_openvino_extra_is_bad_input_naming_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
     with pytest.raises(BadInput, match=r"pip install 'edgeopt\[openvino\]'"):

@@ -20,6 +20,9 @@ from toolchain.pipeline.cache import StageCache
 from toolchain.stages.quantize import QuantizeConfig
 from toolchain.stages.transformer_fusion import HEADS_KEY, HIDDEN_KEY, attention_count, fuse_transformer
 
+# Measured 32.2 dB for the reduced model's dynamic int8 logits vs fp32 (120 held-out sequences);
+# 25 dB is the floor issue 14 sets for the speed-only variants.
+SQNR_FLOOR = 25.0
 REDUCED = {
     "name": "tiny-bert-fast",
     "model": {"name": "tiny_bert", "kwargs": {"hidden": 32, "heads": 2}},
@@ -69,18 +72,41 @@ def test_fused_graph_has_fused_ops_and_matches_the_unfused(exported, tmp_path):
     src = steps.artifact_path(entry)
     facts = fuse_transformer(src, tmp_path / "fused.onnx", "auto")
     assert facts["applied"] is True and facts["num_heads"] == 2 and facts["hidden_size"] == 32
-    assert facts["fused_ops"]["Attention"] == 2 and facts["fused_ops"]["SkipLayerNormalization"] == 4
-    assert facts["fused_ops"]["EmbedLayerNormalization"] == 1 and facts["fused_ops"]["BiasGelu"] == 2
+    # attention and GELU fused; residual + LayerNorm deliberately not (ORT's CPU SkipLayerNormalization is slow)
+    assert facts["fused_ops"] == {"Attention": 2, "BiasGelu": 2, "LayerNormalization": 5}
     ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node)
-    assert (
-        ops["Attention"] == 2
-        and ops["Softmax"] == 0
-        and sum(ops.values()) < 0.3 * len(onnx.load(str(src)).graph.node)
-    )
+    assert ops["Attention"] == 2 and ops["Softmax"] == 0 and ops["SkipLayerNormalization"] == 0
+    assert ops["LayerNormalization"] == 5 and sum(ops.values()) < 0.5 * len(onnx.load(str(src)).graph.node)
     feed = _feed(data, 64)
     np.testing.assert_allclose(
         _outputs(tmp_path / "fused.onnx", feed), _outputs(src, feed), atol=1e-4, rtol=1e-3
     )
+
+
+def test_cpu_server_ships_a_fused_dynamic_int8_encoder_without_skip_layer_norm(exported):
+    """What cpu-server's own stages build for an encoder: fused, dynamic int8 (QAttention + int8
+    MatMuls), no SkipLayerNormalization in the file or in the graph its session runs, and logits
+    close to fp32's on held-out sequences."""
+    from toolchain.bench.fidelity import sqnr_db
+    from toolchain.config.target import load_target
+    from toolchain.pipeline.build_target import convert_config
+    from toolchain.runtime import runtime_for
+
+    _, data, cache, entry = exported
+    profile = load_target("cpu-server")
+    assert profile.runtime.disabled_optimizers == ("SkipLayerNormFusion",)
+    scheme = profile.quantize.model_copy(update={"format": "dynamic"})  # the candidate scheme_candidates builds
+    q = steps.quantize(cache, QuantizeConfig(scheme=scheme, calibration_samples=64), data, entry, {}, label="dyn")
+    artifact = steps.artifact_path(steps.convert(cache, convert_config(profile), q, {}, label="convert[dyn]"))
+    ops = collections.Counter(n.op_type for n in onnx.load(str(artifact)).graph.node)
+    assert ops["QAttention"] == 2 and ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 5
+    runtime = runtime_for(profile.runtime.model_copy(update={"intra_op_threads": 1}))
+    run = runtime.optimized_op_types(artifact)
+    assert run["DynamicQuantizeMatMul"] == 7 and run["SkipLayerNormalization"] == 0
+    feed = _feed(data, 120)
+    ref, got = _outputs(steps.artifact_path(entry), feed), runtime.load(artifact).run(None, feed)[0]
+    assert sqnr_db(ref, got) >= SQNR_FLOOR, sqnr_db(ref, got)
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.95
 
 
 def test_quantize_stage_fuses_then_quantizes_both_ways(exported):

@@ -62,6 +62,8 @@ def session(model, rt):
     opts.inter_op_num_threads = rt["inter_op_threads"]
     opts.enable_cpu_mem_arena = rt["enable_cpu_mem_arena"]
     opts.enable_mem_pattern = rt["enable_mem_pattern"]
+    if rt.get("disabled_optimizers"):
+        opts.add_session_config_entry("optimization.disable_specified_optimizers", ",".join(rt["disabled_optimizers"]))
     opts.log_severity_level = 3
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 

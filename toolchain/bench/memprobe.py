@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level", default="ORT_ENABLE_ALL")
     ap.add_argument("--arena", type=int, default=1)
     ap.add_argument("--mem-pattern", type=int, default=1)
+    ap.add_argument("--disable-optimizers", default="", help="comma-separated ORT optimizer names to skip")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument(
@@ -84,6 +85,8 @@ def _ort_session(args):
     opts.inter_op_num_threads = 1
     opts.enable_cpu_mem_arena = bool(args.arena)
     opts.enable_mem_pattern = bool(args.mem_pattern)
+    if args.disable_optimizers:
+        opts.add_session_config_entry("optimization.disable_specified_optimizers", args.disable_optimizers)
     return ort.InferenceSession(args.model, opts, providers=["CPUExecutionProvider"])
 
 

@@ -94,6 +94,8 @@ ConvertConfig = create_model(
     "ConvertConfig", __base__=Strict,
     platform=(TargetProfile.model_fields["platform"].annotation, Field(description=TargetProfile.model_fields["platform"].description)),
     **{key: (ArtifactSpec.model_fields[key].annotation, ArtifactSpec.model_fields[key]) for key in CONVERTER_KEYS},
+    # [runtime] disabled_optimizers: an .onnx optimized offline with them would bake in what the session skips
+    disabled_optimizers=(list[str], Field(default_factory=list, description="ORT optimizers the offline optimization skips")),
 )
 
 

@@ -34,6 +34,10 @@ class RuntimeOptions(Strict):
     inter_op_threads: int = Field(1, ge=0, description="threads running independent ops in parallel (0: ORT's choice)")
     enable_cpu_mem_arena: bool = Field(True, description="ORT's memory arena: fewer allocations, more resident memory")
     enable_mem_pattern: bool = Field(True, description="plan buffers from the first run's allocation pattern")
+    # ORT session optimizers to skip (session config "optimization.disable_specified_optimizers"),
+    # both when the convert stage optimizes offline and when a session loads the artifact.
+    disabled_optimizers: tuple[str, ...] = Field((), description=(
+        "onnxruntime: graph optimizers to skip by name, e.g. SkipLayerNormFusion (offline and at load time)"))
     # OpenVINO's CPU default is bf16 wherever the CPU has it, even for fp32 models (measured on an
     # AVX512-BF16 EPYC: MobileNetV2 top-1 agreement with fp32 30%), so f32 is explicit here and bf16
     # is a candidate the benchmark measures and the budgets admit (docs/runtimes.md).
@@ -42,10 +46,17 @@ class RuntimeOptions(Strict):
     bf16_candidate: bool = Field(True, description=(
         "openvino: also measure the fp32 artifact compiled at bf16, where the CPU has AVX512-BF16 or AMX"))
 
+    @field_validator("disabled_optimizers", mode="before")
+    @classmethod
+    def _names_as_tuple(cls, names):  # a TOML array is a list; a tuple keeps the options hashable (cached)
+        return tuple(names) if isinstance(names, list) else names
+
     @model_validator(mode="after")
     def _precision_needs_openvino(self) -> RuntimeOptions:
         if self.engine != "openvino" and self.inference_precision != "f32":
             raise ValueError("inference_precision = 'bf16' needs engine = 'openvino'")
+        if self.engine != "onnxruntime" and self.disabled_optimizers:
+            raise ValueError("disabled_optimizers names ONNX Runtime optimizers: it needs engine = 'onnxruntime'")
         return self
 
 

@@ -123,6 +123,8 @@ class SessionConfig(_Strict):
     inter_op_threads: int = Field(ge=0)
     enable_cpu_mem_arena: bool
     enable_mem_pattern: bool
+    disabled_optimizers: list[str] = Field(default_factory=list, description=(
+        'onnxruntime: optimizers skipped (session config "optimization.disable_specified_optimizers")'))
     threads_from: Literal["thread_sweep", "target_profile"] = Field(
         description="whether the thread counts were measured on the build machine or taken from the profile"
     )

@@ -76,6 +76,8 @@ def _session_lines(m: Manifest) -> tuple[list[str], str]:
         f"opts.inter_op_num_threads = {s.inter_op_threads}",
         f"opts.enable_cpu_mem_arena = {s.enable_cpu_mem_arena}",
         f"opts.enable_mem_pattern = {s.enable_mem_pattern}",
+        *([f'opts.add_session_config_entry("optimization.disable_specified_optimizers", "{",".join(s.disabled_optimizers)}")']
+          if s.disabled_optimizers else []),
     ], ", opts"
 
 

@@ -24,6 +24,7 @@ def session_config(runtime: dict[str, Any] | None, thread_sweep: dict[str, Any] 
         "inter_op_threads": rt.inter_op_threads,
         "enable_cpu_mem_arena": rt.enable_cpu_mem_arena,
         "enable_mem_pattern": rt.enable_mem_pattern,
+        "disabled_optimizers": list(rt.disabled_optimizers),
         "threads_from": "thread_sweep" if fastest else "target_profile",
     }
 

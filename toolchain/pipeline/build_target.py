@@ -75,7 +75,8 @@ def quantize_config(profile: TargetProfile, overrides: QuantizeOverrides, seed: 
 
 def convert_config(profile: TargetProfile) -> ConvertConfig:
     """The [artifact] keys the converter takes; the others (ship, ship_tie) choose among candidates."""
-    return ConvertConfig(platform=profile.platform, **profile.artifact.model_dump(include=set(CONVERTER_KEYS)))
+    return ConvertConfig(platform=profile.platform, disabled_optimizers=list(profile.runtime.disabled_optimizers),
+                         **profile.artifact.model_dump(include=set(CONVERTER_KEYS)))
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ FP32_COMPUTE = {
     "FusedGemm",
 }
 QDQ = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+# The session config key that skips named graph optimizers (any ORT API can set it).
+DISABLE_KEY = "optimization.disable_specified_optimizers"
 
 
 def graph_level(name: str):
@@ -47,10 +49,16 @@ def session_options(runtime: RuntimeOptions):
     opts.inter_op_num_threads = runtime.inter_op_threads
     opts.enable_cpu_mem_arena = runtime.enable_cpu_mem_arena
     opts.enable_mem_pattern = runtime.enable_mem_pattern
+    disable_optimizers(opts, runtime.disabled_optimizers)
     # fatal only: a failing load or run raises (and is reported once, as one line); ORT's own log
     # line would be a second stderr line, and its warnings about unused initializers are noise
     opts.log_severity_level = 4
     return opts
+
+
+def disable_optimizers(opts, names: list[str]) -> None:
+    if names:
+        opts.add_session_config_entry(DISABLE_KEY, ",".join(names))
 
 
 def optimized_op_types(model: Path, opts) -> Counter:
@@ -110,6 +118,7 @@ class OrtRuntime:
             "inter_op_threads": o.inter_op_threads,
             "enable_cpu_mem_arena": o.enable_cpu_mem_arena,
             "enable_mem_pattern": o.enable_mem_pattern,
+            **({"session_config": {DISABLE_KEY: ",".join(o.disabled_optimizers)}} if o.disabled_optimizers else {}),
             "providers": ["CPUExecutionProvider"],
         }
 
@@ -143,6 +152,7 @@ class OrtRuntime:
             str(int(o.enable_cpu_mem_arena)),
             "--mem-pattern",
             str(int(o.enable_mem_pattern)),
+            *(["--disable-optimizers", ",".join(o.disabled_optimizers)] if o.disabled_optimizers else []),
         ]
 
     def with_threads(self, threads: int) -> OrtRuntime:

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from toolchain.config.base import Strict
 from toolchain.errors import VerificationError
 from toolchain.fsio import atomic_path, write_json_atomic
@@ -34,6 +36,8 @@ class CompactConfig(Strict):
     scalar_weight_zero_points: bool = True
     dedupe_initializers: bool = True
     verify: bool = True  # costs two ORT session loads and one run; cheap next to quantization
+    # the profile's [runtime] disabled_optimizers: the check compares the graphs its sessions build
+    disabled_optimizers: list[str] = Field(default_factory=list)
 
 
 def _short_name_source(reserved: set[str]) -> Iterator[str]:
@@ -209,22 +213,23 @@ def compact(src: Path, cfg: CompactConfig, dest: Path, names: Path | None = None
         tmp.write_bytes(model.SerializeToString())
         facts["bytes_after"] = tmp.stat().st_size
         if cfg.verify:
-            facts["verified"] = verify_same_outputs(src, tmp)
+            facts["verified"] = verify_same_outputs(src, tmp, cfg.disabled_optimizers)
     if mapping is not None:
         write_json_atomic(names, mapping)
         facts["names_file"] = names.name
     return facts
 
 
-def optimized_ops(path: Path, int8_allowed: bool) -> Counter:
+def optimized_ops(path: Path, int8_allowed: bool, disabled: list[str] = ()) -> Counter:
     """Op types of the graph ORT builds at level "all" on this host: the int8 fusions show here.
     `int8_allowed` is the switch ORT's .ort converter sets for ARM targets (S8S8 QDQ fusions)."""
     import onnxruntime as ort
 
-    from toolchain.runtime.ort_runtime import optimized_op_types
+    from toolchain.runtime.ort_runtime import disable_optimizers, optimized_op_types
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    disable_optimizers(opts, list(disabled))
     opts.add_session_config_entry("session.qdqisint8allowed", "1" if int8_allowed else "0")
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1  # only optimizes, never runs: no need for a thread pool
@@ -252,13 +257,16 @@ def seeded_inputs(sess) -> dict[str, Any] | None:
     return feeds
 
 
-def seeded_runs(before: Path, after: Path) -> tuple[list[str], list, list] | str:
+def seeded_runs(before: Path, after: Path, disabled: list[str] = ()) -> tuple[list[str], list, list] | str:
     """Output names and both files' outputs for one seeded input, in one-thread sessions (no
     run-to-run reordering of float sums); or, when `before` cannot take such an input, why not."""
     import onnxruntime as ort
 
+    from toolchain.runtime.ort_runtime import disable_optimizers
+
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    disable_optimizers(opts, list(disabled))
     opts.log_severity_level = 4  # a seeded input the graph rejects is caught below; its log line is noise
     sessions = [ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (before, after)]
     feeds = seeded_inputs(sessions[0])
@@ -271,7 +279,7 @@ def seeded_runs(before: Path, after: Path) -> tuple[list[str], list, list] | str
     return [o.name for o in sessions[0].get_outputs()], expected, sessions[1].run(None, feeds)
 
 
-def verify_same_outputs(before: Path, after: Path) -> dict[str, Any]:
+def verify_same_outputs(before: Path, after: Path, disabled: list[str] = ()) -> dict[str, Any]:
     """Raise VerificationError unless ORT optimizes both files to the same op counts and gives
     bit-identical outputs for a seeded input; returns what was checked."""
     import numpy as np
@@ -279,13 +287,13 @@ def verify_same_outputs(before: Path, after: Path) -> dict[str, Any]:
     # Measured: dropping DequantizeLinear weight zero points keeps the outputs but silently
     # loses the QGemm fusion; op counts catch that kind of change, outputs alone do not.
     for int8_allowed in (False, True):
-        ops_before, ops_after = optimized_ops(before, int8_allowed), optimized_ops(after, int8_allowed)
+        ops_before, ops_after = (optimized_ops(p, int8_allowed, disabled) for p in (before, after))
         if ops_before != ops_after:
             raise VerificationError(
                 f"compact changed what ORT runs: {dict(ops_before)} -> {dict(ops_after)}",
                 "set compact = false in the target's [artifact] table and report the model",
             )
-    runs = seeded_runs(before, after)
+    runs = seeded_runs(before, after, disabled)
     if isinstance(runs, str):
         return {"optimized_ops": sum(ops_after.values()), "outputs": runs}
     names, expected, got = runs

@@ -39,13 +39,14 @@ def fix_batch(proto, batch: int):
     return proto
 
 
-def optimize_offline(src: Path, dest: Path, level: str) -> None:
+def optimize_offline(src: Path, dest: Path, level: str, disabled: list[str] = ()) -> None:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    from toolchain.runtime.ort_runtime import graph_level
+    from toolchain.runtime.ort_runtime import disable_optimizers, graph_level
 
     opts.graph_optimization_level = graph_level(level)
+    disable_optimizers(opts, list(disabled))
     opts.optimized_model_filepath = str(dest)
     ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
 
@@ -103,14 +104,14 @@ def convert(src: Path, cfg: ConvertConfig, out_dir: Path, stamp: dict[str, str] 
             if not cfg.compact:
                 return path
             dest = Path(tmp) / "compacted.onnx"  # beside ort/: to_ort runs with the model's dir as cwd
-            facts["compact"] = compact(path, CompactConfig(), dest, names=out_dir / "names.json")
+            facts["compact"] = compact(path, CompactConfig(disabled_optimizers=cfg.disabled_optimizers), dest, names=out_dir / "names.json")
             if facts["compact"]["names_file"]:
                 facts["extra_files"]["names.json"] = "names.json"
             return dest
 
         if cfg.format == "onnx":
             optimized = Path(tmp) / "optimized.onnx"
-            optimize_offline(staged, optimized, cfg.offline_optimization_level)
+            optimize_offline(staged, optimized, cfg.offline_optimization_level, cfg.disabled_optimizers)
             # Compact after the optimizer (it would write long names and value_info back), before
             # the stamp (the stamp must be the last word on metadata).
             stamp_onnx_metadata(compacted(optimized), out_dir / "model.onnx", stamp or {})

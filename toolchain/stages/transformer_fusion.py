@@ -1,7 +1,19 @@
 """Transformer fusion before quantization: ONNX Runtime's transformer optimizer
-(`onnxruntime.transformers.optimizer`, model type "bert") rewrites attention, LayerNorm + residual,
-GELU and the embedding sum into single contrib ops (Attention, SkipLayerNormalization, BiasGelu,
-EmbedLayerNormalization), which the quantizers then turn into QAttention / int8 MatMuls.
+(`onnxruntime.transformers.optimizer`, model type "bert") rewrites each attention block into one
+Attention op and GELU + its bias into BiasGelu, which the dynamic quantizer then turns into
+QAttention and int8 MatMuls (DynamicQuantizeMatMul once ORT loads it).
+
+Residual Add + LayerNormalization is deliberately *not* left as SkipLayerNormalization:
+onnxruntime 1.32's CPU SkipLayerNormalization kernel measured 5.5x slower than Add +
+LayerNormalization at BERT-mini's shape (128 tokens x 256: 168 vs 30 us, 1 thread), 4.6x at
+64 x 128 and 2.2x at 32 x 64; in ORT's fully fused dynamic-int8 BERT-mini it was 30% of the kernel time
+(benchmarks/results/transformer.load.md). ORT's own session optimizer fuses the same pattern
+(SkipLayerNormFusion), so profiles that run transformers list it in [runtime] disabled_optimizers.
+Without it the optimizer does not fuse the embeddings either (its EmbedLayerNormalization fusion
+starts from a SkipLayerNormalization): measured, fusing them and splitting every
+SkipLayerNormalization back into Add + LayerNormalization was no faster (dynamic int8, 1 thread,
+interleaved, measured once with a scratch script: tiny-bert 1.34x vs 1.41x, BERT-mini 2.51x vs 2.45x over ORT fp32), so the simpler
+graph is the one built.
 
 The optimizer matches patterns; a graph it does not recognise (measured: torch's dynamo exporter
 writes attention it does not match, the TorchScript exporter's it does) gets no Attention op,
@@ -75,10 +87,22 @@ def fuse_transformer(src: Path, dest: Path, mode: bool | str) -> dict[str, Any]:
     return {"applied": True, "fused_ops": stats, **facts}
 
 
+def fusion_options():
+    """The optimizer's "bert" fusions without SkipLayerNormalization (see the module docstring)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = options.enable_bias_skip_layer_norm = False
+    return options
+
+
 def _optimize(src: Path, heads: int, hidden: int):
     from onnxruntime.transformers.optimizer import optimize_model
 
     # opt_level 0: only the optimizer's own pattern fusions; ORT's graph optimizations would bake
     # the build host's kernels into the file (the convert stage applies the profile's level).
     with contextlib.redirect_stdout(sys.stderr):
-        return optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+        return optimize_model(
+            str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
+            optimization_options=fusion_options(),
+        )
