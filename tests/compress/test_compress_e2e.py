@@ -65,7 +65,11 @@ def test_onnx_opset9_end_to_end_and_cached_rerun(mlp, targets, tmp_path, capsys)
     assert json.loads((out / "report.json").read_text())["recipe"] == doc["recipe"]
     code, stdout, _ = _cli(args, capsys)
     again = json.loads(stdout)
-    assert code == 0 and {s["status"] for s in again["stages"]} == {"hit"} and len(again["stages"]) == 15  # 7 stages per target (fidelity included) + import
+    # every stage of the first run, and only those, is a cache hit (per target: quantize and convert
+    # per candidate, fidelity, benchmark, package; plus the import)
+    assert code == 0 and {s["status"] for s in again["stages"]} == {"hit"}
+    assert [s["stage"] for s in again["stages"]] == [s["stage"] for s in doc["stages"]]
+    assert len(again["stages"]) >= 15 and {s["status"] for s in doc["stages"]} == {"run"}
     assert again["recipe"]["hash"] == doc["recipe"]["hash"]
     _golden_samples_reruns_only_the_packages(args, doc, capsys)
 
