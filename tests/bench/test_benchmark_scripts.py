@@ -170,14 +170,20 @@ def test_runtime_ratios_are_same_round_with_their_spread():
 
 
 def test_transformer_ratios_per_round_and_the_goal():
-    p50s = {"fp32 unfused": [1.0, 1.2, 0.9], "int8 dynamic fused": [0.5, 0.4, 0.6], "int8 qdq fused": [0.8, 0.8, 0.8]}
-    cells = transformer.ratio_cells(p50s, "fp32 unfused")
-    assert cells["fp32 unfused"] == {"p50_ms": 1.0, "ratio": 1.0, "ratio_min": 1.0, "ratio_max": 1.0}
-    dyn = cells["int8 dynamic fused"]  # ratios per round: 2.0, 3.0, 1.5
+    ref, mine, qdq = "ORT fp32 unfused", "ORT int8 dynamic fused (edgeopt, cpu-server)", "ORT int8 qdq fused"
+    p50s = {ref: [1.0, 1.2, 0.9], mine: [0.5, 0.4, 0.6], qdq: [0.8, 0.8, 0.8]}
+    cells = transformer.ratio_cells(p50s, ref)
+    assert cells[ref] == {"p50_ms": 1.0, "ratio": 1.0, "ratio_min": 1.0, "ratio_max": 1.0}
+    dyn = cells[mine]  # ratios per round: 2.0, 3.0, 1.5
     assert dyn["p50_ms"] == 0.5 and dyn["ratio"] == 2.0 and dyn["ratio_min"] == 1.5 and dyn["ratio_max"] == pytest.approx(3.0)
-    for form, drop in (("fp32 unfused", 0.0), ("int8 dynamic fused", 1.5), ("int8 qdq fused", 0.5)):
-        cells[form]["accuracy_drop_pt"] = drop
-    # the faster form drops 1.5 points: over the 1-point limit, so the QDQ form is the best eligible
-    assert transformer.goal_met({"forms": cells}) == {"best": "int8 qdq fused", "ratio": 1.25, "met": False}
-    cells["int8 dynamic fused"]["accuracy_drop_pt"] = 1.0
-    assert transformer.goal_met({"forms": cells}) == {"best": "int8 dynamic fused", "ratio": 2.0, "met": True}
+    for form, drop, sqnr in ((ref, 0.0, 200.0), (mine, 1.5, 24.0), (qdq, 0.5, 30.0)):
+        cells[form].update(accuracy_drop_pt=drop, sqnr_db=sqnr)
+    # zoo: judged on accuracy. The faster form drops 1.5 points, over the 1-point limit, so the QDQ form is the best eligible
+    assert transformer.goal_met({"forms": cells}, "zoo") == {
+        "best": qdq, "ratio": 1.25, "met": False, "edgeopt": 2.0, "edgeopt_met": False}
+    # mini (an untrained speed model): judged on SQNR, where the dynamic form's 24 dB is under 25
+    assert transformer.goal_met({"forms": cells}, "mini")["best"] == qdq
+    cells[mine].update(accuracy_drop_pt=1.0, sqnr_db=41.0)
+    for config in ("zoo", "mini"):
+        assert transformer.goal_met({"forms": cells}, config) == {
+            "best": mine, "ratio": 2.0, "met": True, "edgeopt": 2.0, "edgeopt_met": True}
