@@ -216,8 +216,8 @@ def main() -> None:
     }
     if args.smoke:
         doc["note"] = (
-            "Smoke run: tiny recipes, short benchmark profiles, one round, on a machine shared with other "
-            "jobs (load average > 10): it proves the script runs; its times are not a measurement of the goals."
+            f"Smoke run: 2 tiny recipes, short benchmark profiles, {args.rounds} round(s); 1-minute load average "
+            f"{os.getloadavg()[0]:.1f} at the end. Not the goal's batch (the default zoo), so not a measurement of the goals."
         )
     stem = "batch_scaling.smoke" if args.smoke else "batch_scaling"
     write_json_atomic(RESULTS / f"{stem}.json", doc)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -116,11 +117,33 @@ def artifacts(name: str, model, calib: np.ndarray, work: Path) -> dict[str, Path
             if form == "int8":
                 src = work / f"{target}.q.onnx"
                 with contextlib.redirect_stdout(sys.stderr):
-                    quantize(fp32, calib, quantize_config(profile, QuantizeOverrides(), 0), src, {})
+                    record = quantize(fp32, calib, quantize_config(profile, QuantizeOverrides(), 0), src, {})
+                if target == "cpu-server":  # the other int8 forms its ship rule weighs, as `edgeopt run` builds them
+                    files.update(scheme_variant_files(profile, record, fp32, calib, work))
             out = work / f"{target}-{form}"
             out.mkdir()
             files[f"{target}/{form}"] = out / convert(src, convert_config(profile), out, {})["artifact"]
     files.update(peer_quantized(fp32, calib, work))
+    return files
+
+
+def scheme_variant_files(profile, record: dict, fp32: Path, calib: np.ndarray, work: Path) -> dict[str, Path]:
+    """"<target>/<variant label>" -> file, for each [artifact] scheme_candidates flip `edgeopt run`
+    would build for this model (pipeline/variants.py), quantized and converted with the profile."""
+    from toolchain.config.recipe import QuantizeOverrides
+    from toolchain.pipeline.build_target import convert_config, quantize_config
+    from toolchain.pipeline.variants import scheme_variants
+    from toolchain.stages.convert import convert
+    from toolchain.stages.quantize import quantize
+
+    base = quantize_config(profile, QuantizeOverrides(), 0)
+    files = {}
+    for i, (label, scheme) in enumerate(scheme_variants(profile, base.scheme, set(), record).items()):
+        src, out = work / f"{profile.name}.variant{i}.q.onnx", work / f"{profile.name}-variant{i}"
+        with contextlib.redirect_stdout(sys.stderr):
+            quantize(fp32, calib, base.model_copy(update={"scheme": scheme}), src, {})
+        out.mkdir()
+        files[f"{profile.name}/{label}"] = out / convert(src, convert_config(profile), out, {})["artifact"]
     return files
 
 
@@ -161,6 +184,8 @@ def candidates(files: dict[str, Path], bf16: bool) -> dict[str, tuple[Path, obje
     rows = {
         REFERENCE: (files["fp32"], ort),
         "edgeopt-cpu-server (ORT)": (files["cpu-server/int8"], server),
+        **{f"edgeopt-cpu-server {key.split('/', 1)[1]} (ORT)": (path, server)
+           for key, path in files.items() if key.startswith("cpu-server/int8[")},
         "openvino-f32": (files["x86-server-openvino/fp32"], ov),
         "edgeopt-openvino-int8": (files["x86-server-openvino/int8"], ov),
         "openvino-int8 (ort-qdq-uint8 graph)": (files["peer/qdq-uint8"], ov),
@@ -266,8 +291,9 @@ def render_markdown(doc: dict) -> str:
             f"CPU: {host['cpu']} ({host['cores']} cores), ISA flags: {', '.join(host['isa']) or 'none of interest'}; "
             f"bf16 compute: {'yes' if doc['bf16'] else 'no (openvino-bf16 not measured)'}. "
             f"onnxruntime {doc['versions']['onnxruntime']}, openvino {doc['versions']['openvino']}. "
-            f"Measured {doc['date']}, on a machine shared with other jobs (2 cores, ~6 users): ratios are "
-            "same-round, so drift hits both sides, but absolute times are disturbed."
+            f"Measured {doc['date']}; 1-minute load average {doc['load_average']['start']:.1f} at the start, "
+            f"{doc['load_average']['end']:.1f} at the end (other processes share the cores above "
+            f"{host['cores']}). Ratios are same-round, so drift hits both sides."
         ),
         "",
         (
@@ -295,16 +321,28 @@ def render_markdown(doc: dict) -> str:
                 f"| {label} | {r['engine']} | {r['bytes']:,} | {r['p50_ms']:.2f} | {r['ratio_median']:.2f}x "
                 f"({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | {'reference' if label == REFERENCE else format(r['sqnr_db'], '.1f')} | {r['top1_agreement']:.0%} |"
             )
-        lines.append("")
+        lines += ["", edgeopt_pick(res["candidates"]), ""]
     lines += [
         (
             "OpenVINO settings: `PERFORMANCE_HINT=LATENCY`, `INFERENCE_NUM_THREADS=1`, `INFERENCE_PRECISION_HINT` as named; "
             'its files are the x86-server-openvino profile\'s (offline optimization "basic": portable QDQ). '
-            "edgeopt-cpu-server's file is the cpu-server profile's (offline \"extended\", fp32 stem), which OpenVINO cannot load."
+            "edgeopt-cpu-server's files are the cpu-server profile's (offline \"extended\"; its own scheme with the fp32 stem, and the scheme candidates `edgeopt run` builds for the model), which OpenVINO cannot load."
         ),
         "",
     ]
     return "\n".join(lines)
+
+
+def edgeopt_pick(rows: dict[str, dict]) -> str:
+    """Which of cpu-server's int8 forms its ship rule would take (the fastest; within 5% the rule
+    prefers the first in its order, so this line names the fastest and the tie)."""
+    mine = {label: r for label, r in rows.items() if label.startswith("edgeopt-cpu-server") and "skipped" not in r}
+    if not mine:
+        return ""
+    best = max(mine, key=lambda label: mine[label]["ratio_median"])
+    tied = [label for label, r in mine.items() if r["p50_ms"] <= 1.05 * mine[best]["p50_ms"] and label != best]
+    return (f"edgeopt cpu-server weighs {len(mine)} int8 form(s) here (`ship = \"fastest\"`): fastest {best} at "
+            f"{mine[best]['ratio_median']:.2f}x" + (f"; within the 5% tie: {', '.join(tied)}" if tied else "") + ".")
 
 
 def main() -> int:
@@ -324,6 +362,7 @@ def main() -> int:
     from toolchain.hostinfo import has_bf16, host_info
 
     bf16 = has_bf16()
+    load_start = os.getloadavg()[0]
     doc = {
         "host": host_info(),
         "bf16": bf16,
@@ -339,6 +378,7 @@ def main() -> int:
             for m in args.models.split(",")
         },
     }
+    doc["load_average"] = {"start": load_start, "end": os.getloadavg()[0]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "runtimes.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     (RESULTS / "runtimes.md").write_text(render_markdown(doc), encoding="utf-8")

@@ -7,7 +7,7 @@ Residual Add + LayerNormalization is deliberately *not* left as SkipLayerNormali
 onnxruntime 1.32's CPU SkipLayerNormalization kernel measured 5.5x slower than Add +
 LayerNormalization at BERT-mini's shape (128 tokens x 256: 168 vs 30 us, 1 thread), 4.6x at
 64 x 128 and 2.2x at 32 x 64; in ORT's fully fused dynamic-int8 BERT-mini it was 30% of the kernel time
-(benchmarks/results/transformer.load.md). ORT's own session optimizer fuses the same pattern
+(benchmarks/results/transformer.md). ORT's own session optimizer fuses the same pattern
 (SkipLayerNormFusion), so profiles that run transformers list it in [runtime] disabled_optimizers.
 Without it the optimizer does not fuse the embeddings either (its EmbedLayerNormalization fusion
 starts from a SkipLayerNormalization): measured, fusing them and splitting every
