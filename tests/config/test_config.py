@@ -120,6 +120,22 @@ def test_cpuinfo_reads_x86_flags_and_aarch64_features():
     assert model == "ARM CPU part 0xd0c" and sorted(flags & INT8_ISA) == ["asimddp", "i8mm"]
 
 
+def test_host_caveat_names_full_range_u8s8_schemes_on_x86_without_vnni():
+    from toolchain.config.target import load_target
+    from toolchain.pipeline.build_target import host_caveat
+
+    cpu, avx2 = load_target("cpu-server"), load_target("x86-avx2-novnni")
+    schemes = {"int8": cpu.quantize, "fp32_stem=false": cpu.quantize.model_copy(update={"fp32_stem": False}),
+               "reduce": cpu.quantize.model_copy(update={"reduce_range": True}),
+               "s8s8": cpu.quantize.model_copy(update={"activation_type": "int8"})}
+    epyc = {"cpu": "AMD EPYC", "machine": "x86_64", "isa": ["avx2"]}
+    note = host_caveat(cpu, schemes, epyc)
+    assert "AMD EPYC has no VNNI" in note and "int8, fp32_stem=false measured here" in note
+    assert host_caveat(cpu, schemes, {**epyc, "isa": ["avx2", "avx512_vnni"]}) is None  # VNNI: no saturation
+    assert host_caveat(cpu, schemes, {**epyc, "machine": "aarch64", "isa": ["asimddp"]}) is None  # ARM: 32-bit sums
+    assert host_caveat(avx2, {"int8": avx2.quantize}, epyc) is None  # 7-bit weights: the profile for this CPU
+
+
 def test_budgets_of_a_recipe_target_stay_valid_when_one_target_is_built():
     from toolchain.config.recipe import load_recipe
     from toolchain.pipeline.run import RunOptions, resolve_targets

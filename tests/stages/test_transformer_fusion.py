@@ -89,6 +89,7 @@ def test_cpu_server_ships_a_fused_dynamic_int8_encoder_without_skip_layer_norm(e
     close to fp32's on held-out sequences."""
     from toolchain.bench.fidelity import sqnr_db
     from toolchain.config.target import load_target
+    from toolchain.hostinfo import host_info, u8s8_saturates
     from toolchain.pipeline.build_target import convert_config
     from toolchain.runtime import runtime_for
 
@@ -103,6 +104,9 @@ def test_cpu_server_ships_a_fused_dynamic_int8_encoder_without_skip_layer_norm(e
     runtime = runtime_for(profile.runtime.model_copy(update={"intra_op_threads": 1}))
     run = runtime.optimized_op_types(artifact)
     assert run["DynamicQuantizeMatMul"] == 7 and run["SkipLayerNormalization"] == 0
+    if u8s8_saturates(host_info()):  # the fusion checks above hold anywhere; the SQNR is the int8 kernels'
+        pytest.skip(f"{host_info()['cpu']} has no VNNI: ORT's full-range U8S8 kernels saturate on it "
+                    "(measured -4.8 dB here); cpu-server's fidelity is a VNNI server's")
     feed = _feed(data, 120)
     ref, got = _outputs(steps.artifact_path(entry), feed), runtime.load(artifact).run(None, feed)[0]
     assert sqnr_db(ref, got) >= SQNR_FLOOR, sqnr_db(ref, got)

@@ -150,6 +150,7 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
     if quantized.record.get("transformer_fusion"):
         summary.transformer_fusion = {label: e.record["transformer_fusion"] for label, e in int8_forms.items()}
     summary.measured_on, summary.target_platform = bench.record["host"]["machine"], profile.platform
+    summary.host_caveat = host_caveat(profile, schemes, bench.record["host"])
 
     target_dir = Path(out_dir) / name
     fmt = profile.artifact.format
@@ -175,6 +176,20 @@ def build_target(cache: StageCache, src: ModelSource, profile: TargetProfile, ou
         sign_package(package_copy, sign_key)
     measured = {label: steps.artifact_path(entry).resolve() for label, entry in candidates.items()}
     return TargetResult(name, artifact.resolve(), fp32_copy.resolve(), package_copy.resolve(), metrics, verdicts, measured)
+
+
+def host_caveat(profile: TargetProfile, schemes: dict[str, Any], host: dict[str, Any]) -> str | None:
+    """Why this host's int8 numbers may not be the target's: full-range U8S8 on an x86 CPU without
+    VNNI saturates in ORT's kernels, so fidelity and speed measured here understate a VNNI server."""
+    from toolchain.hostinfo import u8s8_saturates
+
+    full_range = [label for label, s in schemes.items() if s.format != "none" and s.activation_type == "uint8"
+                  and s.weight_type == "int8" and not s.reduce_range]
+    if profile.runtime.engine != "onnxruntime" or not full_range or not u8s8_saturates(host):
+        return None
+    return (f"{host.get('cpu')} has no VNNI: ORT's U8S8 int8 kernels can saturate on it, so the fidelity and "
+            f"latency of {', '.join(full_range)} measured here are not a VNNI server's; for CPUs like this one "
+            "use a profile with reduce_range = true (x86-avx2-novnni)")
 
 
 def _candidates(cache: StageCache, src: ModelSource, profile: TargetProfile, int8_forms: dict[str, Entry],

@@ -68,6 +68,7 @@ class Metrics(BaseModel):
     fp32_nodes_by_design: list[str] | None = Field(None, description="nodes kept fp32 on purpose")
     measured_on: str | None = Field(None, description="the CPU the numbers were measured on")
     target_platform: str | None = Field(None, description="the profile's platform")
+    host_caveat: str | None = Field(None, description="why this host's int8 numbers may not be the target's")
     estimated: dict[str, Any] | None = Field(None, description="mobile estimates, never mixed with measurements")
 
     def document(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def target_document(t) -> dict[str, Any]:
         "candidates": {label: str(path) for label, path in t.candidates.items()},
     }
     for key in ("throughput_per_s", "cost_per_million", "price_per_hour", "optimized_ops", "fp32_nodes_by_design",
-                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "min_sqnr_db", "fidelity", "compression_pays", "shipped", "selection", "transformer_fusion", "thread_sweep", "measured_on", "target_platform", "estimated"):
+                "pruned_fp32", "int8_speedup_vs_pruned_fp32", "min_sqnr_db", "fidelity", "compression_pays", "shipped", "selection", "transformer_fusion", "thread_sweep", "measured_on", "target_platform", "host_caveat", "estimated"):
         if key in m:
             doc[key] = m[key]
     if "torch_eager_latency_ms" in m:
@@ -121,6 +121,8 @@ def render_target(name: str, t) -> str:
     if host and m.get("target_platform") and host != m["target_platform"]:
         lines.append(f"  note: timed on this {m['measured_on']} host; the artifact is built for {m['target_platform']}, "
                      "so its latency here says nothing about the device (check it with verify-arm / bench --remote)")
+    if m.get("host_caveat"):
+        lines.append(f"  note: {m['host_caveat']}")
     lines.append(f"  package: {t.package}")
     return "\n".join(lines)
 
