@@ -38,6 +38,19 @@ def always_die() -> None:
     os._exit(1)
 
 
+def session_threads() -> dict:
+    """The intra-op threads a library's `SessionOptions()` starts with, one set explicitly, and the
+    search's own session count, inside a task."""
+    import onnxruntime
+
+    from toolchain.executor.threads import task_threads
+
+    explicit = onnxruntime.SessionOptions()
+    explicit.intra_op_num_threads = 3  # a profile's own count is kept
+    return {"default": onnxruntime.SessionOptions().intra_op_num_threads, "explicit": explicit.intra_op_num_threads,
+            "search": task_threads(2)}
+
+
 def _graph(log: str) -> list[Task]:
     return [
         Task("a", stamp, (log, "a", 0.3)),
@@ -162,3 +175,22 @@ def test_concurrent_builders_of_one_cache_key_agree(tmp_path):
     assert results[0].record == results[1].record  # the winner's record, for both
     entries = list((cache_root / "toy").iterdir())
     assert len(entries) == 1 and (entries[0] / "model.bin").read_bytes() == b"same bytes"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pool_tasks_run_ort_on_their_share_of_the_cores(workers):
+    """Two workers on this machine's cores: a session whose options leave the thread count to ORT
+    (the quantizer's calibration) gets cores // workers in a pool task, not every core; the driver's
+    and a one-worker run's sessions keep ORT's default (0: choose)."""
+    import onnxruntime
+
+    from toolchain.executor.local import machine_workers
+
+    executor = LocalExecutor(workers)
+    try:
+        got = run_graph(executor, [Task("t", session_threads)])["t"].value
+    finally:
+        executor.close()
+    share = max(machine_workers() // workers, 1) if workers > 1 else None
+    assert got == {"default": share or 0, "explicit": 3, "search": share or 2}
+    assert onnxruntime.SessionOptions().intra_op_num_threads == 0  # nothing leaks into the driver

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,31 +59,15 @@ def where() -> dict[str, Any]:
     return {"hostname": socket.gethostname(), "pid": os.getpid(), "cpu": host_info()["cpu"]}
 
 
-def run_task(fn: Callable[..., Any], args: tuple) -> dict[str, Any]:
-    """The body every worker runs. Torch gets one thread per task: results then do not depend on
-    where a task ran (training on 1 and on 2 threads gives different weights, measured), and one
-    task per core is the parallelism the pool provides."""
-    restore = _one_torch_thread()
+def run_task(fn: Callable[..., Any], args: tuple, ort_threads: int | None = None) -> dict[str, Any]:
+    """The body every worker runs: one torch thread, and `ort_threads` for ORT sessions that do
+    not choose their own (the task's share of the cores; see toolchain.executor.threads)."""
+    from toolchain.executor.threads import task_share
+
     started = time.perf_counter()
-    try:
+    with task_share(ort_threads):
         value = fn(*args)
-    finally:
-        restore()
     return {"value": value, "seconds": time.perf_counter() - started, "host": where()}
-
-
-def _one_torch_thread() -> Callable[[], None]:
-    """Pin torch to one thread; returns how to undo it. A fresh worker has not imported torch
-    yet (a task that never uses it should not pay for importing it): OMP_NUM_THREADS, which
-    torch reads at import, does the same there."""
-    if "torch" not in sys.modules:
-        os.environ["OMP_NUM_THREADS"] = "1"
-        return lambda: None
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    return lambda: torch.set_num_threads(before)
 
 
 class Executor(Protocol):

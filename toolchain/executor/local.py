@@ -28,6 +28,11 @@ class LocalExecutor:
         self._pool: ProcessPoolExecutor | None = None
         self._pool_of: dict[Future, ProcessPoolExecutor | None] = {}  # which pool ran a future
 
+    @property
+    def task_threads(self) -> int:
+        """Each pool task's share of the cores: the workers run side by side."""
+        return max(machine_workers() // self.workers, 1)
+
     def _ensure_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the driver may hold torch's and ORT's thread pools, which a fork copies broken
@@ -42,10 +47,10 @@ class LocalExecutor:
         if self.workers == 1 or task.timing_target is not None:
             return _run_here(task)
         try:
-            future = self._ensure_pool().submit(run_task, task.fn, task.args)
+            future = self._ensure_pool().submit(run_task, task.fn, task.args, self.task_threads)
         except BrokenProcessPool:  # a worker died since the last wait: a new pool for what follows
             self._pool = None
-            future = self._ensure_pool().submit(run_task, task.fn, task.args)
+            future = self._ensure_pool().submit(run_task, task.fn, task.args, self.task_threads)
         self._pool_of[future] = self._pool
         return future
 

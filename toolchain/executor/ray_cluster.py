@@ -86,10 +86,10 @@ def _h2_problem(sock: socket.socket, seconds: float) -> str | None:
     return None
 
 
-def _ray_task(fn, args) -> dict[str, Any]:
+def _ray_task(fn, args, ort_threads: int | None = None) -> dict[str, Any]:
     import ray
 
-    result = run_task(fn, args)
+    result = run_task(fn, args, ort_threads)
     result["host"]["node"] = ray.get_runtime_context().get_node_id()
     return result
 
@@ -159,7 +159,10 @@ class RayExecutor:
         return {"num_cpus": max((n["Resources"].get("CPU", 1) for n in nodes), default=1)}
 
     def submit(self, task: Task):
-        return self._remote.options(**self.placement(task)).remote(task.fn, task.args)
+        placement = self.placement(task)
+        # a task sharing a node gets the CPUs it asked for; a timing task has the node to itself
+        threads = placement["num_cpus"] if task.timing_target is None else None
+        return self._remote.options(**placement).remote(task.fn, task.args, threads)
 
     def wait(self, handles: list) -> list:
         done, _ = self.ray.wait(handles, num_returns=1)

@@ -21,8 +21,9 @@ def session(path: Path, threads: int = 1):
 
 def onnx_logits(path: Path, x: np.ndarray, batch: int = 256) -> np.ndarray:
     from toolchain.bench.session import predict
+    from toolchain.executor.threads import task_threads
 
-    return predict(session(path, threads=2), x, batch_size=batch)
+    return predict(session(path, threads=task_threads(2)), x, batch_size=batch)
 
 
 def onnx_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> float:

@@ -80,11 +80,51 @@ class _Trials:
         self.candidates: list[Candidate] = []
         self.tried: list[dict] = []
         self.reverted: list[dict] = []
+        self.scored: dict[str, dict] = {}  # variant key -> its scores, including speculative ones never kept
+        self._stems: list[str] | None = None
 
     def qdq(self, exclude: list[str], scheme: QuantizeScheme | None = None) -> tuple:
         """The task call that builds and scores one QDQ variant."""
         return (T.evaluate_qdq, (self.cache_dir, self.pre, self.calib_x, list(exclude), scheme or self.scheme,
                                  self.eval_x, self.eval_y, self.ref_probe))
+
+    def stem_flip(self, exclude: list[str]) -> tuple[QuantizeScheme, list[str]] | None:
+        """The scheme with the stem conv's precision flipped and the stem nodes it changes; None when
+        flipping changes nothing (no stem conv, or the exclusions already keep it fp32)."""
+        import onnx
+
+        from toolchain.stages.quantize import stem_convs
+
+        if self._stems is None:
+            self._stems = stem_convs(onnx.load(str(self.pre), load_external_data=False))
+        stems = [n for n in self._stems if n not in exclude]
+        return (self.scheme.model_copy(update={"fp32_stem": not self.scheme.fp32_stem}), stems) if stems else None
+
+    @staticmethod
+    def key(exclude: list[str], scheme: QuantizeScheme) -> str:
+        return f"qdq:{'fp32' if scheme.fp32_stem else 'int8'}-stem:{'|'.join(exclude)}"
+
+    def score(self, variants: list[tuple[list[str], QuantizeScheme]], extra: dict | None = None) -> dict[str, dict]:
+        """Score every variant not scored yet as one round of tasks (with `extra` calls beside them)."""
+        calls = {self.key(ex, sc): self.qdq(ex, sc) for ex, sc in variants if self.key(ex, sc) not in self.scored}
+        results = self.runner.map({**calls, **(extra or {})})
+        self.scored.update({k: results[k] for k in calls})
+        return results
+
+    def result(self, exclude: list[str], scheme: QuantizeScheme | None = None) -> dict:
+        scheme = scheme or self.scheme
+        self.score([(exclude, scheme)])
+        return self.scored[self.key(exclude, scheme)]
+
+    def with_flip(self, trials: list[list[str]]) -> list[tuple[list[str], QuantizeScheme]]:
+        """A round's variants: `trials` at the scheme, and with several workers the first trial with
+        its stem flipped in place of the last (it is the search's final variant's twin if that
+        trial ends the search, which saves the round _flip_stem would otherwise need)."""
+        variants = [(t, self.scheme) for t in trials]
+        flip = self.stem_flip(trials[0]) if self.runner.width > 1 else None
+        if flip is not None:
+            variants = variants[:self.runner.width - 1] + [(trials[0], flip[0])]
+        return variants
 
     def record(self, name: str, result: dict, exclude: list[str], **extra) -> tuple[Candidate, float]:
         """Keep a scored variant as candidate `name`; `extra` (e.g. the stem setting) goes into its detail."""
@@ -140,12 +180,12 @@ def search_quantization(fp32_onnx: Path, calib_x: np.ndarray, eval_x: np.ndarray
                       ref[:probe_samples], budget.allowed(baseline))
         run.candidates.append(Candidate("fp32", "candidates/fp32.onnx", baseline, fp32_copy.stat().st_size,
                                         meets_budget=True, baseline=True, detail={"excluded_nodes": "all"}))
-        calls = {"int8": run.qdq([])}
+        extra = {}
         if int8_weights:  # independent of everything else: scored beside int8, recorded last as before
-            calls["fp32-int8weights"] = (T.evaluate_int8_weights, (run.cache_dir, Path(fp32_onnx), eval_x, eval_y,
+            extra["fp32-int8weights"] = (T.evaluate_int8_weights, (run.cache_dir, Path(fp32_onnx), eval_x, eval_y,
                                                                    run.ref_probe))
-        first = run.runner.map(calls)
-        full, full_err = run.record("int8", first["int8"], [], fp32_stem=scheme.fp32_stem)
+        first = run.score(run.with_flip([[]]), extra)
+        full, full_err = run.record("int8", run.result([]), [], fp32_stem=scheme.fp32_stem)
         base, excluded = full, []
         if not full.meets_budget:
             ranking = _rank(run, full_err, max_probe)
@@ -199,19 +239,16 @@ def _fallback(run: _Trials, ranking, max_fallback, full_err, full: Candidate) ->
     excluded: list[str] = []
     best_err = full_err
     kept, last = 0, full
-    scored: dict[tuple[str, ...], dict] = {}
     for i, rank in enumerate(ranking):
         if kept == max_fallback or rank["gain"] <= 0:
             break  # the remaining units do not hurt on their own; fp32 for them buys nothing
         trial = _extend(excluded, rank)
         if trial == excluded:
             continue  # already fp32 through overlapping units
-        if tuple(trial) not in scored:
-            ahead = _speculate(ranking[i:], excluded, kept, max_fallback, run.runner.width)
-            results = run.runner.map({f"fallback:{'|'.join(t)}": run.qdq(t) for t in ahead})
-            scored.update({tuple(t): results[f"fallback:{'|'.join(t)}"] for t in ahead})
+        if run.key(trial, run.scheme) not in run.scored:
+            run.score(run.with_flip(_speculate(ranking[i:], excluded, kept, max_fallback, run.runner.width)))
         name = f"int8-fp32u{kept + 1}"
-        cand, err = run.record(name, scored[tuple(trial)], trial, fp32_stem=run.scheme.fp32_stem)
+        cand, err = run.record(name, run.result(trial), trial, fp32_stem=run.scheme.fp32_stem)
         if err >= best_err:
             # Fallback changes neighbours' quantization too; when it does not help, stay int8 there.
             run.discard(cand, f"logit MSE {err:.3g} not below {best_err:.3g}: unit '{rank['unit']}' stays int8")
@@ -228,18 +265,15 @@ def _fallback(run: _Trials, ranking, max_fallback, full_err, full: Candidate) ->
 def _flip_stem(run: _Trials, base: Candidate, excluded: list[str]) -> None:
     """The search's final variant again with the stem conv's precision flipped: whether an int8 stem
     pays depends on the CPU's kernels (x86 ORT pads its K = 27 GEMM; fp32 has a stem kernel), so
-    the interleaved latency measurement decides, not a rule."""
-    import onnx
-
-    from toolchain.stages.quantize import stem_convs
-
-    stems = [n for n in stem_convs(onnx.load(str(run.pre), load_external_data=False)) if n not in excluded]
-    if not stems:
-        return  # no stem conv, or the fallback already keeps it fp32: flipping changes nothing
-    flipped = run.scheme.model_copy(update={"fp32_stem": not run.scheme.fp32_stem})
+    the interleaved latency measurement decides, not a rule. With several workers it was usually
+    scored already, beside the final variant (_Trials.with_flip)."""
+    flip = run.stem_flip(excluded)
+    if flip is None:
+        return
+    flipped, stems = flip
     name = f"{base.name}-{'fp32' if flipped.fp32_stem else 'int8'}stem"
-    result = run.runner.map({"stem": run.qdq(excluded, flipped)})["stem"]
-    run.record(name, result, excluded, fp32_stem=flipped.fp32_stem, stem_nodes=stems, stem_flipped=True)
+    run.record(name, run.result(excluded, flipped), excluded, fp32_stem=flipped.fp32_stem, stem_nodes=stems,
+               stem_flipped=True)
 
 
 def _finish(run: _Trials, budget: SearchBudget, baseline: float, measure_latency: bool) -> SearchReport:

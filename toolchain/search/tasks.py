@@ -7,7 +7,8 @@ keyed by the sha256 of everything that determines its bytes, so two workers buil
 variant are safe and a rerun is a hit. Leave-one-out probes keep nothing: they return a number.
 
 The search calls the same functions in this process when it has no executor, so a sequential
-and a parallel search compute every number the same way (ORT at the same thread count).
+and a parallel search compute every number the same way (a pool task's ORT sessions run on its
+share of the cores, toolchain.executor.threads; ORT's outputs do not depend on the count).
 Latency is never measured here: the driver times every candidate after the parallel part.
 """
 
