@@ -90,6 +90,18 @@ def test_identical_rerun_hits_every_stage(first_run, capsys):
     assert doc["targets"]["cpu-server"]["latency_ms"] == first["targets"]["cpu-server"]["latency_ms"]
 
 
+def test_another_out_dir_reuses_a_shared_cache(first_run, tmp_path, capsys):
+    """`--cache` names the stage cache (here the first run's, as a file:// URL): a run into a new
+    --out hits every stage there and ships the same files, with no cache of its own."""
+    out, args, _, first = first_run
+    code, doc = _run_json(["run", args[1], "--out", str(tmp_path / "b"), *args[4:],
+                           "--cache", (out / "cache").as_uri()], capsys)
+    assert code == 0 and {s["status"] for s in doc["stages"]} == {"hit"}
+    assert not (tmp_path / "b" / "cache").exists()
+    for name, t in doc["targets"].items():
+        assert Path(t["artifact"]).read_bytes() == Path(first["targets"][name]["artifact"]).read_bytes()
+
+
 def test_changed_knob_reruns_only_downstream(first_run, tmp_path, capsys):
     _out, args, _, _ = first_run
     recipe = Path(args[1]).read_text().replace("calibration_samples = 128", "calibration_samples = 64")

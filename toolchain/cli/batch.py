@@ -9,6 +9,7 @@ import click
 
 from toolchain.cli.options import (
     PATH,
+    cache_option,
     emit,
     executor_options,
     json_mode,
@@ -32,13 +33,7 @@ def _targets(ctx, param, value: str | None) -> tuple[str, ...]:
     "--out", "out_dir", type=PATH, required=True, help="Batch directory: runs/, cache/, batch.json."
 )
 @executor_options(default="local")
-@click.option(
-    "--cache",
-    "cache_dir",
-    default=None,
-    help="Stage cache shared by every task (default <out>/cache): on a cluster a directory every node "
-    "mounts, or a URL (file://, or s3://, sftp://... with the extra .[fsspec]).",
-)
+@cache_option
 @click.option(
     "--gate",
     "gate",

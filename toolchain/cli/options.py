@@ -55,6 +55,13 @@ def executor_options(default: str | None):
     return decorate
 
 
+cache_option = click.option(
+    "--cache", "cache_dir", default=None,
+    help="Stage cache (default <out>/cache): a directory shared between runs or nodes, or a URL (file://, "
+    "or s3://, sftp://... with the extra .[fsspec]).",
+)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document to stdout instead of text.")
 
 

@@ -9,6 +9,7 @@ import click
 
 from toolchain.cli.options import (
     PATH,
+    cache_option,
     emit_json,
     json_mode,
     json_option,
@@ -26,9 +27,10 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
 @targets_dir_option
 @click.option("--rebench", is_flag=True, help="Measure again even if these exact artifacts were benchmarked on this host.")
 @click.option("--sign-key", type=PATH, default=None, help="Ed25519 private key: sign each package.")
+@cache_option
 @json_option
 @track_options
-def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json, track, track_required):
+def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, cache_dir, as_json, track, track_required):
     """Train, prune, export, quantize, convert, benchmark, gate and package.
 
     With no RECIPE, runs the embedded default: a small CNN on scikit-learn's digits, for the
@@ -40,8 +42,9 @@ def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, as_json, track
     from toolchain.tracking import track_run
 
     rec = load_recipe(recipe)
-    opts = RunOptions(out_dir=out_dir or Path("runs") / rec.name, targets=tuple(targets),
-                      targets_dir=targets_dir, rebench=rebench, sign_key=sign_key)
+    out_dir = out_dir or Path("runs") / rec.name
+    opts = RunOptions(out_dir=out_dir, targets=tuple(targets), targets_dir=targets_dir, rebench=rebench,
+                      sign_key=sign_key, cache_dir=cache_dir, cache_staging=Path(out_dir) / "cache-staging")
     log_into(opts.out_dir)
     with json_mode(as_json):
         result = run_pipeline(rec, opts)

@@ -74,6 +74,10 @@ def preflight(recipe: Recipe, opts: RunOptions) -> None:
     from toolchain.data.calibration import check_calibration_path
 
     check_calibration_path(recipe.quantize.calibration_data)
+    if opts.cache_dir is not None:  # a shared cache (a folder or URL) that cannot be written costs no training
+        from toolchain.pipeline.store import open_store
+
+        open_store(opts.cache_dir, opts.cache_staging).check_writable()
     resolve_factory(recipe.model.name)
     if recipe.data.name not in DATASETS:
         raise ConfigError(f"unknown dataset '{recipe.data.name}'", f"known: {', '.join(sorted(DATASETS))}")
