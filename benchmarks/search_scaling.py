@@ -99,7 +99,7 @@ def one_search(mode: str, onnx_path: Path, data, folder: Path, calibration: int)
         quant.latency_p50 = untimed
     wall = time.perf_counter() - started
     probes = sum(len(t["ranking"]) for t in report.tried if t["step"] == "rank")  # 0: int8 met the budget
-    built = sum(1 for p in (cache / "search-variants").iterdir() if not p.name.startswith("pre-"))
+    built = sum(1 for p in (cache / "search-variants").iterdir() if not p.name.startswith(("pre-", "ranges-")))
     return {"mode": mode, "wall_s": round(wall, 2), "latency_timing_s": round(sum(timing), 2), "best": report.best, "met": report.met,
             "best_sha256": hashlib.sha256((out / "best.onnx").read_bytes()).hexdigest(),
             "candidates": [c.name for c in report.candidates], "probes": probes, "variants_built": built,
@@ -113,7 +113,8 @@ def _spread(values: list[float], digits: int = 3) -> str:
 def render(doc: dict) -> str:
     rows, ratios = doc["rows"], doc["ratios"]
     lines = [f"# edgeopt search scaling ({doc['search']})", "",
-             (f"CPU: {doc['host']['cpu']}, {doc['host']['cores']} cores; load average before: {doc['load_before']}. "
+             (f"CPU: {doc['host']['cpu']} ({', '.join(doc['host'].get('isa') or ['no int8 ISA flags'])}), "
+              f"{doc['host']['cores']} cores; load average before: {doc['load_before']}. "
              f"Command: `{doc['command']}`"), ""]
     if doc.get("note"):
         lines += [doc["note"], ""]

@@ -157,7 +157,30 @@ def test_parallel_quant_search_is_the_sequential_one(hostile_onnx, digits, tmp_p
     assert files(tmp_path / "par") == files(tmp_path / "seq")  # best.onnx and every candidate, byte for byte
     assert seq.reverted and len(seq.tried[1]["ranking"]) >= 4  # probes and a fallback did run
     assert set(pool.pids.values()) - {os.getpid()}  # in worker processes
-    # The speculative trial after the repairing fallback was scored (a cache entry) but never became a candidate.
-    variants = [p for p in (tmp_path / "cache-par" / "search-variants").iterdir() if not p.name.startswith("pre-")]
+    # One speculative variant (the all-int8 model's stem flip, scored beside it) was scored (a cache
+    # entry) but never became a candidate: the fallback that repaired the model had its flip scored beside it.
+    entries = list((tmp_path / "cache-par" / "search-variants").iterdir())
+    variants = [p for p in entries if not p.name.startswith(("pre-", "ranges-"))]
     qdq = [c for c in par.candidates if not c.baseline]
-    assert len(variants) == len(qdq) + 1
+    assert len(variants) == len(qdq) + 1 and [c.name for c in qdq][-1].endswith("stem")
+    assert len([p for p in entries if p.name.startswith("ranges-")]) == 1  # calibrated once
+
+
+def test_variants_quantized_from_the_searchs_ranges_are_those_of_their_own_calibration(hostile_onnx, digits, tmp_path):
+    """Calibration runs once per search: a variant quantized from the published ranges has the bytes
+    of one calibrated for itself, whatever it excludes and whatever the stem setting."""
+    import hashlib
+
+    from toolchain.search import tasks as T
+    from toolchain.search.quant import fallback_units
+
+    x_cal = digits.x_train[:128]
+    pre = T.preprocessed(hostile_onnx, tmp_path / "cache")
+    units = fallback_units(pre)
+    for scheme in (QuantizeScheme(per_channel=False, activation_type="uint8"), QuantizeScheme(fp32_stem=True)):
+        ranges = T.calibration_ranges(pre, x_cal, scheme, tmp_path / "cache")
+        assert ranges is not None and T.calibration_ranges(pre, x_cal, scheme, tmp_path / "cache") == ranges
+        for exclude in ([], units[0]["nodes"], units[-1]["nodes"] + units[1]["nodes"]):
+            own = T.quantize_static_to(pre, tmp_path / "own.onnx", x_cal, exclude, scheme)
+            shared = T.quantize_static_to(pre, tmp_path / "shared.onnx", x_cal, exclude, scheme, ranges)
+            assert hashlib.sha256(own.read_bytes()).digest() == hashlib.sha256(shared.read_bytes()).digest()

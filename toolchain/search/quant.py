@@ -75,6 +75,7 @@ class _Trials:
     def __init__(self, out_dir: Path, runner: T.Runner, cache_dir: Path, pre: Path, calib_x, scheme: QuantizeScheme,
                  eval_x, eval_y, ref_probe, floor: float):
         self.out_dir, self.runner, self.cache_dir, self.pre = out_dir, runner, cache_dir, pre
+        self.ranges = T.calibration_ranges(pre, calib_x, scheme, cache_dir)  # once, here: every variant reads it
         self.calib_x, self.scheme, self.eval_x, self.eval_y, self.ref_probe = calib_x, scheme, eval_x, eval_y, ref_probe
         self.floor = floor
         self.candidates: list[Candidate] = []
@@ -86,7 +87,7 @@ class _Trials:
     def qdq(self, exclude: list[str], scheme: QuantizeScheme | None = None) -> tuple:
         """The task call that builds and scores one QDQ variant."""
         return (T.evaluate_qdq, (self.cache_dir, self.pre, self.calib_x, list(exclude), scheme or self.scheme,
-                                 self.eval_x, self.eval_y, self.ref_probe))
+                                 self.eval_x, self.eval_y, self.ref_probe, self.ranges))
 
     def stem_flip(self, exclude: list[str]) -> tuple[QuantizeScheme, list[str]] | None:
         """The scheme with the stem conv's precision flipped and the stem nodes it changes; None when
@@ -204,7 +205,7 @@ def _rank(run: _Trials, full_err: float, max_probe: int) -> list[dict]:
     units = fallback_units(run.pre)[:max_probe]
     probe_x = run.eval_x[:len(run.ref_probe)]
     errors = run.runner.map({f"probe:{i}": (T.probe_error, (run.pre, run.calib_x, unit["nodes"], run.scheme, probe_x,
-                                                            run.ref_probe)) for i, unit in enumerate(units)})
+                                                            run.ref_probe, run.ranges)) for i, unit in enumerate(units)})
     ranking = [{**unit, "logit_mse_without": errors[f"probe:{i}"], "gain": full_err - errors[f"probe:{i}"]}
                for i, unit in enumerate(units)]
     ranking.sort(key=lambda r: -r["gain"])
