@@ -146,8 +146,8 @@ def render(doc: dict) -> str:
     lines = [
         f"# edgeopt batch scaling ({doc['batch']})",
         "",
-        f"CPU: {doc['host']['cpu']} ({', '.join(doc['host'].get('isa') or ['no int8 ISA flags'])}), "
-        f"{doc['host']['cores']} cores. Command: `{doc['command']}`",
+        (f"CPU: {doc['host']['cpu']} ({', '.join(doc['host'].get('isa') or ['no int8 ISA flags'])}), "
+         f"{doc['host']['cores']} cores. Command: `{doc['command']}`"),
         "",
         *([doc["note"], ""] if doc.get("note") else []),
         "| mode | wall s | parallel part s | benchmark part s | slot utilisation | machine CPU busy | retried |",
