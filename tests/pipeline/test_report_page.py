@@ -52,6 +52,7 @@ def _doc(tmp_path, passed=True):
                                                                   "failed_budgets": []}}},
         "latency_by_batch": {"fp32": {"1": lat}, "int8": {"1": lat}},
         "thread_sweep": {"p50_ms": {"1": {"1": 0.02}, "2": {"1": 0.03}}, "fastest": {"1": 1}},
+        "host_caveat": "Test CPU has no VNNI: ...",
     }
     return {"recipe": {"name": "m<&>"}, "out_dir": str(tmp_path), "passed": passed, "targets": {"cpu-server": target},
             "baseline": {"host": {"cpu": "Test CPU", "cores": 2}}}
@@ -65,6 +66,7 @@ def test_page_is_well_formed_self_contained_and_shows_the_verdicts(tmp_path):
     assert checker.stack == []  # every element closed
     text = " ".join(checker.text)
     assert checker.ids == ["target-cpu-server"] and "m<&>" in text  # escaped in the source, shown as is
+    assert "note: Test CPU has no VNNI: ..." in text  # why this host's int8 numbers may not be the target's
     assert "BUDGET FAILED" in text and "min_sqnr_db" in text and ">= 40" in text and "model.onnx" in text
     assert all(src.startswith("data:image/png;base64,") for src in checker.srcs) and checker.srcs  # no network
     assert "<script" not in page and "http" not in page.replace("http-equiv", "")

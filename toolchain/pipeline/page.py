@@ -127,7 +127,8 @@ def _target(name: str, t: dict[str, Any], out_dir: Path) -> str:
     if t.get("min_sqnr_db") is not None:
         head.append(["min SQNR vs fp32", f"{t['min_sqnr_db']:.1f} dB", "", ""])
     verdict = '<span class="pass">all budgets met</span>' if t.get("passed") else '<span class="fail">BUDGET FAILED</span>'
-    return (f'<section id="target-{_e(name)}"><h2>{_e(name)}: {verdict}</h2>'
+    caveat = f'<p class="fail">note: {_e(t["host_caveat"])}</p>' if t.get("host_caveat") else ""
+    return (f'<section id="target-{_e(name)}"><h2>{_e(name)}: {verdict}</h2>' + caveat
             + _table(["metric", "artifact", "fp32", "ratio"], head) + "<h3>Budgets</h3>" + _budgets(t)
             + "<h3>Candidates weighed</h3>" + _candidates(t) + "<h3>Latency</h3>" + _latency_plot(t)
             + _threads(t) + _pareto(out_dir, name) + _package(t) + "</section>")
