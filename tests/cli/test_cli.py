@@ -133,10 +133,11 @@ def test_an_unwritable_output_path_is_an_environment_fault_exit_2(tmp_path, caps
     assert code == 2 and len(err) == 1 and str(blocker) in err[0] and "Traceback" not in err[0]
 
 
-def test_run_refuses_an_unwritable_shared_cache_before_any_work(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["run"], ["search", "--target", "cpu-server"]])
+def test_an_unwritable_shared_cache_is_refused_before_any_work(command, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    code = main(["run", "--out", str(tmp_path / "out"), "--cache", str(blocker / "cache")])
+    code = main([*command, "--out", str(tmp_path / "out"), "--cache", str(blocker / "cache")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"cache directory {blocker / 'cache'} is not writable" in err[0]
     assert not (tmp_path / "out").exists() and blocker.read_text() == "not a directory"

@@ -50,6 +50,11 @@ def test_search_on_two_workers_is_the_sequential_search(tmp_path):
     best = Path("search") / "cpu-server" / seq["best_path"]
     assert _sha(tmp_path / "par" / best) == _sha(tmp_path / "seq" / best)
     assert all(c["latency_ms"] > 0 for c in par["candidates"])  # timed by the driver after the tasks
+    # `--cache`: a search into another run dir finds the model and every variant in a shared cache
+    # (the one `edgeopt run --cache` filled), with no cache of its own.
+    shared = _search(recipe, tmp_path / "third", "--cache", (tmp_path / "seq" / "cache").as_uri())
+    assert table(shared) == table(seq) and not (tmp_path / "third" / "cache").exists()
+    assert _sha(tmp_path / "third" / best) == _sha(tmp_path / "seq" / best)
 
 
 @pytest.mark.parametrize("extra", [["--workers", "2"], ["--ray-address", "127.0.0.1:1"]])

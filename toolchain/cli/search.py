@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from toolchain.cli.options import (
+    cache_option,
     emit_json,
     executor_options,
     json_mode,
@@ -37,11 +38,12 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
               help="Search how many whole blocks structured pruning may drop, by bisection ([prune] amount and schedule fixed).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
 @executor_options(default=None)
+@cache_option
 @targets_dir_option
 @json_option
 @track_options
 def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, executor, workers,
-               ray_address, targets_dir, as_json, track, track_required):
+               ray_address, cache_dir, targets_dir, as_json, track, track_required):
     """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
     amount; with --drop-blocks, the most blocks to drop) under an accuracy budget; writes candidates, a JSON report and Pareto plots
     (accuracy vs latency / bytes) under <run dir>/search/<target>/. With --track, one MLflow run
@@ -69,8 +71,12 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
         click.echo(f"note: the --{knob.replace('_', '-')} bisection decides one candidate at a time and runs in this "
                    "process; --executor applies to the quantization search only", err=True)
         executor = None
+    if cache_dir is not None:  # the cache `edgeopt run --cache` filled; unwritable: refused before any work
+        from toolchain.pipeline.store import open_store
+
+        open_store(cache_dir, Path(run_dir) / "cache-staging").check_writable()
     with json_mode(True), search_executor(executor, workers, ray_address) as pool:  # stdout holds the result only
-        outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool)
+        outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool, cache_dir=cache_dir)
     warning = slower_int8_warning(outcome)
     if warning:
         click.echo(warning, err=True)

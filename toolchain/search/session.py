@@ -23,9 +23,10 @@ class SearchOutcome:
 
 
 def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob,
-               executor=None) -> SearchOutcome:
+               executor=None, cache_dir: Path | str | None = None) -> SearchOutcome:
     """`executor` (toolchain.executor) builds and scores the quantization search's candidates as
-    tasks; the bisection searches decide one candidate at a time and run in this process."""
+    tasks; the bisection searches decide one candidate at a time and run in this process.
+    `cache_dir`: the stage cache `edgeopt run --cache` used (default <run_dir>/cache)."""
     from toolchain.data.calibration import calibration_inputs
     from toolchain.pipeline import steps
     from toolchain.pipeline.cache import StageCache
@@ -39,7 +40,7 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         # every candidate is another DP fine-tune on the same rows: the recipe's one budget would not cover them
         raise BadInput(f"searching {knob} fine-tunes the model once per candidate, which [train.privacy]'s "
                        "budget does not cover", "search quantization only, or remove [train.privacy] for the search")
-    cache = StageCache(run_dir / "cache")
+    cache = StageCache(cache_dir if cache_dir is not None else run_dir / "cache", staging=run_dir / "cache-staging")
     data = steps.dataset(recipe)
     trained = steps.train(cache, recipe, data)
     structured = recipe.prune.model_copy(update={"kind": "structured"})
@@ -59,10 +60,19 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         calib = calibration_subset(x_calib, QuantizeConfig(calibration_samples=q.calibration_samples))
         report = search_quantization(steps.artifact_path(onnx_entry), calib, data.x_test, data.y_test, budget,
                                      out_dir, scheme=scheme, int8_weights=int8_weights_apply(profile),
-                                     executor=executor, cache_dir=cache.root)
+                                     executor=executor, cache_dir=variant_dir(cache, run_dir))
     doc = report.to_dict()
     doc["recipe_hint"] = recipe_hint(report, knob)
     return SearchOutcome(knob=knob, target=target, out_dir=out_dir, report=report, document=doc)
+
+
+def variant_dir(cache, run_dir: Path) -> Path:
+    """Where the quantization search publishes its variants: the stage cache when it is a directory
+    (workers on every node that mounts it find them), else the run's local copies of a URL cache
+    (then the workers must share this machine's disk)."""
+    from toolchain.pipeline.store import LocalStore
+
+    return cache.store.root if isinstance(cache.store, LocalStore) else run_dir / "cache-staging"
 
 
 def best_candidate(report: SearchReport):
