@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests" / "batch"))
 
 from batch_fixtures import subprocess_env, tiny_recipe
 
+from toolchain.bench.results import machine_line
 from toolchain.executor import Task, make_executor, run_graph
 from toolchain.fsio import write_json_atomic, write_text_atomic
 from toolchain.hostinfo import host_info
@@ -146,8 +147,7 @@ def render(doc: dict) -> str:
     lines = [
         f"# edgeopt batch scaling ({doc['batch']})",
         "",
-        (f"CPU: {doc['host']['cpu']} ({', '.join(doc['host'].get('isa') or ['no int8 ISA flags'])}), "
-         f"{doc['host']['cores']} cores. Command: `{doc['command']}`"),
+        f"{machine_line(doc['host'], {})}. Command: `{doc['command']}`",
         "",
         *([doc["note"], ""] if doc.get("note") else []),
         "| mode | wall s | parallel part s | benchmark part s | slot utilisation | machine CPU busy | retried |",

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from toolchain.bench.results import machine_line
 from toolchain.fsio import write_json_atomic, write_text_atomic
 from toolchain.hostinfo import host_info
 
@@ -113,9 +114,8 @@ def _spread(values: list[float], digits: int = 3) -> str:
 def render(doc: dict) -> str:
     rows, ratios = doc["rows"], doc["ratios"]
     lines = [f"# edgeopt search scaling ({doc['search']})", "",
-             (f"CPU: {doc['host']['cpu']} ({', '.join(doc['host'].get('isa') or ['no int8 ISA flags'])}), "
-              f"{doc['host']['cores']} cores; load average before: {doc['load_before']}. "
-             f"Command: `{doc['command']}`"), ""]
+             f"{machine_line(doc['host'], {})}; load average before: {doc['load_before']}. Command: `{doc['command']}`",
+             ""]
     if doc.get("note"):
         lines += [doc["note"], ""]
     lines += ["| round | mode | wall s | of which latency timing s | variants scored | best | best.onnx sha256 |",

@@ -44,7 +44,9 @@ class BatchOptions:
 
     @property
     def staging(self) -> Path:
-        return Path(self.out_dir) / "cache-staging"
+        from toolchain.pipeline.store import STAGING
+
+        return Path(self.out_dir) / STAGING
 
 
 def run_name(spec: Spec, target: str) -> str:
@@ -54,9 +56,9 @@ def run_name(spec: Spec, target: str) -> str:
 def check_cache_writable(opts: BatchOptions) -> None:
     """A cache that cannot be written (or reached, or whose URL needs a missing package) is
     refused before any work, naming it."""
-    from toolchain.pipeline.store import open_store
+    from toolchain.pipeline.store import check_cache
 
-    open_store(opts.cache, opts.staging).check_writable()
+    check_cache(opts.cache, opts.out_dir)
 
 
 def preflight(specs: list[Spec], opts: BatchOptions) -> tuple[dict[str, TargetProfile], dict[str, Any]]:

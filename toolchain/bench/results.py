@@ -16,6 +16,6 @@ def publish(results_dir: Path, stem: str, doc: dict[str, Any], markdown: str) ->
 
 
 def machine_line(host: dict[str, Any], versions: dict[str, str], only: tuple[str, ...] | None = None) -> str:
-    """'Machine: <cpu> (<cores> cores, <isa>); <lib> <version>, ...' (all libraries, or `only` these)."""
+    """'Machine: <cpu> (<cores> cores, <isa>); <lib> <version>, ...' (all libraries, or `only` these; none: no list)."""
     libs = ", ".join(f"{k} {v}" for k, v in versions.items() if only is None or k in only)
-    return f"Machine: {host['cpu']} ({host['cores']} cores, {', '.join(host['isa'])}); {libs}"
+    return f"Machine: {host['cpu']} ({host['cores']} cores, {', '.join(host['isa'])})" + (f"; {libs}" if libs else "")

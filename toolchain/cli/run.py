@@ -39,12 +39,13 @@ def run(recipe, targets, out_dir, targets_dir, rebench, sign_key, cache_dir, as_
     from toolchain.config.recipe import load_recipe
     from toolchain.pipeline.report import render_run, run_document
     from toolchain.pipeline.run import RunOptions, run_pipeline
+    from toolchain.pipeline.store import STAGING
     from toolchain.tracking import track_run
 
     rec = load_recipe(recipe)
     out_dir = out_dir or Path("runs") / rec.name
     opts = RunOptions(out_dir=out_dir, targets=tuple(targets), targets_dir=targets_dir, rebench=rebench,
-                      sign_key=sign_key, cache_dir=cache_dir, cache_staging=Path(out_dir) / "cache-staging")
+                      sign_key=sign_key, cache_dir=cache_dir, cache_staging=Path(out_dir) / STAGING)
     log_into(opts.out_dir)
     with json_mode(as_json):
         result = run_pipeline(rec, opts)

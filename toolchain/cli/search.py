@@ -71,10 +71,6 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
         click.echo(f"note: the --{knob.replace('_', '-')} bisection decides one candidate at a time and runs in this "
                    "process; --executor applies to the quantization search only", err=True)
         executor = None
-    if cache_dir is not None:  # the cache `edgeopt run --cache` filled; unwritable: refused before any work
-        from toolchain.pipeline.store import open_store
-
-        open_store(cache_dir, Path(run_dir) / "cache-staging").check_writable()
     with json_mode(True), search_executor(executor, workers, ray_address) as pool:  # stdout holds the result only
         outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool, cache_dir=cache_dir)
     warning = slower_int8_warning(outcome)

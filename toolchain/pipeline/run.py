@@ -75,9 +75,9 @@ def preflight(recipe: Recipe, opts: RunOptions) -> None:
 
     check_calibration_path(recipe.quantize.calibration_data)
     if opts.cache_dir is not None:  # a shared cache (a folder or URL) that cannot be written costs no training
-        from toolchain.pipeline.store import open_store
+        from toolchain.pipeline.store import check_cache
 
-        open_store(opts.cache_dir, opts.cache_staging).check_writable()
+        check_cache(opts.cache_dir, opts.out_dir)
     resolve_factory(recipe.model.name)
     if recipe.data.name not in DATASETS:
         raise ConfigError(f"unknown dataset '{recipe.data.name}'", f"known: {', '.join(sorted(DATASETS))}")

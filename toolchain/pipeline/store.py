@@ -48,6 +48,14 @@ _EXCLUSIVE_MODE = {"sftp": "wxb", "ssh": "wxb"}
 MARKER_WAIT_SECONDS = 10.0  # a marker being written by a racing writer: how long its readers wait
 
 
+STAGING = "cache-staging"  # under --out: local copies of a URL cache's entries
+
+
+def check_cache(location: str | os.PathLike, out_dir: Path) -> None:
+    """Refuse a --cache that cannot be written (or reached) before any work, naming it."""
+    open_store(location, Path(out_dir) / STAGING).check_writable()
+
+
 def is_url(location: str | os.PathLike) -> bool:
     text = str(location)
     return "://" in text or "::" in text  # "::": fsspec's chained URLs (simplecache::s3://...)

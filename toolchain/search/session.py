@@ -31,6 +31,7 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
     from toolchain.pipeline import steps
     from toolchain.pipeline.cache import StageCache
     from toolchain.pipeline.ship import int8_weights_apply
+    from toolchain.pipeline.store import STAGING, check_cache
     from toolchain.search import search_drop_blocks, search_prune_amount, search_quantization
     from toolchain.stages.quantize import QuantizeConfig, calibration_subset
 
@@ -40,7 +41,9 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         # every candidate is another DP fine-tune on the same rows: the recipe's one budget would not cover them
         raise BadInput(f"searching {knob} fine-tunes the model once per candidate, which [train.privacy]'s "
                        "budget does not cover", "search quantization only, or remove [train.privacy] for the search")
-    cache = StageCache(cache_dir if cache_dir is not None else run_dir / "cache", staging=run_dir / "cache-staging")
+    if cache_dir is not None:  # the cache `edgeopt run --cache` filled; unwritable: refused before any work
+        check_cache(cache_dir, run_dir)
+    cache = StageCache(cache_dir if cache_dir is not None else run_dir / "cache", staging=run_dir / STAGING)
     data = steps.dataset(recipe)
     trained = steps.train(cache, recipe, data)
     structured = recipe.prune.model_copy(update={"kind": "structured"})
@@ -70,9 +73,9 @@ def variant_dir(cache, run_dir: Path) -> Path:
     """Where the quantization search publishes its variants: the stage cache when it is a directory
     (workers on every node that mounts it find them), else the run's local copies of a URL cache
     (then the workers must share this machine's disk)."""
-    from toolchain.pipeline.store import LocalStore
+    from toolchain.pipeline.store import STAGING, LocalStore
 
-    return cache.store.root if isinstance(cache.store, LocalStore) else run_dir / "cache-staging"
+    return cache.store.root if isinstance(cache.store, LocalStore) else run_dir / STAGING
 
 
 def best_candidate(report: SearchReport):
