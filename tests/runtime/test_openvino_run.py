@@ -51,20 +51,25 @@ def test_openvino_package_verifies_and_records_its_runtime(ov_run):
 
 
 def test_shipped_files_load_in_openvino_and_match_onnx_runtime(ov_run):
+    """OpenVINO computes the same Q/DQ math as ONNX Runtime's reference path (graph optimizations off).
+    ORT's *fused* int8 kernels are not the reference: on a CPU without VNNI their U8S8 products
+    saturate (measured on a 2-core AVX2 EPYC: 21 dB from the QDQ math, while OpenVINO matched it
+    to 336 dB), so comparing against them made this test fail on such CI machines."""
     from toolchain.config.target import RuntimeOptions
     from toolchain.runtime import load_session
 
     _, doc = ov_run
     t = doc["targets"][TARGET]
     x = np.random.default_rng(0).random((16, 1, 8, 8)).astype(np.float32)
+    qdq_math = RuntimeOptions(graph_optimization_level="disable")
     for path, atol in ((t["fp32_artifact"], 1e-4), (t["artifact"], None)):
         ov = load_session(path, RuntimeOptions(engine="openvino"))
-        ort = load_session(path, RuntimeOptions())
+        ort = load_session(path, qdq_math)
         name = ort.get_inputs()[0].name
         got, want = ov.run(None, {name: x})[0], ort.run(None, {name: x})[0]
         assert got.shape == want.shape == (16, 10)
-        # int8: both runtimes round the same Q/DQ graph, but not bit-identically
-        assert float(np.abs(got - want).max()) <= (atol or 0.1 * float(np.abs(want).max()))
+        # int8: the same Q/DQ graph; a rounding tie may land one output step apart, not more
+        assert float(np.abs(got - want).max()) <= (atol or 0.02 * float(np.abs(want).max()))
         assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
 
 
