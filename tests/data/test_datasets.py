@@ -125,3 +125,22 @@ def test_out_of_range_size_is_rejected():
 def test_data_module_stays_lean():
     code = "import sys, toolchain.data; assert 'torch' not in sys.modules, 'toolchain.data imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_arrays_have_the_strides_a_pickled_copy_has(name):
+    """A pool worker receives a pickled Dataset; torch must see the same layout in the driver
+    (odd strides on a size-1 axis made torch trace a channels_last graph there)."""
+    import pickle
+
+    from toolchain.data.types import Dataset
+
+    data = load_dataset(DataConfig(name=name))
+    copy = pickle.loads(pickle.dumps(data))
+    for split in ("x_train", "y_train", "x_test", "y_test"):
+        a, b = getattr(data, split), getattr(copy, split)
+        arrays = [(a.arrays[n], b.arrays[n]) for n in a.names] if hasattr(a, "arrays") else [(a, b)]
+        assert all(x.strides == y.strides for x, y in arrays)
+    odd = np.zeros((6, 8, 8, 1), np.float32).transpose(0, 3, 1, 2)  # C-contiguous, channels_last strides
+    made = Dataset("odd", odd, np.zeros(6), odd, np.zeros(6), ("a",))
+    assert odd.strides == (256, 4, 32, 4) and made.x_train.strides == made.x_test.strides == (256, 256, 32, 4)

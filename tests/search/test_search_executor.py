@@ -70,3 +70,40 @@ def test_pool_options_without_an_executor_are_refused_before_any_work(extra, tmp
     assert code == 2 and out.getvalue() == b""
     assert err.getvalue().decode().count("\n") == 1 and "add --executor local" in err.getvalue().decode()
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_prune_search_on_two_workers_is_the_one_worker_search(tmp_path):
+    """The bisection decides the same points on 2 workers as on 1 (both run torch on one thread),
+    from candidates the workers prune and fine-tune; the kept files are byte-identical."""
+    recipe = tiny_recipe("digits-cnn", tmp_path)
+    one = _search(recipe, tmp_path / "one", "--prune-amount", "--executor", "local", "--workers", "1")
+    shutil.copytree(tmp_path / "one" / "cache", tmp_path / "two" / "cache",
+                    ignore=shutil.ignore_patterns("search-variants"))
+    two = _search(recipe, tmp_path / "two", "--prune-amount", "--executor", "local", "--workers", "2")
+
+    def table(doc):
+        return [(c["name"], c["accuracy"], c["bytes"], c["meets_budget"]) for c in doc["candidates"]]
+
+    assert table(two) == table(one) and len(one["tried"]) >= 3
+    assert (two["tried"], two["reverted"], two["best"], two["recipe_hint"]) == \
+        (one["tried"], one["reverted"], one["best"], one["recipe_hint"])
+    for cand in one["candidates"][1:]:  # every decided candidate, rebuilt by the pool's workers
+        folder = Path(cand["path"]).parent
+        for name in ("model.onnx", "plan.json"):
+            assert _sha(tmp_path / "two" / "search" / "prune" / folder / name) == \
+                _sha(tmp_path / "one" / "search" / "prune" / folder / name)
+    built = [p for p in (tmp_path / "two" / "cache" / "search-variants").iterdir() if p.name.startswith("prune-")]
+    assert len(built) >= len(one["tried"])  # the decided points, and any speculative one
+
+
+def test_iterations_without_a_bisection_is_refused_before_any_work(tmp_path):
+    from click.testing import CliRunner
+
+    from toolchain.cli.main import main
+
+    recipe = tiny_recipe("digits-cnn", tmp_path)
+    with CliRunner().isolation() as (out, err, _):
+        code = main(["search", str(recipe), "--target", "cpu-server", "--iterations", "7", "--out", str(tmp_path / "o")])
+    assert code == 2 and out.getvalue() == b"" and not (tmp_path / "o").exists()
+    assert err.getvalue().decode().count("\n") == 1 and "--prune-amount" in err.getvalue().decode()

@@ -147,14 +147,15 @@ def test_drop_blocks_search_bisects_to_the_most_blocks_within_the_budget(tmp_pat
 
 def test_drop_blocks_search_bisects_down_to_what_the_budget_allows(tmp_path, monkeypatch):
     """Accuracy scripted per try (0.90 - 0.02 per dropped block), budget 3 points: 1 block fits, 2 do not."""
-    from toolchain.search import SearchBudget, search_drop_blocks
+    from toolchain.search import SearchBudget, prune_tasks, search_drop_blocks
     from toolchain.search import prune as search_prune
 
-    def scripted(path, x, y):
-        name = Path(path).parent.name
-        return 0.90 if name == "baseline" else 0.90 - 0.02 * int(name.rsplit("_", 1)[1])
+    def scripted(path, x, y):  # a candidate is built beside its plan; the baseline is not
+        plan = Path(path).parent / "plan.json"
+        return 0.90 - (0.02 * len(PrunePlan.load(plan).dropped_blocks) if plan.is_file() else 0)
 
     monkeypatch.setattr(search_prune, "onnx_accuracy", scripted)
+    monkeypatch.setattr(prune_tasks, "onnx_accuracy", scripted)
     cfg = PruneConfig(kind="structured", amount=0.5, finetune_epochs=0)
     report = search_drop_blocks(_Net(), _data(), SearchBudget(max_drop=0.03), tmp_path, prune_cfg=cfg,
                                 train_cfg=TrainConfig(epochs=1), measure_latency=False)

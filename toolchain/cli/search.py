@@ -36,20 +36,23 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
               help="Search the structured-pruning amount by bisection instead (uses [prune] criterion, scope, steps, fine-tune).")
 @click.option("--drop-blocks", "drop_blocks", is_flag=True,
               help="Search how many whole blocks structured pruning may drop, by bisection ([prune] amount and schedule fixed).")
+@click.option("--iterations", type=click.IntRange(1, 20), default=None,
+              help="Candidates a bisection may try after the largest one (default 4); each halves the interval.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
 @executor_options(default=None)
 @cache_option
 @targets_dir_option
 @json_option
 @track_options
-def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, out_dir, executor, workers,
-               ray_address, cache_dir, targets_dir, as_json, track, track_required):
+def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, iterations, out_dir, executor,
+               workers, ray_address, cache_dir, targets_dir, as_json, track, track_required):
     """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
     amount; with --drop-blocks, the most blocks to drop) under an accuracy budget; writes candidates, a JSON report and Pareto plots
     (accuracy vs latency / bytes) under <run dir>/search/<target>/. With --track, one MLflow run
     per search with a nested run per candidate (docs/tracking.md). With --executor, the
-    quantization search builds and scores its candidates as parallel tasks (same candidates and
-    choice as without; latency is still timed here, one candidate at a time; docs/search.md)."""
+    search builds and scores its candidates as parallel tasks (the quantization search: the same
+    candidates and choice as without; a bisection: as with --workers 1, whose torch also runs one
+    thread; latency is still timed here, one candidate at a time; docs/search.md)."""
     from toolchain.config.recipe import load_recipe
     from toolchain.config.target import load_target
     from toolchain.errors import BadInput
@@ -59,6 +62,8 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
 
     if prune_amount and drop_blocks:
         raise BadInput("--prune-amount and --drop-blocks search different knobs", "pass one of them per search")
+    if iterations is not None and not (prune_amount or drop_blocks):
+        raise BadInput("--iterations counts the steps of a bisection", "add --prune-amount or --drop-blocks, or drop it")
     rec = load_recipe(recipe)
     profile = load_target(target, targets_dir)
     budget = SearchBudget(max_drop=max_drop, drop_kind="relative" if relative else "absolute", objective=objective)
@@ -67,12 +72,9 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
     if (workers or ray_address) and executor is None:
         raise BadInput("--workers and --ray-address choose where --executor runs tasks",
                        "add --executor local (with --workers) or --executor ray (with --ray-address)")
-    if executor is not None and knob != "quantization":
-        click.echo(f"note: the --{knob.replace('_', '-')} bisection decides one candidate at a time and runs in this "
-                   "process; --executor applies to the quantization search only", err=True)
-        executor = None
     with json_mode(True), search_executor(executor, workers, ray_address) as pool:  # stdout holds the result only
-        outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool, cache_dir=cache_dir)
+        outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool, cache_dir=cache_dir,
+                             iterations=iterations or 4)
     warning = slower_int8_warning(outcome)
     if warning:
         click.echo(warning, err=True)

@@ -17,6 +17,15 @@ from toolchain.data.feeds import Feeds
 from toolchain.errors import BadInput
 
 
+def canonical_strides(arr: np.ndarray) -> tuple[int, ...]:
+    """The strides of a freshly allocated C-ordered array of `arr`'s shape and dtype."""
+    strides, step = [], arr.itemsize
+    for size in reversed(arr.shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Arrays plus what an app needs to feed the model the same way."""
@@ -29,6 +38,16 @@ class Dataset:
     labels: tuple[str, ...]
     preprocessing: dict[str, Any] = field(default_factory=dict)
     input_name: str = "x"
+
+    def __post_init__(self):
+        # Strides reach torch, not only values: a C-contiguous (N, 1, H, W) array whose size-1
+        # axis has an odd stride looks channels_last to torch, which then traces differently
+        # (measured: the exported graph gained a clone and _unsafe_view), while a pickled copy,
+        # what a pool worker receives, has the canonical strides. Every array gets those here.
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            arr = getattr(self, name)
+            if isinstance(arr, np.ndarray) and arr.strides != canonical_strides(arr):
+                object.__setattr__(self, name, arr.copy(order="C"))
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -23,16 +23,25 @@ class SearchOutcome:
 
 
 def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob,
-               executor=None, cache_dir: Path | str | None = None) -> SearchOutcome:
-    """`executor` (toolchain.executor) builds and scores the quantization search's candidates as
-    tasks; the bisection searches decide one candidate at a time and run in this process.
-    `cache_dir`: the stage cache `edgeopt run --cache` used (default <run_dir>/cache)."""
+               executor=None, cache_dir: Path | str | None = None, iterations: int = 4) -> SearchOutcome:
+    """`executor` (toolchain.executor) builds and scores the search's candidates as tasks (the
+    bisections: the next point and speculative successors, toolchain.search.prune).
+    `cache_dir`: the stage cache `edgeopt run --cache` used (default <run_dir>/cache). `iterations`:
+    how many candidates a bisection may try after its first."""
     from toolchain.data.calibration import calibration_inputs
     from toolchain.pipeline import steps
     from toolchain.pipeline.cache import StageCache
     from toolchain.pipeline.ship import int8_weights_apply
     from toolchain.pipeline.store import STAGING, check_cache
-    from toolchain.search import search_drop_blocks, search_prune_amount, search_quantization
+    from toolchain.search import (
+        prune_tasks,
+        search_drop_blocks,
+        search_prune_amount,
+        search_quantization,
+        tasks,
+    )
+    from toolchain.search.prune import Parallel
+    from toolchain.search.tasks import Runner
     from toolchain.stages.quantize import QuantizeConfig, calibration_subset
 
     if recipe.train.privacy is not None and knob != "quantization":
@@ -43,17 +52,20 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
                        "budget does not cover", "search quantization only, or remove [train.privacy] for the search")
     if cache_dir is not None:  # the cache `edgeopt run --cache` filled; unwritable: refused before any work
         check_cache(cache_dir, run_dir)
+    # the workers start and import while this process loads the data and the cached stages
+    Runner(executor).warm_up(prune_tasks.warm if knob != "quantization" else tasks.warm)
     cache = StageCache(cache_dir if cache_dir is not None else run_dir / "cache", staging=run_dir / STAGING)
     data = steps.dataset(recipe)
     trained = steps.train(cache, recipe, data)
     structured = recipe.prune.model_copy(update={"kind": "structured"})
     out_dir = run_dir / "search" / ("prune" if knob != "quantization" else target)
-    if knob == "drop_blocks":
-        report = search_drop_blocks(steps.load_model(recipe, trained), data, budget, out_dir,
-                                    prune_cfg=structured, train_cfg=recipe.train)
-    elif knob == "prune_amount":
-        report = search_prune_amount(steps.load_model(recipe, trained), data, budget, out_dir,
-                                     prune_cfg=structured, train_cfg=recipe.train)
+    if knob != "quantization":
+        search = search_drop_blocks if knob == "drop_blocks" else search_prune_amount
+        fp32 = steps.export(cache, recipe, data, trained, label="export[fp32]")  # `edgeopt run`'s: often a hit
+        how = Parallel(executor, variant_dir(cache, run_dir), prune_tasks.RecipeWeights(recipe, steps.artifact_path(trained)),
+                       recipe.export, steps.artifact_path(fp32))
+        report = search(steps.load_model(recipe, trained), data, budget, out_dir, prune_cfg=structured,
+                        train_cfg=recipe.train, iterations=iterations, parallel=how)
     else:
         pruned = steps.prune(cache, recipe, data, trained)
         onnx_entry = steps.export(cache, recipe, data, pruned, label="export[pruned]")
