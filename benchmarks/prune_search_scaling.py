@@ -66,6 +66,16 @@ def one_round(mode: str, recipe: Path, trained_cache: Path, folder: Path, iterat
             "best": doc["best"], "best_sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
 
 
+def summarize(rows: list[dict]) -> dict:
+    """Ratios of walls taken in the same round, and whether 1 and 2 workers chose the same bytes."""
+    walls: dict[int, dict[str, float]] = {}
+    for row in rows:
+        walls.setdefault(row["round"], {})[row["mode"]] = row["wall_s"]
+    return {"rows": rows, "ratios": [round(w["local-2"] / w["workers-1"], 3) for w in walls.values()],
+            "ratios_vs_default": [round(w["local-2"] / w["default"], 3) for w in walls.values() if "default" in w],
+            "same_artifact": len({row["best_sha256"] for row in rows if row["mode"] != "default"}) == 1}
+
+
 def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
 
@@ -109,13 +119,10 @@ def main() -> None:
             for mode in args.modes.split(","):
                 rows.append({"round": r, **one_round(mode, recipe, Path(tmp) / "trained", Path(tmp) / f"{mode}-{r}",
                                                      args.iterations)})
-    walls = {r: {row["mode"]: row["wall_s"] for row in rows if row["round"] == r} for r in range(args.rounds)}
     doc = {"search": f"zoo recipe {args.recipe}, cpu-server, --iterations {args.iterations} --max-drop 0.01 "
                      "--objective bytes, 2 workers",
-           "host": host_info(), "load_before": load_before, "command": " ".join(["python", *sys.argv]), "rows": rows,
-           "ratios": [round(w["local-2"] / w["workers-1"], 3) for w in walls.values()],
-           "ratios_vs_default": [round(w["local-2"] / w["default"], 3) for w in walls.values() if "default" in w],
-           "same_artifact": len({row["best_sha256"] for row in rows if row["mode"] != "default"}) == 1}
+           "host": host_info(), "load_before": load_before, "command": " ".join(["python", *sys.argv]),
+           **summarize(rows)}
     stem = "prune_search_scaling" if args.recipe == "digits-cnn" else f"prune_search_scaling.{args.recipe}"
     write_json_atomic(RESULTS / f"{stem}.json", doc)
     write_text_atomic(RESULTS / f"{stem}.md", render(doc))

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import compare_baselines
 import int8_ablation
 import int8_ceiling
+import prune_search_scaling
 import runtimes
 import ship_stability
 import transformer
@@ -187,3 +188,15 @@ def test_transformer_ratios_per_round_and_the_goal():
     for config in ("zoo", "mini"):
         assert transformer.goal_met({"forms": cells}, config) == {
             "best": mine, "ratio": 2.0, "met": True, "edgeopt": 2.0, "edgeopt_met": True}
+
+
+def test_prune_scaling_ratios_pair_walls_of_the_same_round():
+    row = {"best_sha256": "a", "decided": 8, "built": 9, "best": "amount_0.5"}
+    rows = [{**row, "round": 0, "mode": "workers-1", "wall_s": 20.0}, {**row, "round": 0, "mode": "local-2", "wall_s": 15.0},
+            {**row, "round": 0, "mode": "default", "wall_s": 10.0, "best_sha256": "b"},
+            {**row, "round": 1, "mode": "local-2", "wall_s": 9.0}, {**row, "round": 1, "mode": "workers-1", "wall_s": 10.0}]
+    s = prune_search_scaling.summarize(rows)
+    assert s["ratios"] == [0.75, 0.9] and s["ratios_vs_default"] == [1.5] and s["same_artifact"]
+    assert not prune_search_scaling.summarize([*rows, {**rows[0], "best_sha256": "c"}])["same_artifact"]
+    assert "0.825 [0.750, 0.900] (goal <= 0.6)" in prune_search_scaling.render(
+        {**s, "search": "x", "host": {"cpu": "CPU", "cores": 2, "isa": ["avx2"]}, "load_before": 0.1, "command": "c"})
