@@ -29,12 +29,17 @@ def state_dict_sha256(path: Path) -> str:
     torch.save writes a random serialization id into every file, so the file's own sha256
     differs between two saves of identical weights; downstream cache keys use this instead.
     """
+    return tensors_sha256(load_state_dict(path))
+
+
+def tensors_sha256(state: dict, h=None) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors (into `h` if given)."""
     import hashlib
 
     import torch
 
-    h = hashlib.sha256()
-    for name, tensor in sorted(load_state_dict(path).items()):
+    h = h or hashlib.sha256()
+    for name, tensor in sorted(state.items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")

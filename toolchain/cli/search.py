@@ -74,7 +74,7 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
                        "add --executor local (with --workers) or --executor ray (with --ray-address)")
     with json_mode(True), search_executor(executor, workers, ray_address) as pool:  # stdout holds the result only
         outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool, cache_dir=cache_dir,
-                             iterations=iterations or 4)
+                             iterations=iterations)
     warning = slower_int8_warning(outcome)
     if warning:
         click.echo(warning, err=True)

@@ -26,6 +26,18 @@ def canonical_strides(arr: np.ndarray) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+def splits_fingerprint(data) -> str:
+    """sha256 of the four splits of `data` (a Dataset, or any object with those attributes)."""
+    h = hashlib.sha256()
+    for arr in (data.x_train, data.y_train, data.x_test, data.y_test):
+        if isinstance(arr, Feeds):
+            arr.update_hash(h)
+            continue
+        h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Arrays plus what an app needs to feed the model the same way."""
@@ -68,14 +80,7 @@ class Dataset:
                    preprocessing=preprocessing)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for arr in (self.x_train, self.y_train, self.x_test, self.y_test):
-            if isinstance(arr, Feeds):
-                arr.update_hash(h)
-                continue
-            h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-            h.update(np.ascontiguousarray(arr).tobytes())
-        return h.hexdigest()
+        return splits_fingerprint(self)
 
 
 def stratified_split(x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> tuple[np.ndarray, ...]:

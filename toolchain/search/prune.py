@@ -30,6 +30,7 @@ from toolchain.search.prune_tasks import FILES, build_candidate, knob_name
 from toolchain.search.tasks import Runner
 
 Point = float | int
+ITERATIONS = 4  # candidates a bisection may try after its first, unless told otherwise
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def _search(plan: _Bisection, model, data, budget: SearchBudget, out_dir: Path, 
     runner = Runner(how.executor)
     runner.warm_up(warm)  # the workers import torch and its exporter while the driver scores the baseline
     candidates, baseline, floor = _baseline(model, data, budget, out_dir, how.baseline_onnx)
-    source = how.source if how.source is not None else model
+    source = how.source if how.source is not None and how.executor is not None else model  # no reload here
     with contextlib.ExitStack() as stack:
         cache_dir = how.cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeopt-search-"))
 
@@ -177,7 +178,7 @@ def _search(plan: _Bisection, model, data, budget: SearchBudget, out_dir: Path, 
 
 
 def search_prune_amount(model, data, budget: SearchBudget, out_dir: Path, *, prune_cfg=None, train_cfg=None,
-                        hi: float = 0.9, iterations: int = 4, measure_latency: bool = True,
+                        hi: float = 0.9, iterations: int = ITERATIONS, measure_latency: bool = True,
                         parallel: Parallel | None = None) -> SearchReport:
     """Largest structured-pruning amount in (0, hi] whose ONNX accuracy meets `budget`.
 
@@ -213,7 +214,7 @@ def _reverted(decided: list[tuple[Point, Candidate]], knob: str, floor: float) -
 
 
 def search_drop_blocks(model, data, budget: SearchBudget, out_dir: Path, *, prune_cfg, train_cfg=None,
-                       iterations: int = 4, measure_latency: bool = True,
+                       iterations: int = ITERATIONS, measure_latency: bool = True,
                        parallel: Parallel | None = None) -> SearchReport:
     """Most blocks to drop (pruning/depth.py) whose ONNX accuracy meets `budget`, by bisection
     over 1..all droppable blocks, with `prune_cfg`'s channel amount and schedule for every try.

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolchain.data.types import splits_fingerprint
 from toolchain.fsio import publish_dir, sha256_json, write_json_atomic
 from toolchain.search.measure import onnx_accuracy
-from toolchain.search.tasks import VARIANTS, array_sha
+from toolchain.search.tasks import VARIANTS
 from toolchain.stages.export import export_onnx
 
 FILES = ("model.pt", "plan.json", "model.onnx")
@@ -64,7 +65,7 @@ def build_candidate(cache_dir: Path, source, data, knob: dict[str, Any], prune_c
     export_cfg = export_cfg or ExportConfig(opset=18)
     key = sha256_json({"kind": "prune", "model": _model_sha(model), "prune": cfg.model_dump(mode="json"),
                        "export": export_cfg.model_dump(mode="json"),
-                       "train": train_cfg.model_dump(mode="json"), "data": _data_sha(data),
+                       "train": train_cfg.model_dump(mode="json"), "data": splits_fingerprint(data),
                        "torch_threads": torch.get_num_threads(), **_code()})
     entry = Path(cache_dir) / VARIANTS / f"prune-{key[:24]}"
     if not _complete(entry):
@@ -96,24 +97,9 @@ def _model_sha(model) -> str:
     """The architecture (its repr) and the tensors of its state dict."""
     import hashlib
 
-    import torch
+    from toolchain.torch_io import tensors_sha256
 
-    h = hashlib.sha256(repr(model).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _data_sha(data) -> str:
-    """Every split's arrays (Dataset.fingerprint, for any object with the four splits)."""
-    from toolchain.data.feeds import Feeds
-
-    parts = []
-    for x in (data.x_train, data.y_train, data.x_test, data.y_test):
-        parts += [array_sha(x.arrays[n]) for n in x.names] if isinstance(x, Feeds) else [array_sha(x)]
-    return sha256_json(parts)
+    return tensors_sha256(model.state_dict(), hashlib.sha256(repr(model).encode()))
 
 
 def _code() -> dict:

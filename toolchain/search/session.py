@@ -23,11 +23,11 @@ class SearchOutcome:
 
 
 def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob,
-               executor=None, cache_dir: Path | str | None = None, iterations: int = 4) -> SearchOutcome:
+               executor=None, cache_dir: Path | str | None = None, iterations: int | None = None) -> SearchOutcome:
     """`executor` (toolchain.executor) builds and scores the search's candidates as tasks (the
     bisections: the next point and speculative successors, toolchain.search.prune).
     `cache_dir`: the stage cache `edgeopt run --cache` used (default <run_dir>/cache). `iterations`:
-    how many candidates a bisection may try after its first."""
+    how many candidates a bisection may try after its first (None: prune.ITERATIONS)."""
     from toolchain.data.calibration import calibration_inputs
     from toolchain.pipeline import steps
     from toolchain.pipeline.cache import StageCache
@@ -40,7 +40,7 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         search_quantization,
         tasks,
     )
-    from toolchain.search.prune import Parallel
+    from toolchain.search.prune import ITERATIONS, Parallel
     from toolchain.search.tasks import Runner
     from toolchain.stages.quantize import QuantizeConfig, calibration_subset
 
@@ -65,7 +65,7 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         how = Parallel(executor, variant_dir(cache, run_dir), prune_tasks.RecipeWeights(recipe, steps.artifact_path(trained)),
                        recipe.export, steps.artifact_path(fp32))
         report = search(steps.load_model(recipe, trained), data, budget, out_dir, prune_cfg=structured,
-                        train_cfg=recipe.train, iterations=iterations, parallel=how)
+                        train_cfg=recipe.train, iterations=iterations or ITERATIONS, parallel=how)
     else:
         pruned = steps.prune(cache, recipe, data, trained)
         onnx_entry = steps.export(cache, recipe, data, pruned, label="export[pruned]")

@@ -71,7 +71,7 @@ def calibration_ranges(pre: Path, calib_x: np.ndarray, scheme: QuantizeScheme, c
 
     if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
         return None
-    key = sha256_json({"kind": "ranges", "pre": sha256_file(pre), "calib": array_sha(calib_x),
+    key = sha256_json({"kind": "ranges", "pre": sha256_file(pre), "calib": _array_sha(calib_x),
                        "method": scheme.calibration_method, **_code()})
     entry = Path(cache_dir) / VARIANTS / f"ranges-{key[:24]}"
     if not (entry / RANGES).is_file():
@@ -116,12 +116,12 @@ def _code() -> dict:
 
 def variant_entry(cache_dir: Path, pre: Path, calib_x: np.ndarray, exclude: list[str], scheme: QuantizeScheme) -> Path:
     """Where a variant lives: a key over the pre-processed model, calibration rows, exclusions and scheme."""
-    key = sha256_json({"kind": "qdq", "pre": sha256_file(pre), "calib": array_sha(calib_x), "exclude": list(exclude),
+    key = sha256_json({"kind": "qdq", "pre": sha256_file(pre), "calib": _array_sha(calib_x), "exclude": list(exclude),
                        "scheme": scheme.model_dump(mode="json"), **_code()})
     return Path(cache_dir) / VARIANTS / key[:32]
 
 
-def array_sha(x: np.ndarray) -> str:
+def _array_sha(x: np.ndarray) -> str:
     import hashlib
 
     a = np.ascontiguousarray(x)
