@@ -41,6 +41,29 @@ def tiny_model(path: Path) -> Path:
     return path
 
 
+def sequence_model(path: Path) -> Path:
+    """tokens [N, T] int64 -> Gather (embedding 16x6) -> ReduceMean over T -> Gemm 3: a second
+    symbolic dimension, as text and audio models have (the sequence length)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(16, 6)).astype(np.float32), "embedding"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "time_axis"),
+             numpy_helper.from_array(rng.normal(size=(3, 6)).astype(np.float32), "fc_w"),
+             numpy_helper.from_array(rng.normal(size=3).astype(np.float32), "fc_b")]
+    nodes = [helper.make_node("Gather", ["embedding", "tokens"], ["embedded"], name="embed"),
+             helper.make_node("ReduceMean", ["embedded", "time_axis"], ["pooled"], name="pool", keepdims=0),
+             helper.make_node("Gemm", ["pooled", "fc_w", "fc_b"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "seq", [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["N", "T"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def _stamp(target: str) -> dict[str, str]:
     from toolchain.package.metadata import metadata_props_for
 
@@ -118,3 +141,23 @@ def test_int8_and_fp32_artifacts_load_in_the_profiles_engine(name, source, tmp_p
         expected, _ = _run(artifact, x[:3], optimize=False)
         assert got.shape == (3, 10)
         assert float(np.max(np.abs(got - expected))) <= (PARITY_ATOL if label == "fp32" else 0.05 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_a_sequence_length_stays_symbolic_where_the_batch_is_fixed(name, tmp_path):
+    """A fixed-shape profile fixes the batch only: the sequence length is the data's to choose (it
+    was fixed to 0 before, so no text model ran on arm-mobile)."""
+    from toolchain.stages.convert import convert
+
+    source = sequence_model(tmp_path / "seq.onnx")
+    cfg = convert_config(PROFILES[name])
+    out = tmp_path / "out"
+    out.mkdir()
+    artifact = out / convert(source, cfg, out, _stamp(name))["artifact"]
+    batch = cfg.fixed_batch if cfg.shapes == "fixed" else 3
+    for length in (5, 11):
+        x = np.random.default_rng(length).integers(0, 16, size=(batch, length)).astype(np.int64)
+        expected, _ = _run(source, x)
+        got, _ = _run(artifact, x)
+        assert got.shape == (batch, 3)
+        assert float(np.max(np.abs(got - expected))) <= PARITY_ATOL

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 DYNAMIC = "int8[format=dynamic]"
 
 
-def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_path, one_torch_thread):
-    recipe = Recipe.model_validate(
+def _recipe(target: str) -> Recipe:
+    return Recipe.model_validate(
         {
             "name": "tiny-bert-fast",
             "model": {"name": "tiny_bert", "kwargs": {"hidden": 32, "heads": 2}},
@@ -23,12 +23,16 @@ def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_pat
             "train": {"epochs": 3, "batch_size": 32, "lr": 3e-3},
             "prune": {"kind": "none"},
             "export": {"exporter": "torchscript"},
-            "targets": ["cpu-server"],
+            "targets": [target],
             "budgets": {
                 "all": {"max_size_ratio": 0.6}
             },  # the QDQ form keeps fp32 embedding tables (0.44x measured)
         }
     )
+
+
+def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_path, one_torch_thread):
+    recipe = _recipe("cpu-server")
     result = run_pipeline(recipe, RunOptions(out_dir=tmp_path / "run", targets_dir=fast_targets_dir))
     target = result.targets["cpu-server"]
     m = target.metrics
@@ -48,3 +52,22 @@ def test_tiny_bert_weighs_qdq_and_dynamic_after_fusion(fast_targets_dir, tmp_pat
     assert "Attention 2" in fusion_line and "BiasGelu 2" in fusion_line  # op order is the cache's
     assert "SkipLayerNormalization" not in fusion_line  # left as Add + LayerNormalization: faster on ORT's CPU EP
     assert f"candidate {DYNAMIC}: dynamic" in text and "transformer-fused" in text
+
+
+def test_tiny_bert_runs_on_a_fixed_shape_target(fast_targets_dir, tmp_path, one_torch_thread):
+    """Two inputs [batch, sequence] on arm-mobile: the .ort fixes the batch at 1, not the sequence,
+    and fidelity, accuracy and the package's golden outputs feed it one sample at a time."""
+    import onnxruntime as ort
+
+    result = run_pipeline(_recipe("arm-mobile"), RunOptions(out_dir=tmp_path / "run", targets_dir=fast_targets_dir))
+    target = result.targets["arm-mobile"]
+    m = target.metrics
+    sess = ort.InferenceSession(str(target.artifact), providers=["CPUExecutionProvider"])
+    assert [(i.name, i.shape[0], isinstance(i.shape[1], str)) for i in sess.get_inputs()] == [
+        ("input_ids", 1, True), ("attention_mask", 1, True)]
+    assert m["accuracy"] >= 0.6 and abs(m["accuracy_drop"]) <= 0.05
+    assert m["min_sqnr_db"] >= 15.0
+    from toolchain.package.verify import verify_package
+
+    checks = {c.name: c.status for c in verify_package(target.package).checks}
+    assert checks["smoke run"] == "pass" and "fail" not in checks.values()  # golden outputs reproduce

@@ -17,10 +17,11 @@ from typing import Any
 
 from toolchain.batch import tasks as T
 from toolchain.batch.spec import CompressSpec, RecipeSpec, Spec
+from toolchain.config.recipe import Recipe
 from toolchain.config.target import TargetProfile, load_target
 from toolchain.errors import BadInput, ConfigError
 from toolchain.executor import Task, TaskOutcome, make_executor, run_graph
-from toolchain.fsio import run_lock, write_json_atomic, write_text_atomic
+from toolchain.fsio import run_lock, sha256_json, write_json_atomic, write_text_atomic
 from toolchain.pipeline.cache import log_to_stderr
 
 BATCH_SCHEMA_VERSION = 1
@@ -91,9 +92,19 @@ def _gate_budgets(opts: BatchOptions) -> dict[str, Any]:
     return {t: b.absolute() for t, b in chosen.items()}
 
 
+def training_identity(recipe: Recipe) -> str:
+    """Equal for recipes whose training is the same cache entry (same model, data and training
+    settings), so a parallel batch trains it once instead of once per worker that needs it. Only
+    scheduling depends on it: were it wrong, a recipe would train for itself, as before."""
+    parts = {"model": recipe.model, "data": recipe.data, "train": recipe.train}
+    if recipe.train.privacy is not None:  # the DP noise is solved for the fine-tunes too (steps.train)
+        parts["prune"] = recipe.prune
+    return sha256_json({k: v.model_dump(mode="json") for k, v in parts.items()})[:16]
+
+
 def plan(specs: list[Spec], profiles: dict[str, TargetProfile], opts: BatchOptions) -> list[Task]:
-    """Per recipe: its shared stages once, then per target the deterministic stages on any
-    worker and the benchmark + run directory as a timing task. Per user model: one timing task
+    """Per training (recipes may share one): a train task; per recipe: its other shared stages,
+    then per target the deterministic stages on any worker and the benchmark + run directory as a timing task. Per user model: one timing task
     per target."""
     runs_dir, cache, staging, graph = Path(opts.out_dir) / "runs", opts.cache, opts.staging, []
     for spec in specs:
@@ -112,8 +123,10 @@ def plan(specs: list[Spec], profiles: dict[str, TargetProfile], opts: BatchOptio
                     Task(f"run:{run_name(spec, target)}", T.compress_run, args, timing_target=target)
                 )
             continue
-        shared = f"shared:{spec.name}"
-        graph.append(Task(shared, T.shared_stages, (spec.recipe, cache, staging)))
+        trained, shared = f"train:{training_identity(spec.recipe)}", f"shared:{spec.name}"
+        if trained not in {t.key for t in graph}:
+            graph.append(Task(trained, T.train_stage, (spec.recipe, cache, staging)))
+        graph.append(Task(shared, T.shared_stages, (spec.recipe, cache, staging), deps=(trained,)))
         for target, profile in profiles.items():
             name = run_name(spec, target)
             graph.append(

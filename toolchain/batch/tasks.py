@@ -3,7 +3,8 @@ paths and configs, read and write the shared stage cache (a directory or URL, pl
 folder its entries are copied to), and return small summaries: artifacts go from task to task
 through the cache, never through the driver.
 
-Per recipe: `shared_stages` (train, prune, export) once; per recipe x target `target_stages`
+Per training: `train_stage` once, however many recipes train the same model; per recipe
+`shared_stages` (prune, export; training is a cache hit by then); per recipe x target `target_stages`
 (quantize, convert, fidelity) on any worker, then `finish_recipe_run` (benchmark, package,
 the run directory) as a timing task. Everything `finish_recipe_run` needs besides the
 benchmark is a cache hit by then. A user model (`MODEL.onnx@DATA.npz`) is one `compress_run`
@@ -21,6 +22,16 @@ from toolchain.config.target import TargetProfile
 
 def _events(cache) -> list[list[str]]:
     return [list(e) for e in cache.events]
+
+
+def train_stage(recipe: Recipe, cache_dir: str, staging: Path) -> dict[str, Any]:
+    """The recipe's training alone: recipes that train the same model share this task."""
+    from toolchain.pipeline.cache import StageCache
+    from toolchain.pipeline.run import training
+
+    cache = StageCache(cache_dir, staging=staging)
+    training(cache, recipe)
+    return {"stages": _events(cache)}
 
 
 def shared_stages(recipe: Recipe, cache_dir: str, staging: Path) -> dict[str, Any]:

@@ -41,6 +41,12 @@ def session_fixed_batch(session, feeds) -> int | None:
     return None
 
 
+def accepted_batch(session, feeds) -> int | None:
+    """The batch to run `feeds` on `session` in: the artifact's fixed batch (a fixed-shape target
+    fixes a model the feeds call dynamic), else the one the feeds carry; None: any batch."""
+    return session_fixed_batch(session, feeds) or feeds.fixed_batch
+
+
 def _is_fixed(dim) -> bool:
     """A fixed dimension. ORT reports a symbolic one as a str or None (also a -1 in the file),
     but a 0 that some exporters write for "unknown" as the int 0: dynamic, not a batch of 0."""
@@ -70,8 +76,8 @@ def predict(session, x, batch_size: int = 256) -> np.ndarray:
     from toolchain.data.feeds import Feeds
 
     if isinstance(x, Feeds):
-        step = x.fixed_batch or batch_size
-        outs = [session.run(None, feed)[0][:real] for feed, real in x.batches(step, pad=x.fixed_batch is not None)]
+        fixed = accepted_batch(session, x)
+        outs = [session.run(None, feed)[0][:real] for feed, real in x.batches(fixed or batch_size, pad=fixed is not None)]
         return np.concatenate(outs)
     name = session.get_inputs()[0].name
     step = fixed_batch(session) or batch_size

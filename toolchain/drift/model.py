@@ -11,10 +11,10 @@ def run_feeds(sess, feeds) -> dict[str, np.ndarray | None]:
     """Output name -> outputs for every sample of `feeds` (toolchain.data.feeds.Feeds: inputs may
     hold samples off axis 0, or none), stacked on axis 0; None for an output whose axis 0 does not
     follow the batch (e.g. a state [layers, batch, hidden]), which no sample-wise statistic fits."""
-    from toolchain.bench.session import numpy_dtype, session_fixed_batch
+    from toolchain.bench.session import accepted_batch, numpy_dtype
 
     dtypes = {m.name: np.dtype(numpy_dtype(m.type)) for m in sess.get_inputs()}
-    fixed = session_fixed_batch(sess, feeds) or feeds.fixed_batch
+    fixed = accepted_batch(sess, feeds)
     names = [o.name for o in sess.get_outputs()]
     parts: dict[str, list[np.ndarray] | None] = {n: [] for n in names}
     for feed, real in feeds.batches(fixed or CHUNK, pad=fixed is not None):

@@ -33,7 +33,7 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
     per-channel statistics (toolchain.data.synthetic), never copied from it.
     `reference` (calibration data: an array, input name -> array, or Feeds) adds a drift
     reference, its histograms as coarse as the profile's [drift] min_bin_count."""
-    from toolchain.bench.session import fixed_batch, input_spec
+    from toolchain.bench.session import accepted_batch, fixed_batch, input_spec
     from toolchain.data.feeds import Feeds
     from toolchain.data.synthetic import synthetic_like
     from toolchain.drift.reference import reference_for_session
@@ -43,7 +43,7 @@ def spec_for_artifact(path: Path, profile: TargetProfile, *, name: str, recipe_h
     sess = load_session(path, profile.runtime)
     source = "random" if samples is None else golden
     if isinstance(samples, Feeds):
-        n = samples.fixed_batch or GOLDEN_SAMPLES
+        n = accepted_batch(sess, samples) or GOLDEN_SAMPLES
         feed = (synthetic_like(samples, n) if golden == "synthetic" else samples).at_batch(n)
     else:
         n = fixed_batch(sess) or GOLDEN_SAMPLES

@@ -14,11 +14,12 @@ from typing import Any
 
 from toolchain.config.recipe import Recipe
 from toolchain.config.target import TargetProfile, load_target
+from toolchain.data.types import Dataset
 from toolchain.errors import ConfigError
 from toolchain.fsio import run_lock, write_json_atomic
 from toolchain.hostinfo import host_info
 from toolchain.pipeline.build_target import ModelSource, TargetResult, build_target
-from toolchain.pipeline.cache import StageCache
+from toolchain.pipeline.cache import Entry, StageCache
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,8 @@ def run_pipeline(recipe: Recipe, opts: RunOptions) -> RunResult:
         return _run(recipe, opts, profiles)
 
 
-def model_source(cache: StageCache, recipe: Recipe) -> tuple[ModelSource, dict[str, Any]]:
-    """The recipe's shared stages (train, prune, export fp32 and pruned), cached: the per-target
-    stages start from what this returns. Also the run's baseline facts."""
+def training(cache: StageCache, recipe: Recipe) -> tuple[Dataset, Entry]:
+    """The recipe's data and trained model (cached): the first of the shared stages."""
     from toolchain.pipeline import steps
 
     data = steps.dataset(recipe)
@@ -110,7 +110,15 @@ def model_source(cache: StageCache, recipe: Recipe) -> tuple[ModelSource, dict[s
         from toolchain.data.calibration import calibration_inputs
 
         calibration_inputs(recipe.quantize.calibration_data, data.x_train, 1, data.input_name)
-    trained = steps.train(cache, recipe, data)
+    return data, steps.train(cache, recipe, data)
+
+
+def model_source(cache: StageCache, recipe: Recipe) -> tuple[ModelSource, dict[str, Any]]:
+    """The recipe's shared stages (train, prune, export fp32 and pruned), cached: the per-target
+    stages start from what this returns. Also the run's baseline facts."""
+    from toolchain.pipeline import steps
+
+    data, trained = training(cache, recipe)
     pruned = steps.prune(cache, recipe, data, trained)
     fp32_onnx = steps.export(cache, recipe, data, trained, label="export[fp32]")
     pruned_onnx = steps.export(cache, recipe, data, pruned, label="export[pruned]")

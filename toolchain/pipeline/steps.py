@@ -244,13 +244,13 @@ def eval_feeds(session, x, samples: int = FIDELITY_SAMPLES) -> list[dict]:
     last sample: both models see the same feeds, so the comparison stays paired)."""
     import numpy as np
 
-    from toolchain.bench.session import fixed_batch
-    from toolchain.data.feeds import Feeds, as_feeds
+    from toolchain.bench.session import accepted_batch
+    from toolchain.data.feeds import as_feeds
 
     feeds = as_feeds(x, session.get_inputs()[0].name)
     if feeds.batched and len(feeds) > samples:
         feeds = feeds.take(np.arange(samples))
-    fixed = feeds.fixed_batch if isinstance(x, Feeds) else fixed_batch(session)
+    fixed = accepted_batch(session, feeds)
     return [feed for feed, _ in feeds.batches(fixed or 32, pad=fixed is not None)]
 
 

@@ -25,16 +25,23 @@ from toolchain.config.stages import ConvertConfig
 
 
 def fix_batch(proto, batch: int):
-    """Return a copy of `proto` whose symbolic batch dimension is `batch` everywhere."""
+    """Return a copy of `proto` whose symbolic batch dimension is `batch` everywhere. Other symbolic
+    dimensions (a sequence length) stay symbolic: the data decides them, not the profile."""
     import onnx
-    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
     proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    named = set()
     for inp in proto.graph.input:
         dims = inp.type.tensor_type.shape.dim
-        if dims and not dims[0].HasField("dim_value"):
-            shape = [batch] + [d.dim_value for d in dims[1:]]
-            make_input_shape_fixed(proto.graph, inp.name, shape)
+        if not dims or dims[0].HasField("dim_value"):
+            continue
+        if dims[0].dim_param:
+            named.add(dims[0].dim_param)  # fixed wherever it appears, outputs and value_info too
+        else:
+            dims[0].dim_value = batch  # an unnamed dimension belongs to this input alone
+    for param in sorted(named):
+        make_dim_param_fixed(proto.graph, param, batch)
     fix_output_shapes(proto)
     return proto
 
