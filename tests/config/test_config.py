@@ -144,3 +144,19 @@ def test_budgets_of_a_recipe_target_stay_valid_when_one_target_is_built():
     profiles = resolve_targets(recipe, RunOptions(out_dir=Path("unused"), targets=("cpu-server",)))
     assert list(profiles) == ["cpu-server"]
     assert recipe.budgets_for("arm-mobile", profiles["cpu-server"].budgets).max_size_ratio == 0.36
+
+
+def test_budgets_for_any_profile_stay_valid_and_a_typo_is_refused():
+    """A batch runs a recipe for targets it does not list (tiny-bert lists cpu-server, carries
+    [budgets.arm-mobile] and is batched for both): each per-target run must accept that table."""
+    from toolchain.config.recipe import load_recipe
+    from toolchain.errors import ConfigError
+    from toolchain.pipeline.run import RunOptions, resolve_targets
+
+    recipe = load_recipe("models/tiny-bert.toml")
+    assert recipe.targets == ["cpu-server"] and "arm-mobile" in recipe.budgets
+    for target in ("cpu-server", "arm-mobile"):
+        assert list(resolve_targets(recipe, RunOptions(out_dir=Path("unused"), targets=(target,)))) == [target]
+    typo = recipe.model_copy(update={"budgets": {**recipe.budgets, "arm-mobil": recipe.budgets["arm-mobile"]}})
+    with pytest.raises(ConfigError, match=r"\[budgets.arm-mobil\] names no target"):
+        resolve_targets(typo, RunOptions(out_dir=Path("unused"), targets=("cpu-server",)))

@@ -105,8 +105,11 @@ def test_a_writer_killed_before_its_marker_leaves_nothing_a_reader_trusts(tmp_pa
     (key_dir,) = (remote / "toy").iterdir()
     assert not (key_dir / MARKER).exists() and len(list(key_dir.iterdir())) == 1  # an orphan payload
     assert not list((tmp_path / "a" / "toy").iterdir())  # no local copy either
+    (orphan,) = key_dir.iterdir()
     entry = _node(remote, tmp_path / "b").run("toy", {}, {}, lambda t: calls.append(2) or {"n": 2})
     assert calls == [1, 2] and not entry.hit and entry.record == {"n": 2}
+    writer = (key_dir / MARKER).read_text()
+    assert sorted(p.name for p in key_dir.iterdir()) == sorted([MARKER, writer]) and writer != orphan.name
     # a marker caught mid-write (not a whole writer id) is not trusted either
     (key_dir / MARKER).write_text("0123")
     store = open_store(f"local://{remote}", tmp_path / "c")
@@ -124,10 +127,11 @@ def test_an_unwritable_url_is_refused_naming_it(tmp_path):
 
 
 def test_a_scheme_whose_package_is_missing_names_it(tmp_path, monkeypatch):
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec("s3fs") is not None:
-        pytest.skip("s3fs is installed here")
+    registry = importlib.import_module("fsspec.registry")  # the module: fsspec.registry is a mapping
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if the s3 extra were not installed
+    monkeypatch.delitem(registry._registry, "s3", raising=False)  # nor imported before
     with pytest.raises(BadInput, match="cache s3://bucket/c: .*s3fs"):
         open_store("s3://bucket/c", tmp_path)
     monkeypatch.setitem(sys.modules, "fsspec", None)  # the extra itself absent

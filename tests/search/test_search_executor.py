@@ -73,14 +73,20 @@ def test_pool_options_without_an_executor_are_refused_before_any_work(extra, tmp
 
 
 @pytest.mark.slow
-def test_prune_search_on_two_workers_is_the_one_worker_search(tmp_path):
+@pytest.mark.parametrize("pool", [["--executor", "local", "--workers", "2"], ["--executor", "ray"]], ids=["local", "ray"])
+def test_prune_search_on_two_workers_is_the_one_worker_search(pool, tmp_path):
     """The bisection decides the same points on 2 workers as on 1 (both run torch on one thread),
-    from candidates the workers prune and fine-tune; the kept files are byte-identical."""
+    from candidates the workers prune and fine-tune; the kept files are byte-identical. On Ray
+    (started by the search on this machine: its 2 CPUs) as on the process pool."""
+    if pool[1] == "ray":
+        from conftest import require_extra
+
+        require_extra("ray", "ray")
     recipe = tiny_recipe("digits-cnn", tmp_path)
     one = _search(recipe, tmp_path / "one", "--prune-amount", "--executor", "local", "--workers", "1")
     shutil.copytree(tmp_path / "one" / "cache", tmp_path / "two" / "cache",
                     ignore=shutil.ignore_patterns("search-variants"))
-    two = _search(recipe, tmp_path / "two", "--prune-amount", "--executor", "local", "--workers", "2")
+    two = _search(recipe, tmp_path / "two", "--prune-amount", *pool)
 
     def table(doc):
         return [(c["name"], c["accuracy"], c["bytes"], c["meets_budget"]) for c in doc["candidates"]]

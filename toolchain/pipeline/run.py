@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.config.recipe import Recipe
-from toolchain.config.target import TargetProfile, load_target
+from toolchain.config.target import TargetProfile, available_targets, load_target
 from toolchain.data.types import Dataset
 from toolchain.errors import ConfigError
 from toolchain.fsio import run_lock, write_json_atomic
@@ -50,9 +50,10 @@ class RunResult:
 def resolve_targets(recipe: Recipe, opts: RunOptions) -> dict[str, TargetProfile]:
     names = opts.targets or tuple(recipe.targets)
     profiles = {name: load_target(name, opts.targets_dir) for name in names}
-    # budgets of the recipe's other targets stay valid when --target builds a subset of them
+    # Budgets for any target a run could build stay valid (a batch's --targets, a --target subset);
+    # a name no profile has is a typo.
     known = [*recipe.targets, *(n for n in profiles if n not in recipe.targets)]
-    unknown = sorted(set(recipe.budgets) - set(known) - {"all"})
+    unknown = sorted(set(recipe.budgets) - set(known) - set(available_targets(opts.targets_dir)) - {"all"})
     if unknown:
         raise ConfigError(f"[budgets.{unknown[0]}] names no target of this run", f"use 'all' or one of: {', '.join(known)}")
     from toolchain.runtime import require_engines

@@ -45,6 +45,10 @@ _WRITER = re.compile(r"[0-9a-f]{32}")
 _FIX = "pass a writable --cache: a directory every node mounts, or a URL such as s3://bucket/cache"
 # fsspec's mode for "create exclusively, then write"; paramiko reads 'x' without 'w' as no write access
 _EXCLUSIVE_MODE = {"sftp": "wxb", "ssh": "wxb"}
+# Object stores have no directories; their makedirs creates a missing *bucket*, which a cache
+# must never do on its own (cost, region and access are the owner's choice): a missing bucket
+# is an unwritable cache.
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss"}
 MARKER_WAIT_SECONDS = 10.0  # a marker being written by a racing writer: how long its readers wait
 
 
@@ -91,7 +95,8 @@ class LocalStore:
 class FsspecStore:
     def __init__(self, fs: Any, root: str, staging: LocalStore, url: str | None = None):
         self.fs, self.root, self.staging = fs, root.rstrip("/"), staging
-        self.url = url or f"{fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]}://{root}"
+        self.protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self.url = url or f"{self.protocol}://{root}"
 
     def __str__(self) -> str:
         return self.url
@@ -117,12 +122,25 @@ class FsspecStore:
             writer = uuid.uuid4().hex
             self._upload(tmp, f"{self._dir(rel)}/{writer}")
             winner = self._mark(rel, writer)
-            if winner != writer:  # another writer of this key finished first: use theirs, drop ours
+            if winner == writer:
+                self._drop_orphans(rel, writer)
+            else:  # another writer of this key finished first: use theirs, drop ours
                 with contextlib.suppress(OSError):
                     self.fs.rm(f"{self._dir(rel)}/{writer}", recursive=True)
                 shutil.rmtree(tmp)
                 tmp.mkdir()
                 self._download(f"{self._dir(rel)}/{winner}", tmp)
+
+    def _drop_orphans(self, rel: str, winner: str) -> None:
+        """Delete the other writers' prefixes of a key this writer just won: payloads of writers
+        killed before their marker (nobody reads them), or of a racing writer, which lost and
+        then deletes its own prefix anyway."""
+        self.fs.invalidate_cache(self._dir(rel))  # s3fs lists from a cache of earlier listings
+        for path in self.fs.ls(self._dir(rel), detail=False):
+            name = path.rstrip("/").rsplit("/", 1)[-1]
+            if name not in (winner, MARKER) and _WRITER.fullmatch(name):
+                with contextlib.suppress(OSError):
+                    self.fs.rm(path, recursive=True)
 
     def _winner(self, rel: str) -> str | None:
         try:
@@ -147,9 +165,8 @@ class FsspecStore:
         """Write `path` only if it does not exist: True if this call created it. Backends
         without an exclusive create fall back to check-then-write (the last marker wins; both
         name whole payloads)."""
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         try:
-            with self.fs.open(path, _EXCLUSIVE_MODE.get(protocol, "xb")) as f:
+            with self.fs.open(path, _EXCLUSIVE_MODE.get(self.protocol, "xb")) as f:
                 f.write(data)
             return True
         except (ValueError, NotImplementedError):  # no 'x' mode here
@@ -160,10 +177,14 @@ class FsspecStore:
                 raise
             return False
 
+    def _makedirs(self, path: str) -> None:
+        if self.protocol not in _OBJECT_STORES:
+            self.fs.makedirs(path, exist_ok=True)
+
     def _upload(self, local: Path, prefix: str) -> None:
         files = sorted(p for p in local.rglob("*") if p.is_file())
         for parent in sorted({p.parent.relative_to(local).as_posix() for p in files}):
-            self.fs.makedirs(prefix if parent == "." else f"{prefix}/{parent}", exist_ok=True)
+            self._makedirs(prefix if parent == "." else f"{prefix}/{parent}")
         for path in files:
             self.fs.put_file(str(path), f"{prefix}/{path.relative_to(local).as_posix()}")
 
@@ -183,7 +204,7 @@ class FsspecStore:
         self.staging.check_writable("local copy folder of the cache")
         probe = f"{self.root}/.edgeopt-probe-{uuid.uuid4().hex}"
         try:
-            self.fs.makedirs(self.root, exist_ok=True)
+            self._makedirs(self.root)
             self.fs.pipe_file(probe, b"probe")
             self.fs.rm(probe)
         except Exception as err:  # noqa: BLE001 - each backend raises its own kinds
