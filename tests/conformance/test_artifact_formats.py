@@ -161,3 +161,23 @@ def test_a_sequence_length_stays_symbolic_where_the_batch_is_fixed(name, tmp_pat
         got, _ = _run(artifact, x)
         assert got.shape == (batch, 3)
         assert float(np.max(np.abs(got - expected))) <= PARITY_ATOL
+
+
+@pytest.mark.parametrize("name", sorted(n for n, p in PROFILES.items() if p.artifact.format == "ort"))
+def test_the_ort_conversion_skips_the_profiles_disabled_optimizers(name, source, tmp_path):
+    """[runtime] disabled_optimizers reach the offline .ort conversion too (ORT's converter tool
+    takes none): with ConvActivationFusion off, Conv + Relu stay two operators."""
+    from toolchain.stages.convert import convert
+
+    cfg = convert_config(PROFILES[name])
+    ops = {}
+    for label, disabled in (("default", []), ("disabled", ["ConvActivationFusion"])):
+        out = tmp_path / label
+        out.mkdir()
+        facts = convert(source, cfg.model_copy(update={"disabled_optimizers": disabled}), out, _stamp(name))
+        ops[label] = (out / "required_operators.config").read_text()
+        x = np.random.default_rng(1).normal(size=(cfg.fixed_batch or 3, 1, 8, 8)).astype(np.float32)
+        got, _ = _run(out / facts["artifact"], x)
+        assert float(np.max(np.abs(got - _run(source, x)[0]))) <= PARITY_ATOL
+    assert "FusedConv" in ops["default"] and "FusedConv" not in ops["disabled"]
+    assert "Relu" not in ops["default"] and "Relu" in ops["disabled"]

@@ -58,33 +58,31 @@ def optimize_offline(src: Path, dest: Path, level: str, disabled: list[str] = ()
     ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
 
 
-def to_ort(src: Path, out_dir: Path, platform: str) -> tuple[Path, Path]:
+def to_ort(src: Path, out_dir: Path, platform: str, disabled: list[str] = ()) -> tuple[Path, Path]:
     """Convert in a child process with address-space randomization off, so the .ort bytes are
-    reproducible (see _ort_convert.py); without `setarch` it converts in-process (not reproducible)."""
+    reproducible (see _ort_convert.py); without `setarch` it converts in-process (not reproducible).
+    `disabled`: ORT optimizers the conversion skips (the profile's [runtime] disabled_optimizers)."""
     import os
     import platform as host
     import shutil as sh
     import subprocess
 
+    from toolchain.stages._ort_convert import convert as convert_here
+
     setarch = sh.which("setarch")
     if setarch is None:
-        from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
-
         with contextlib.redirect_stdout(sys.stderr):
-            convert_onnx_models_to_ort(src, out_dir, [OptimizationStyle.Fixed], target_platform=platform)
-    else:
-        # Same relative paths, cwd layout and environment every time: nothing run-specific may
-        # reach the converter's allocation pattern.
-        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C", "PYTHONHASHSEED": "0",
-               "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-        cmd = [setarch, host.machine(), "-R", sys.executable, "-m", "toolchain.stages._ort_convert",
-               src.name, out_dir.name, platform]
-        proc = subprocess.run(cmd, cwd=src.parent, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f".ort conversion failed: {proc.stderr.strip().splitlines()[-1:]}")
-    ort_file = out_dir / (src.stem + ".ort")
-    config = out_dir / (src.stem + ".required_operators.config")
-    return ort_file, config
+            return convert_here(src, out_dir, platform, list(disabled))
+    # Same relative paths, cwd layout and environment every time: nothing run-specific may
+    # reach the converter's allocation pattern.
+    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C", "PYTHONHASHSEED": "0",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    cmd = [setarch, host.machine(), "-R", sys.executable, "-m", "toolchain.stages._ort_convert",
+           src.name, out_dir.name, platform, ",".join(disabled)]
+    proc = subprocess.run(cmd, cwd=src.parent, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f".ort conversion failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return out_dir / (src.stem + ".ort"), out_dir / (src.stem + ".required_operators.config")
 
 
 def convert(src: Path, cfg: ConvertConfig, out_dir: Path, stamp: dict[str, str] | None = None) -> dict[str, Any]:
@@ -131,7 +129,7 @@ def convert(src: Path, cfg: ConvertConfig, out_dir: Path, stamp: dict[str, str] 
         if stamp:  # the .ort keeps the ONNX metadata_props; a source not stamped upstream gets it here
             # Same file name and folder as unstamped: the converter's bytes follow its input's path.
             os.replace(stamp_onnx_metadata(ready, Path(tmp) / "stamped.onnx", stamp), ready)
-        ort_file, config = to_ort(ready, ort_dir, cfg.platform)
+        ort_file, config = to_ort(ready, ort_dir, cfg.platform, cfg.disabled_optimizers)
         shutil.copyfile(ort_file, out_dir / "model.ort")
         # The converter's config starts with comments naming temp paths; keep only the operator
         # lines so the file is reproducible and says nothing about the build machine.
