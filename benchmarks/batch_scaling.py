@@ -94,6 +94,7 @@ def run_mode(mode: str, specs: list[Path], out: Path, targets_dir: Path | None, 
         "slot_utilisation": round(sum(t["seconds"] for t in compute) / (parallel_wall * slots), 3),
         "machine_cpu_busy": round((busy1 - busy0) / max(total1 - total0, 1e-9), 3),
         "tasks": len(doc["tasks"]),
+        "task_seconds": {t["task"]: round(t["seconds"], 2) for t in doc["tasks"]},
         "retried": sum(t["attempts"] > 1 for t in doc["tasks"]),
     }
 
@@ -143,7 +144,12 @@ def summarize(rows: list[dict], overhead: list[dict]) -> dict:
     for mode, runs in by_mode.items():
         if mode != "sequential" and seq:  # round by round: each round's modes ran side by side
             ratios[mode] = [r["parallel_part_s"] / s for r, s in zip(runs, seq, strict=False)]
-    return {"by_mode": by_mode, "parallel_vs_sequential": ratios, "overhead": overhead}
+    walls = {
+        mode: [r["wall_s"] / q["wall_s"] for r, q in zip(runs, by_mode["sequential"], strict=False)]
+        for mode, runs in by_mode.items()
+        if mode != "sequential" and "sequential" in by_mode
+    }
+    return {"by_mode": by_mode, "parallel_vs_sequential": ratios, "wall_vs_sequential": walls, "overhead": overhead}
 
 
 def render(doc: dict) -> str:
@@ -170,6 +176,9 @@ def render(doc: dict) -> str:
     ]
     for mode, ratios in s["parallel_vs_sequential"].items():
         lines.append(f"- {mode}: " + ", ".join(f"{r:.3f}" for r in ratios))
+    lines += ["", "Whole wall (benchmarks included) / sequential whole wall, per round:", ""]
+    for mode, ratios in s.get("wall_vs_sequential", {}).items():
+        lines.append(f"- {mode}: " + ", ".join(f"{r:.3f}" for r in ratios))
     lines += ["", "Per-task scheduling overhead (0.2 s sleeps in a chain; goal for Ray < 0.5 s):", ""]
     for o in s["overhead"]:
         lines.append(
@@ -177,6 +186,26 @@ def render(doc: dict) -> str:
             f"a worker's start (its first task, once per worker): {o['worker_start_s']:.3f} s"
         )
     return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict], overhead: list[dict], specs: list[Path], args) -> dict:
+    """The results so far: written after every round, so a long run stopped early keeps its rounds."""
+    batch = f"{len(specs)} recipes x {TARGETS}" + (" (smoke: tiny recipes, short profiles)" if args.smoke else "")
+    rounds = len({r["round"] for r in rows})
+    doc = {
+        "batch": batch,
+        "host": host_info(),
+        "command": " ".join(["python", *sys.argv]),
+        "rows": rows,
+        "summary": summarize(rows, overhead),
+        "note": f"{rounds} round(s) of {args.rounds}; 1-minute load average {os.getloadavg()[0]:.1f} when written.",
+    }
+    if args.smoke:
+        doc["note"] += " Smoke run: 2 tiny recipes, short benchmark profiles: not the goal's batch (the default zoo)."
+    stem = "batch_scaling.smoke" if args.smoke else "batch_scaling"
+    write_json_atomic(RESULTS / f"{stem}.json", doc)
+    write_text_atomic(RESULTS / f"{stem}.md", render(doc))
+    return doc
 
 
 def main() -> None:
@@ -197,37 +226,20 @@ def main() -> None:
 
             cluster = LocalRayCluster(subprocess_env(), cpus_per_node=1, head_cpus=0).start(workers=2)
         try:
-            rows = [
-                run_mode(mode, specs, folder / f"{mode}-{r}", targets_dir, cluster and cluster.address)
-                for r in range(args.rounds)
-                for mode in modes
-            ]
             overhead = [
                 task_overhead(m, cluster and cluster.address if m == "ray" else None)
                 for m in ("local", "ray")
                 if m in modes
             ]
+            rows = []
+            for r in range(args.rounds):
+                for mode in modes:
+                    row = run_mode(mode, specs, folder / f"{mode}-{r}", targets_dir, cluster and cluster.address)
+                    rows.append({**row, "round": r})
+                doc = write_results(rows, overhead, specs, args)
         finally:
             if cluster is not None:
                 cluster.stop()
-    batch = f"{len(specs)} recipes x {TARGETS}" + (
-        " (smoke: tiny recipes, short profiles)" if args.smoke else ""
-    )
-    doc = {
-        "batch": batch,
-        "host": host_info(),
-        "command": " ".join(["python", *sys.argv]),
-        "rows": rows,
-        "summary": summarize(rows, overhead),
-    }
-    if args.smoke:
-        doc["note"] = (
-            f"Smoke run: 2 tiny recipes, short benchmark profiles, {args.rounds} round(s); 1-minute load average "
-            f"{os.getloadavg()[0]:.1f} at the end. Not the goal's batch (the default zoo), so not a measurement of the goals."
-        )
-    stem = "batch_scaling.smoke" if args.smoke else "batch_scaling"
-    write_json_atomic(RESULTS / f"{stem}.json", doc)
-    write_text_atomic(RESULTS / f"{stem}.md", render(doc))
     print(render(doc))
 
 

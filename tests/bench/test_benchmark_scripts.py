@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import batch_scaling
 import compare_baselines
 import int8_ablation
 import int8_ceiling
@@ -200,3 +201,19 @@ def test_prune_scaling_ratios_pair_walls_of_the_same_round():
     assert not prune_search_scaling.summarize([*rows, {**rows[0], "best_sha256": "c"}])["same_artifact"]
     assert "0.825 [0.750, 0.900] (goal <= 0.6)" in prune_search_scaling.render(
         {**s, "search": "x", "host": {"cpu": "CPU", "cores": 2, "isa": ["avx2"]}, "load_before": 0.1, "command": "c"})
+
+
+def test_batch_scaling_pairs_parts_of_the_same_round():
+    def row(mode, r, part, wall):
+        return {"mode": mode, "round": r, "parallel_part_s": part, "wall_s": wall, "benchmark_part_s": wall - part,
+                "slot_utilisation": 0.9, "machine_cpu_busy": 0.8, "retried": 0}
+
+    rows = [row("sequential", 0, 100.0, 200.0), row("local", 0, 60.0, 150.0),
+            row("sequential", 1, 120.0, 220.0), row("local", 1, 90.0, 190.0)]
+    overhead = [{"executor": "ray", "tasks": 10, "median_s": 0.006, "max_s": 0.02, "worker_start_s": 0.8}]
+    s = batch_scaling.summarize(rows, overhead)
+    assert s["parallel_vs_sequential"]["local"] == pytest.approx([0.6, 0.75])
+    assert s["wall_vs_sequential"]["local"] == pytest.approx([0.75, 190 / 220])
+    text = batch_scaling.render({"batch": "b", "host": {"cpu": "X", "cores": 2, "isa": []}, "command": "c",
+                                 "summary": s})
+    assert "- local: 0.600, 0.750" in text and "worker's start (its first task, once per worker): 0.800 s" in text

@@ -116,6 +116,30 @@ def test_a_writer_killed_before_its_marker_leaves_nothing_a_reader_trusts(tmp_pa
     assert store.find(f"toy/{key_dir.name}") is None
 
 
+def test_a_writer_whose_upload_fails_uses_the_winner_that_appeared_meanwhile(tmp_path, monkeypatch):
+    """The winner of a key deletes other writers' prefixes (orphans of killed writers, or a live
+    loser's): a loser whose upload then fails takes the winner's entry; with no winner it raises."""
+    remote = tmp_path / "cache"
+    original, raced = FsspecStore._upload, []
+
+    def racing(self, local, prefix):
+        if not raced:  # node b builds and wins the key while node a uploads, then a's prefix vanishes
+            raced.append(prefix)
+            _node(remote, tmp_path / "b").run("toy", {}, {}, lambda t: (t / "m.bin").write_bytes(b"b") and {"by": "b"})
+            raise FileNotFoundError(prefix)
+        return original(self, local, prefix)
+
+    monkeypatch.setattr(FsspecStore, "_upload", racing)
+    entry = _node(remote, tmp_path / "a").run("toy", {}, {}, lambda t: (t / "m.bin").write_bytes(b"a") and {"by": "a"})
+    assert entry.record == {"by": "b"} and entry.path("m.bin").read_bytes() == b"b"
+    (key_dir,) = (remote / "toy").iterdir()
+    assert sorted(p.name for p in key_dir.iterdir()) == sorted([MARKER, (key_dir / MARKER).read_text()])
+
+    monkeypatch.setattr(FsspecStore, "_upload", lambda self, local, prefix: (_ for _ in ()).throw(OSError("network")))
+    with pytest.raises(OSError, match="network"):
+        _node(remote, tmp_path / "c").run("other", {}, {}, lambda t: {"by": "c"})
+
+
 def test_an_unwritable_url_is_refused_naming_it(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

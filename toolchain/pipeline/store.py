@@ -120,7 +120,12 @@ class FsspecStore:
         with self.staging.publish(rel) as tmp:
             yield tmp
             writer = uuid.uuid4().hex
-            self._upload(tmp, f"{self._dir(rel)}/{writer}")
+            try:
+                self._upload(tmp, f"{self._dir(rel)}/{writer}")
+            except OSError:
+                # a writer that won meanwhile deletes prefixes it takes for orphans, this one's too
+                if self._winner(rel) is None:
+                    raise
             winner = self._mark(rel, writer)
             if winner == writer:
                 self._drop_orphans(rel, writer)
@@ -178,7 +183,13 @@ class FsspecStore:
             return False
 
     def _makedirs(self, path: str) -> None:
-        if self.protocol not in _OBJECT_STORES:
+        if self.protocol in _OBJECT_STORES:
+            return
+        try:
+            self.fs.makedirs(path, exist_ok=True)
+        except OSError:
+            # Two writers of one key create its parent folders at once: the slower mkdir fails
+            # (SFTP says only "Failure"). Again, the folders that now exist are skipped.
             self.fs.makedirs(path, exist_ok=True)
 
     def _upload(self, local: Path, prefix: str) -> None:
