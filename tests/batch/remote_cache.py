@@ -70,9 +70,17 @@ def check_concurrent_writers(url: str, fs, remote_root: str, env: dict[str, str]
     assert [r[3] for r in c] == [r[3] for r in ra]
 
 
-def cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def _cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "toolchain.cli", *argv], capture_output=True, text=True,
                           env=env, timeout=120, check=False, cwd=ROOT)
+
+
+def check_refused_before_work(spec: Path, url: str, env: dict[str, str], says: str, out: Path) -> None:
+    """`edgeopt batch --cache URL` on a cache it cannot use: exit 2, one line naming the URL, no --out."""
+    done = _cli(["batch", str(spec), "--targets", "cpu-server", "--out", str(out), "--cache", url], env)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert f"cache {url} {says}" in done.stderr and "--cache" in done.stderr
+    assert not out.exists()  # refused before anything was written
 
 
 def _artifact_hashes(doc: dict) -> dict[str, str]:

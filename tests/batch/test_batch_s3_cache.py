@@ -9,7 +9,7 @@ import uuid
 import pytest
 from batch_fixtures import subprocess_env, tiny_recipe
 from conftest import require_extra
-from remote_cache import check_concurrent_writers, check_second_batch_is_all_hits, cli
+from remote_cache import check_concurrent_writers, check_refused_before_work, check_second_batch_is_all_hits
 from s3_server import running_s3, s3_env
 from sshd_server import free_port
 
@@ -42,11 +42,7 @@ def test_a_missing_bucket_or_an_endpoint_nobody_serves_is_exit_2_before_any_work
     spec = tiny_recipe("tabular-mlp", tmp_path)
     nobody = {**s3["env"], **s3_env(f"http://127.0.0.1:{free_port()}", tmp_path)}
     for url, env in (("s3://no-such-bucket/cache", s3["env"]), (f"s3://{_root()}", nobody)):
-        out = tmp_path / f"out-{len(env)}-{url[5:9]}"
-        done = cli(["batch", str(spec), "--targets", "cpu-server", "--out", str(out), "--cache", url], env)
-        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
-        assert f"cache {url} is not writable" in done.stderr and "--cache" in done.stderr
-        assert not out.exists()  # refused before anything was written
+        check_refused_before_work(spec, url, env, "is not writable", tmp_path / f"out-{len(env)}-{url[5:9]}")
 
 
 @pytest.mark.slow

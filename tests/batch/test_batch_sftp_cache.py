@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from batch_fixtures import subprocess_env, tiny_recipe
 from conftest import require_extra
-from remote_cache import check_concurrent_writers, check_second_batch_is_all_hits, cli
+from remote_cache import check_concurrent_writers, check_refused_before_work, check_second_batch_is_all_hits
 from sshd_server import free_port, running_sshd
 
 require_extra("fsspec", "fsspec")
@@ -48,11 +48,7 @@ def test_an_unwritable_or_unreachable_sftp_cache_is_exit_2_before_any_work(sshd,
         (_url(sshd, blocker / "cache"), "is not writable"),
         (_url(sshd, tmp_path / "c", port=free_port()), "cannot be reached"),
     ):
-        out = tmp_path / f"out-{says[:6]}"
-        done = cli(["batch", str(spec), "--targets", "cpu-server", "--out", str(out), "--cache", url], _env(sshd))
-        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
-        assert f"cache {url} {says}" in done.stderr and "--cache" in done.stderr
-        assert not out.exists()  # refused before anything was written
+        check_refused_before_work(spec, url, _env(sshd), says, tmp_path / f"out-{says[:6]}")
 
 
 @pytest.mark.slow
