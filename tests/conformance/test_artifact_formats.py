@@ -18,9 +18,19 @@ PROFILES = {name: load_target_file(path) for name, path in available_targets().i
 PARITY_ATOL = 1e-4  # fp32 in, fp32 out: only the optimizer's reassociation may differ
 
 
+def _save(graph, opset: int, path: Path) -> Path:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
 def tiny_model(path: Path) -> Path:
     """input [N, 1, 8, 8] -> Conv 4x3x3 -> Relu -> Flatten -> Gemm 10, dynamic batch, opset 17."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -34,17 +44,12 @@ def tiny_model(path: Path) -> Path:
              helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], name="fc", transB=1)]
     graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, 17, path)
 
 
 def sequence_model(path: Path) -> Path:
     """tokens [N, T] int64 -> Gather (embedding 16x6) -> ReduceMean over T -> Gemm 3: a second
     symbolic dimension, as text and audio models have (the sequence length)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -57,11 +62,7 @@ def sequence_model(path: Path) -> Path:
              helper.make_node("Gemm", ["pooled", "fc_w", "fc_b"], ["logits"], name="fc", transB=1)]
     graph = helper.make_graph(nodes, "seq", [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["N", "T"])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, 18, path)
 
 
 def _stamp(target: str) -> dict[str, str]:

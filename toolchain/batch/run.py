@@ -104,8 +104,8 @@ def training_identity(recipe: Recipe) -> str:
 
 def plan(specs: list[Spec], profiles: dict[str, TargetProfile], opts: BatchOptions) -> list[Task]:
     """Per training (recipes may share one): a train task; per recipe: its other shared stages,
-    then per target the deterministic stages on any worker and the benchmark + run directory as a timing task. Per user model: one timing task
-    per target."""
+    then per target the deterministic stages on any worker and the benchmark + run directory as
+    a timing task. Per user model: one timing task per target."""
     runs_dir, cache, staging, graph = Path(opts.out_dir) / "runs", opts.cache, opts.staging, []
     for spec in specs:
         if isinstance(spec, CompressSpec):

@@ -67,10 +67,10 @@ def to_ort(src: Path, out_dir: Path, platform: str, disabled: list[str] = ()) ->
     import shutil as sh
     import subprocess
 
-    from toolchain.stages._ort_convert import convert as convert_here
-
     setarch = sh.which("setarch")
     if setarch is None:
+        from toolchain.stages._ort_convert import convert as convert_here
+
         with contextlib.redirect_stdout(sys.stderr):
             return convert_here(src, out_dir, platform, list(disabled))
     # Same relative paths, cwd layout and environment every time: nothing run-specific may
