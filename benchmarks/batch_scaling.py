@@ -15,6 +15,7 @@ queueing): result wall seen by the driver minus the task's own time.
 
     PYTHONPATH=$PWD python benchmarks/batch_scaling.py [--rounds 2] [--modes sequential,local,ray]
     PYTHONPATH=$PWD python benchmarks/batch_scaling.py --smoke   # 2 tiny recipes, short profiles: proves it runs
+    PYTHONPATH=$PWD python benchmarks/batch_scaling.py --rounds 1 --append   # more rounds, same CPU class only
 """
 
 from __future__ import annotations
@@ -188,21 +189,41 @@ def render(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(rows: list[dict], overhead: list[dict], specs: list[Path], args) -> dict:
+def _stem(args) -> str:
+    return "batch_scaling.smoke" if args.smoke else "batch_scaling"
+
+
+def earlier_results(args) -> dict:
+    """With --append, the committed results this run adds rounds to: refused unless they were
+    measured on this CPU class (ratios are taken within a round, so rounds of two sessions on the
+    same class of CPU can stand side by side; another CPU's cannot)."""
+    if not args.append:
+        return {"rows": [], "overhead": [], "commands": []}
+    doc = json.loads((RESULTS / f"{_stem(args)}.json").read_text())
+    if doc["host"] != host_info():
+        raise SystemExit(f"--append: the results were measured on {doc['host']}, this is {host_info()}")
+    return {"rows": doc["rows"], "overhead": doc["summary"]["overhead"], "commands": doc["command"].split(" ; ")}
+
+
+def write_results(rows: list[dict], overhead: list[dict], specs: list[Path], args, earlier: dict) -> dict:
     """The results so far: written after every round, so a long run stopped early keeps its rounds."""
     batch = f"{len(specs)} recipes x {TARGETS}" + (" (smoke: tiny recipes, short profiles)" if args.smoke else "")
+    rows = earlier["rows"] + rows
     rounds = len({r["round"] for r in rows})
     doc = {
         "batch": batch,
         "host": host_info(),
-        "command": " ".join(["python", *sys.argv]),
+        "command": " ; ".join([*earlier["commands"], " ".join(["python", *sys.argv])]),
         "rows": rows,
-        "summary": summarize(rows, overhead),
-        "note": f"{rounds} round(s) of {args.rounds}; 1-minute load average {os.getloadavg()[0]:.1f} when written.",
+        "summary": summarize(rows, earlier["overhead"] + overhead),
+        "note": f"{rounds} round(s); 1-minute load average {os.getloadavg()[0]:.1f} when written.",
     }
+    if earlier["rows"]:
+        doc["note"] += (f" Rounds {len({r['round'] for r in earlier['rows']})} and on were appended by a later "
+                        "session on the same CPU class (--append); overhead lines: one per session and executor.")
     if args.smoke:
         doc["note"] += " Smoke run: 2 tiny recipes, short benchmark profiles: not the goal's batch (the default zoo)."
-    stem = "batch_scaling.smoke" if args.smoke else "batch_scaling"
+    stem = _stem(args)
     write_json_atomic(RESULTS / f"{stem}.json", doc)
     write_text_atomic(RESULTS / f"{stem}.md", render(doc))
     return doc
@@ -215,7 +236,10 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="2 tiny recipes, short profiles; writes *.smoke.{md,json}"
     )
+    parser.add_argument("--append", action="store_true", help="add rounds to the committed results")
     args = parser.parse_args()
+    earlier = earlier_results(args)
+    first_round = 1 + max((r["round"] for r in earlier["rows"]), default=-1)
     modes = args.modes.split(",")
     with tempfile.TemporaryDirectory(prefix="batch-scaling-") as tmp:
         folder = Path(tmp)
@@ -232,11 +256,11 @@ def main() -> None:
                 if m in modes
             ]
             rows = []
-            for r in range(args.rounds):
+            for r in range(first_round, first_round + args.rounds):
                 for mode in modes:
                     row = run_mode(mode, specs, folder / f"{mode}-{r}", targets_dir, cluster and cluster.address)
                     rows.append({**row, "round": r})
-                doc = write_results(rows, overhead, specs, args)
+                doc = write_results(rows, overhead, specs, args, earlier)
         finally:
             if cluster is not None:
                 cluster.stop()

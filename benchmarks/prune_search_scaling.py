@@ -1,9 +1,10 @@
-"""`edgeopt search --prune-amount` on 2 workers vs 1: wall time of the same bisection.
+"""`edgeopt search --prune-amount` on 2 workers vs 1: wall time of the same bisection (or sweep).
 
 Each candidate is a structured prune + fine-tune of the recipe's trained model, an export and an
 accuracy pass: torch work a pool task runs on one thread. On 2 workers each round builds the point
 the bisection needs and the one it would need next if the predicted outcome holds
-(toolchain/search/prune.py), so a right prediction saves a round.
+(toolchain/search/prune.py), so a right prediction saves a round. With `--sweep N` the search
+tries N evenly spaced amounts instead, independent candidates the workers share out.
 
 Modes, interleaved round by round, each a fresh `edgeopt search` process on a copy of one trained
 cache (the search's own candidates are rebuilt every time):
@@ -14,7 +15,7 @@ cache (the search's own candidates are rebuilt every time):
 Per round: wall seconds, candidates decided and built, the chosen candidate and the sha256 of
 best/model.onnx (workers-1 and local-2 must agree).
 
-    PYTHONPATH=$PWD python benchmarks/prune_search_scaling.py [--rounds 3] [--recipe resnet-small]
+    PYTHONPATH=$PWD python benchmarks/prune_search_scaling.py [--rounds 3] [--recipe resnet-small] [--sweep 8]
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ MODES = {"workers-1": ["--executor", "local", "--workers", "1"],
          "local-2": ["--executor", "local", "--workers", "2"], "default": []}
 
 
-def search(recipe: Path, out: Path, extra: list[str], iterations: int) -> tuple[float, dict]:
+def search(recipe: Path, out: Path, extra: list[str], strategy: list[str]) -> tuple[float, dict]:
     argv = [sys.executable, "-m", "toolchain.cli", "search", str(recipe), "--target", "cpu-server", "--prune-amount",
-            "--iterations", str(iterations), "--objective", "bytes", "--out", str(out), "--json", *extra]
+            *strategy, "--objective", "bytes", "--out", str(out), "--json", *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
@@ -57,9 +58,9 @@ def search(recipe: Path, out: Path, extra: list[str], iterations: int) -> tuple[
     return wall, json.loads(proc.stdout)
 
 
-def one_round(mode: str, recipe: Path, trained_cache: Path, folder: Path, iterations: int) -> dict:
+def one_round(mode: str, recipe: Path, trained_cache: Path, folder: Path, strategy: list[str]) -> dict:
     shutil.copytree(trained_cache, folder / "cache")
-    wall, doc = search(recipe, folder, MODES[mode], iterations)
+    wall, doc = search(recipe, folder, MODES[mode], strategy)
     best = folder / "search" / "prune" / doc["best_path"]
     built = [p for p in (folder / "cache" / "search-variants").iterdir() if p.name.startswith("prune-")]
     return {"mode": mode, "wall_s": round(wall, 2), "decided": len(doc["tried"]), "built": len(built),
@@ -105,25 +106,28 @@ def main() -> None:
     parser.add_argument("--recipe", default="digits-cnn", help="a bundled zoo recipe")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of " + ", ".join(MODES))
     parser.add_argument("--iterations", type=int, default=7, help="bisection steps after the first: 8 candidates")
+    parser.add_argument("--sweep", type=int, default=None, help="a sweep of N amounts instead of the bisection")
     args = parser.parse_args()
+    strategy = ["--sweep", str(args.sweep)] if args.sweep else ["--iterations", str(args.iterations)]
     load_before = round(os.getloadavg()[0], 2)
     rows = []
     with tempfile.TemporaryDirectory(prefix="prune-scaling-") as tmp:
         recipe = Path(tmp) / f"{args.recipe}.toml"
         recipe.write_text((bundled_dir("models") / f"{args.recipe}.toml").read_text())
         # trains and exports once; every mode reuses that cache (not its candidates)
-        search(recipe, Path(tmp) / "warm", MODES["workers-1"], args.iterations)
+        search(recipe, Path(tmp) / "warm", MODES["workers-1"], ["--iterations", "1"])
         shutil.copytree(Path(tmp) / "warm" / "cache", Path(tmp) / "trained",
                         ignore=shutil.ignore_patterns("search-variants"))
         for r in range(args.rounds):
             for mode in args.modes.split(","):
                 rows.append({"round": r, **one_round(mode, recipe, Path(tmp) / "trained", Path(tmp) / f"{mode}-{r}",
-                                                     args.iterations)})
-    doc = {"search": f"zoo recipe {args.recipe}, cpu-server, --iterations {args.iterations} --max-drop 0.01 "
+                                                     strategy)})
+    doc = {"search": f"zoo recipe {args.recipe}, cpu-server, {' '.join(strategy)} --max-drop 0.01 "
                      "--objective bytes, 2 workers",
            "host": host_info(), "load_before": load_before, "command": " ".join(["python", *sys.argv]),
            **summarize(rows)}
-    stem = "prune_search_scaling" if args.recipe == "digits-cnn" else f"prune_search_scaling.{args.recipe}"
+    stem = "prune_search_scaling" + ("" if args.recipe == "digits-cnn" else f".{args.recipe}") + \
+        (".sweep" if args.sweep else "")
     write_json_atomic(RESULTS / f"{stem}.json", doc)
     write_text_atomic(RESULTS / f"{stem}.md", render(doc))
     print(render(doc))

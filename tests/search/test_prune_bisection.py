@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from toolchain.search.prune import _bisect, _Bisection, _predict
+from toolchain.search.prune import _bisect, _Bisection, _predict, _Sweep
 
 FLOOR = 0.9
 
@@ -61,3 +61,9 @@ def test_prediction_interpolates_between_measured_points_and_fails_past_them():
     known = {0: 0.99, 0.5: 0.89}
     assert _predict(known, 0.25) == pytest.approx(0.94)
     assert _predict(known, 0.5) == 0.89 and _predict(known, 0.7) == float("-inf")
+
+
+def test_a_sweep_spaces_its_points_evenly_and_tries_each_block_count_once():
+    assert _Sweep.even("amount", 0.9, 8).points == (0.1125, 0.225, 0.3375, 0.45, 0.5625, 0.675, 0.7875, 0.9)
+    assert _Sweep.even("drop_blocks", 3, 8).points == (1, 2, 3)  # 8 points over 3 blocks: each count once
+    assert _Sweep.even("drop_blocks", 17, 4).points == (4, 8, 13, 17)

@@ -108,6 +108,20 @@ def test_bisection_finds_largest_amount_within_budget(trained, digits, tmp_path)
     assert sizes[report.best] < 0.8 * sizes["baseline"]
 
 
+def test_sweep_builds_every_amount_and_keeps_the_best_that_meets_the_budget(trained, digits, tmp_path):
+    budget = SearchBudget(max_drop=0.02, objective="bytes")
+    report = search_prune_amount(trained, digits, budget, tmp_path, prune_cfg=PruneConfig(kind="structured",
+                                 finetune_epochs=2), train_cfg=FT, hi=0.8, sweep=4, measure_latency=False)
+    assert report.strategy == "sweep" and report.reverted == []
+    assert [t["amount"] for t in report.tried] == [0.2, 0.4, 0.6, 0.8]  # all of them, whatever the outcomes
+    by_amount = {c.detail["amount"]: c for c in report.candidates if not c.baseline}
+    feasible = [c for c in by_amount.values() if c.accuracy >= report.min_accuracy]
+    assert feasible and report.met and {c.name for c in feasible} == {c.name for c in by_amount.values() if c.meets_budget}
+    assert report.best == min(feasible, key=lambda c: c.bytes).name  # not assumed to be the largest amount
+    assert by_amount[0.8].bytes < by_amount[0.2].bytes < report.candidates[0].bytes  # more pruned, fewer bytes
+    assert (tmp_path / "best" / "model.onnx").read_bytes() == (tmp_path / report.best_path).read_bytes()
+
+
 class _SpyPool:
     """The local process pool, recording which process ran each task."""
 

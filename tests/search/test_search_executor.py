@@ -73,20 +73,24 @@ def test_pool_options_without_an_executor_are_refused_before_any_work(extra, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pool", [["--executor", "local", "--workers", "2"], ["--executor", "ray"]], ids=["local", "ray"])
-def test_prune_search_on_two_workers_is_the_one_worker_search(pool, tmp_path):
-    """The bisection decides the same points on 2 workers as on 1 (both run torch on one thread),
-    from candidates the workers prune and fine-tune; the kept files are byte-identical. On Ray
-    (started by the search on this machine: its 2 CPUs) as on the process pool."""
+@pytest.mark.parametrize("pool,strategy", [
+    (["--executor", "local", "--workers", "2"], []), (["--executor", "ray"], []),
+    (["--executor", "local", "--workers", "2"], ["--sweep", "4"])], ids=["local", "ray", "local-sweep"])
+def test_prune_search_on_two_workers_is_the_one_worker_search(pool, strategy, tmp_path):
+    """The bisection (or a sweep) decides the same points on 2 workers as on 1 (both run torch on
+    one thread), from candidates the workers prune and fine-tune; the kept files are byte-identical.
+    On Ray (started by the search on this machine: its 2 CPUs) as on the process pool."""
     if pool[1] == "ray":
         from conftest import require_extra
 
         require_extra("ray", "ray")
     recipe = tiny_recipe("digits-cnn", tmp_path)
-    one = _search(recipe, tmp_path / "one", "--prune-amount", "--executor", "local", "--workers", "1")
+    one = _search(recipe, tmp_path / "one", "--prune-amount", *strategy, "--executor", "local", "--workers", "1")
     shutil.copytree(tmp_path / "one" / "cache", tmp_path / "two" / "cache",
                     ignore=shutil.ignore_patterns("search-variants"))
-    two = _search(recipe, tmp_path / "two", "--prune-amount", *pool)
+    two = _search(recipe, tmp_path / "two", "--prune-amount", *strategy, *pool)
+    assert one["strategy"] == two["strategy"] == ("sweep" if strategy else "bisection")
+    assert not strategy or [t["amount"] for t in one["tried"]] == [0.225, 0.45, 0.675, 0.9]
 
     def table(doc):
         return [(c["name"], c["accuracy"], c["bytes"], c["meets_budget"]) for c in doc["candidates"]]
@@ -103,13 +107,15 @@ def test_prune_search_on_two_workers_is_the_one_worker_search(pool, tmp_path):
     assert len(built) >= len(one["tried"])  # the decided points, and any speculative one
 
 
-def test_iterations_without_a_bisection_is_refused_before_any_work(tmp_path):
+@pytest.mark.parametrize("args,hint", [(["--iterations", "7"], "--prune-amount"), (["--sweep", "8"], "--prune-amount"),
+                                       (["--prune-amount", "--sweep", "8", "--iterations", "3"], "pass one of them")])
+def test_bisection_options_without_a_bisection_are_refused_before_any_work(args, hint, tmp_path):
     from click.testing import CliRunner
 
     from toolchain.cli.main import main
 
     recipe = tiny_recipe("digits-cnn", tmp_path)
     with CliRunner().isolation() as (out, err, _):
-        code = main(["search", str(recipe), "--target", "cpu-server", "--iterations", "7", "--out", str(tmp_path / "o")])
+        code = main(["search", str(recipe), "--target", "cpu-server", *args, "--out", str(tmp_path / "o")])
     assert code == 2 and out.getvalue() == b"" and not (tmp_path / "o").exists()
-    assert err.getvalue().decode().count("\n") == 1 and "--prune-amount" in err.getvalue().decode()
+    assert err.getvalue().decode().count("\n") == 1 and hint in err.getvalue().decode()

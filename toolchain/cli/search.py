@@ -38,16 +38,20 @@ from toolchain.errors import EXIT_BUDGET_FAILED, EXIT_OK
               help="Search how many whole blocks structured pruning may drop, by bisection ([prune] amount and schedule fixed).")
 @click.option("--iterations", type=click.IntRange(1, 20), default=None,
               help="Candidates a bisection may try after the largest one (default 4); each halves the interval.")
+@click.option("--sweep", type=click.IntRange(2, 64), default=None,
+              help="Instead of bisecting, try N evenly spaced amounts (or block counts) as independent "
+                   "candidates, built in parallel on --executor; keeps the best that meets the budget.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/<recipe name>).")
 @executor_options(default=None)
 @cache_option
 @targets_dir_option
 @json_option
 @track_options
-def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, iterations, out_dir, executor,
+def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop_blocks, iterations, sweep, out_dir, executor,
                workers, ray_address, cache_dir, targets_dir, as_json, track, track_required):
     """Search int8 fp32-fallbacks (or, with --prune-amount, the largest structured-pruning
-    amount; with --drop-blocks, the most blocks to drop) under an accuracy budget; writes candidates, a JSON report and Pareto plots
+    amount; with --drop-blocks, the most blocks to drop; by bisection, or --sweep N points) under an
+    accuracy budget; writes candidates, a JSON report and Pareto plots
     (accuracy vs latency / bytes) under <run dir>/search/<target>/. With --track, one MLflow run
     per search with a nested run per candidate (docs/tracking.md). With --executor, the
     search builds and scores its candidates as parallel tasks (the quantization search: the same
@@ -64,6 +68,10 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
         raise BadInput("--prune-amount and --drop-blocks search different knobs", "pass one of them per search")
     if iterations is not None and not (prune_amount or drop_blocks):
         raise BadInput("--iterations counts the steps of a bisection", "add --prune-amount or --drop-blocks, or drop it")
+    if sweep is not None and not (prune_amount or drop_blocks):
+        raise BadInput("--sweep tries evenly spaced pruning amounts or block counts", "add --prune-amount or --drop-blocks")
+    if sweep is not None and iterations is not None:
+        raise BadInput("--iterations counts a bisection's steps; --sweep replaces the bisection", "pass one of them")
     rec = load_recipe(recipe)
     profile = load_target(target, targets_dir)
     budget = SearchBudget(max_drop=max_drop, drop_kind="relative" if relative else "absolute", objective=objective)
@@ -74,7 +82,7 @@ def search_cmd(recipe, target, max_drop, relative, objective, prune_amount, drop
                        "add --executor local (with --workers) or --executor ray (with --ray-address)")
     with json_mode(True), search_executor(executor, workers, ray_address) as pool:  # stdout holds the result only
         outcome = run_search(rec, profile, target, run_dir, budget, knob, executor=pool, cache_dir=cache_dir,
-                             iterations=iterations)
+                             iterations=iterations, sweep=sweep)
     warning = slower_int8_warning(outcome)
     if warning:
         click.echo(warning, err=True)

@@ -94,6 +94,9 @@ def _ray_task(fn, args, ort_threads: int | None = None) -> dict[str, Any]:
     return result
 
 
+TASK_FUNCTION = _ray_task.__name__  # a worker running a task is titled ray::<this>
+
+
 class RayExecutor:
     name = "ray"
 

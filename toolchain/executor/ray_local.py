@@ -109,16 +109,56 @@ class LocalRayCluster:
         return self
 
     def kill(self, role: str) -> None:
+        """SIGKILL the node's whole session: its daemons and the workers running its tasks (a Ray
+        worker moves to its own process group, but stays in the session `ray start` opened)."""
         group = self.groups.pop(role, None)
-        if group is not None:
+        if group is None:
+            return
+        import psutil
+
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for proc in _session(group):
             try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
+                proc.kill()
+            except psutil.Error:
                 pass
+
+    def busy_workers(self, role: str) -> int:
+        """How many of the node's workers run an edgeopt task now: Ray titles a worker
+        `ray::<function>` while it runs one and `ray::IDLE` between tasks."""
+        from toolchain.executor.ray_cluster import TASK_FUNCTION
+
+        group = self.groups.get(role)
+        return 0 if group is None else sum(_title(p) == f"ray::{TASK_FUNCTION}" for p in _session(group))
 
     def stop(self) -> None:
         for role in list(self.groups):
             self.kill(role)
+
+
+def _session(sid: int) -> list:
+    import psutil
+
+    members = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == sid:
+                members.append(p)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+def _title(proc) -> str:
+    import psutil
+
+    try:
+        return (proc.cmdline() or [""])[0]
+    except psutil.Error:
+        return ""
 
 
 def _group_of(temp: str) -> int | None:

@@ -50,6 +50,7 @@ class SearchReport:
     plots: list[str] = field(default_factory=list)
     speedup_vs_fp32: float | None = None  # fp32 p50 / best p50, same interleaved rounds (quantization search)
     int8_slower_than_fp32: bool = False  # objective latency and every int8 variant within budget lost to fp32
+    strategy: str | None = None  # pruning searches: "bisection" or "sweep" (every point built at once)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,5 @@
-"""Structured-pruning amount (or number of dropped blocks) under an accuracy budget, by bisection.
+"""Structured-pruning amount (or number of dropped blocks) under an accuracy budget, by bisection
+or by a sweep of evenly spaced points (`_Sweep`).
 
 Accuracy after prune + fine-tune falls (roughly) monotonically with the channel fraction
 removed, so bisection between a known-good amount (0: the unpruned model) and a known-bad one
@@ -48,6 +49,22 @@ class _Bisection:
         if self.knob == "amount":
             return round((good + bad) / 2, 4)
         return None if bad - good <= 1 else (good + bad) // 2
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """Every point at once (`edgeopt search --sweep N`): independent candidates, so an executor of
+    N workers builds them N at a time, and no monotonic fall of accuracy is assumed."""
+
+    knob: str
+    points: tuple[Point, ...]
+
+    @classmethod
+    def even(cls, knob: str, hi: Point, n: int) -> _Sweep:
+        """`n` evenly spaced points in (0, hi]; block counts rounded, each tried once."""
+        if knob == "amount":
+            return cls(knob, tuple(round(hi * k / n, 4) for k in range(1, n + 1)))
+        return cls(knob, tuple(sorted({max(1, round(hi * k / n)) for k in range(1, n + 1)})))
 
 
 def _walk(plan: _Bisection, meets: Callable[[Point], bool | None]) -> tuple[list[Point], Point | None]:
@@ -154,7 +171,7 @@ class Parallel:
     baseline_onnx: Path | None = None
 
 
-def _search(plan: _Bisection, model, data, budget: SearchBudget, out_dir: Path, prune_cfg, train_cfg,
+def _search(plan: _Bisection | _Sweep, model, data, budget: SearchBudget, out_dir: Path, prune_cfg, train_cfg,
             how: Parallel) -> tuple[list[Candidate], float, float, list[tuple[Point, Candidate]]]:
     """Baseline, then the bisection's candidates: (candidates, baseline, floor, [(point, candidate)])."""
     from toolchain.search.prune_tasks import warm
@@ -172,15 +189,17 @@ def _search(plan: _Bisection, model, data, budget: SearchBudget, out_dir: Path, 
                                for p in points})
             return {p: done[f"prune:{p}"] for p in points}
 
-        decided = [(p, _keep(r, {plan.knob: p}, out_dir, floor))
-                   for p, r in _bisect(plan, build, baseline, floor, runner.width)]
+        built = (list(build(list(plan.points)).items()) if isinstance(plan, _Sweep)
+                 else _bisect(plan, build, baseline, floor, runner.width))
+        decided = [(p, _keep(r, {plan.knob: p}, out_dir, floor)) for p, r in built]
     return candidates + [c for _, c in decided], baseline, floor, decided
 
 
 def search_prune_amount(model, data, budget: SearchBudget, out_dir: Path, *, prune_cfg=None, train_cfg=None,
-                        hi: float = 0.9, iterations: int = ITERATIONS, measure_latency: bool = True,
-                        parallel: Parallel | None = None) -> SearchReport:
-    """Largest structured-pruning amount in (0, hi] whose ONNX accuracy meets `budget`.
+                        hi: float = 0.9, iterations: int = ITERATIONS, sweep: int | None = None,
+                        measure_latency: bool = True, parallel: Parallel | None = None) -> SearchReport:
+    """Largest structured-pruning amount in (0, hi] whose ONNX accuracy meets `budget`: by
+    bisection, or with `sweep` = N, the best of N evenly spaced amounts.
 
     `model` is the trained model (not modified); `prune_cfg` supplies criterion, scope, steps and
     fine-tuning (its kind and amount are overridden). Writes out_dir/best/ (model.onnx, model.pt,
@@ -193,17 +212,20 @@ def search_prune_amount(model, data, budget: SearchBudget, out_dir: Path, *, pru
     prune_cfg = prune_cfg or PruneConfig(kind="structured")
     train_cfg = train_cfg or TrainConfig()
     out_dir = Path(out_dir)
-    candidates, baseline, floor, decided = _search(_Bisection("amount", hi, iterations), model, data, budget, out_dir,
-                                                   prune_cfg, train_cfg, parallel or Parallel())
+    plan = _Sweep.even("amount", hi, sweep) if sweep else _Bisection("amount", hi, iterations)
+    candidates, baseline, floor, decided = _search(plan, model, data, budget, out_dir, prune_cfg, train_cfg,
+                                                   parallel or Parallel())
     tried = [{"amount": p, "accuracy": c.accuracy, "meets_budget": c.meets_budget, "params": c.detail["params_after"],
               "macs": c.detail["macs_after"]} for p, c in decided]
-    return _finish(candidates, budget, baseline, floor, tried, _reverted(decided, "amount", floor), out_dir,
-                   data.x_test, measure_latency)
+    return _finish(plan, candidates, budget, baseline, floor, tried, decided, out_dir, data.x_test, measure_latency)
 
 
-def _reverted(decided: list[tuple[Point, Candidate]], knob: str, floor: float) -> list[dict[str, Any]]:
-    """Each failing point and the largest passing point known when it failed."""
-    reverted, good = [], 0.0 if knob == "amount" else 0
+def _reverted(plan: _Bisection | _Sweep, decided: list[tuple[Point, Candidate]], floor: float) -> list[dict[str, Any]]:
+    """Each failing point and the largest passing point known when it failed (a sweep: none
+    reverted, every point is a candidate of its own)."""
+    if isinstance(plan, _Sweep):
+        return []
+    knob, reverted, good = plan.knob, [], 0.0 if plan.knob == "amount" else 0
     for point, cand in decided:
         if cand.meets_budget:
             good = point
@@ -214,11 +236,11 @@ def _reverted(decided: list[tuple[Point, Candidate]], knob: str, floor: float) -
 
 
 def search_drop_blocks(model, data, budget: SearchBudget, out_dir: Path, *, prune_cfg, train_cfg=None,
-                       iterations: int = ITERATIONS, measure_latency: bool = True,
+                       iterations: int = ITERATIONS, sweep: int | None = None, measure_latency: bool = True,
                        parallel: Parallel | None = None) -> SearchReport:
     """Most blocks to drop (pruning/depth.py) whose ONNX accuracy meets `budget`, by bisection
-    over 1..all droppable blocks, with `prune_cfg`'s channel amount and schedule for every try.
-    Same outputs and `parallel` options as search_prune_amount."""
+    over 1..all droppable blocks (or a sweep of N counts), with `prune_cfg`'s channel amount and
+    schedule for every try. Same outputs and `parallel` options as search_prune_amount."""
     from toolchain.errors import BadInput
     from toolchain.pruning.depth import droppable_blocks
     from toolchain.pruning.graph import example_input
@@ -233,17 +255,17 @@ def search_drop_blocks(model, data, budget: SearchBudget, out_dir: Path, *, prun
     if most == 0:
         raise BadInput("this model has no droppable block (none keeps its input's shape)",
                        "search the channel amount instead: --prune-amount")
-    candidates, baseline, floor, decided = _search(_Bisection("drop_blocks", most, iterations), model, data, budget,
-                                                   out_dir, prune_cfg, train_cfg, parallel or Parallel())
+    plan = _Sweep.even("drop_blocks", most, sweep) if sweep else _Bisection("drop_blocks", most, iterations)
+    candidates, baseline, floor, decided = _search(plan, model, data, budget, out_dir, prune_cfg, train_cfg,
+                                                   parallel or Parallel())
     tried = [{"drop_blocks": p, "accuracy": c.accuracy, "meets_budget": c.meets_budget,
               "params": c.detail["params_after"], "macs": c.detail["macs_after"],
               "blocks_dropped": c.detail["blocks_dropped"]} for p, c in decided]
-    return _finish(candidates, budget, baseline, floor, tried, _reverted(decided, "drop_blocks", floor), out_dir,
-                   data.x_test, measure_latency, kind="drop_blocks")
+    return _finish(plan, candidates, budget, baseline, floor, tried, decided, out_dir, data.x_test, measure_latency)
 
 
-def _finish(candidates, budget, baseline, floor, tried, reverted, out_dir: Path, x, measure_latency,
-            kind: str = "prune_amount") -> SearchReport:
+def _finish(plan: _Bisection | _Sweep, candidates, budget, baseline, floor, tried, decided, out_dir: Path, x,
+            measure_latency) -> SearchReport:
     from toolchain.search.pareto import plot_pareto
 
     if measure_latency:
@@ -256,8 +278,10 @@ def _finish(candidates, budget, baseline, floor, tried, reverted, out_dir: Path,
     for key, fname in (("weights", "model.pt"), ("plan", "plan.json")):
         shutil.copyfile(out_dir / best.detail[key], best_dir / fname)
     shutil.copyfile(out_dir / best.path, best_dir / "model.onnx")
+    kind = "prune_amount" if plan.knob == "amount" else "drop_blocks"
     report = SearchReport(kind, budget.model_dump(), baseline, floor, met, best.name, "best/model.onnx",
-                          candidates, tried, reverted)
+                          candidates, tried, _reverted(plan, decided, floor),
+                          strategy="sweep" if isinstance(plan, _Sweep) else "bisection")
     report.plots = plot_pareto(candidates, floor, best.name, out_dir, "pareto_prune")
     report.save(out_dir / "search_prune.json")
     return report

@@ -23,11 +23,13 @@ class SearchOutcome:
 
 
 def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget, knob: Knob,
-               executor=None, cache_dir: Path | str | None = None, iterations: int | None = None) -> SearchOutcome:
+               executor=None, cache_dir: Path | str | None = None, iterations: int | None = None,
+               sweep: int | None = None) -> SearchOutcome:
     """`executor` (toolchain.executor) builds and scores the search's candidates as tasks (the
     bisections: the next point and speculative successors, toolchain.search.prune).
     `cache_dir`: the stage cache `edgeopt run --cache` used (default <run_dir>/cache). `iterations`:
-    how many candidates a bisection may try after its first (None: prune.ITERATIONS)."""
+    how many candidates a bisection may try after its first (None: prune.ITERATIONS); `sweep`: try
+    that many evenly spaced points instead, all at once."""
     from toolchain.data.calibration import calibration_inputs
     from toolchain.pipeline import steps
     from toolchain.pipeline.cache import StageCache
@@ -65,7 +67,7 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
         how = Parallel(executor, variant_dir(cache, run_dir), prune_tasks.RecipeWeights(recipe, steps.artifact_path(trained)),
                        recipe.export, steps.artifact_path(fp32))
         report = search(steps.load_model(recipe, trained), data, budget, out_dir, prune_cfg=structured,
-                        train_cfg=recipe.train, iterations=iterations or ITERATIONS, parallel=how)
+                        train_cfg=recipe.train, iterations=iterations or ITERATIONS, sweep=sweep, parallel=how)
     else:
         pruned = steps.prune(cache, recipe, data, trained)
         onnx_entry = steps.export(cache, recipe, data, pruned, label="export[pruned]")
