@@ -190,7 +190,7 @@ def stubbed_steps(tmp_path, monkeypatch):
 
     for stage in ("train", "prune", "export"):
         monkeypatch.setattr(steps, stage, lambda *a, **k: None)
-    monkeypatch.setattr(steps, "dataset", lambda rec: _Data())
+    monkeypatch.setattr(steps, "dataset", lambda rec, cache=None: _Data())
     monkeypatch.setattr(steps, "artifact_path", lambda entry: tmp_path / "model.onnx")
 
 

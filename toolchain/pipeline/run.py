@@ -106,7 +106,7 @@ def training(cache: StageCache, recipe: Recipe) -> tuple[Dataset, Entry]:
     """The recipe's data and trained model (cached): the first of the shared stages."""
     from toolchain.pipeline import steps
 
-    data = steps.dataset(recipe)
+    data = steps.dataset(recipe, cache)
     if recipe.quantize.calibration_data not in ("train", "synthetic"):  # a wrong file fails before training
         from toolchain.data.calibration import calibration_inputs
 

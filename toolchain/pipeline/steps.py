@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from toolchain.config.data import DataConfig
 from toolchain.config.recipe import Recipe
 from toolchain.config.target import RuntimeOptions, TargetProfile
 from toolchain.data import Dataset, load_dataset
@@ -34,8 +35,17 @@ def artifact_path(entry: Entry) -> Path:
     return entry.path(entry.record["file"])
 
 
-def dataset(recipe: Recipe) -> Dataset:
-    return load_dataset(recipe.data)
+DATA = StageSpec("data", ("toolchain.data", "toolchain.data.store"), DataConfig)
+
+
+def dataset(recipe: Recipe, cache: StageCache | None = None) -> Dataset:
+    """The recipe's data set; with a cache, generated once and read back after (toolchain.data.store)."""
+    if cache is None:
+        return load_dataset(recipe.data)
+    from toolchain.data.store import load_saved, save_dataset
+
+    entry = cache.run(DATA, {"data": _dump(recipe.data)}, {}, lambda out: save_dataset(load_dataset(recipe.data), out))
+    return load_saved(entry.dir, dict(entry.record))
 
 
 def _model_code(recipe: Recipe) -> dict[str, str | None]:
@@ -302,4 +312,4 @@ def package(cache: StageCache, src, profile: TargetProfile, artifact: Entry, met
 
 
 # Every cached stage `edgeopt run` can run, for the conformance tests and `edgeopt` docs.
-STAGES = (TRAIN, PRUNE, EXPORT, QUANTIZE, CONVERT, INT8_WEIGHTS, BENCHMARK, FIDELITY, PACKAGE)
+STAGES = (DATA, TRAIN, PRUNE, EXPORT, QUANTIZE, CONVERT, INT8_WEIGHTS, BENCHMARK, FIDELITY, PACKAGE)

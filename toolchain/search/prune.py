@@ -173,7 +173,7 @@ class Parallel:
 
 def _search(plan: _Bisection | _Sweep, model, data, budget: SearchBudget, out_dir: Path, prune_cfg, train_cfg,
             how: Parallel) -> tuple[list[Candidate], float, float, list[tuple[Point, Candidate]]]:
-    """Baseline, then the bisection's candidates: (candidates, baseline, floor, [(point, candidate)])."""
+    """Baseline, then the bisection's (or sweep's) candidates: (candidates, baseline, floor, [(point, candidate)])."""
     from toolchain.search.prune_tasks import warm
 
     runner = Runner(how.executor)

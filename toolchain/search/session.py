@@ -57,7 +57,7 @@ def run_search(recipe, profile, target: str, run_dir: Path, budget: SearchBudget
     # the workers start and import while this process loads the data and the cached stages
     Runner(executor).warm_up(prune_tasks.warm if knob != "quantization" else tasks.warm)
     cache = StageCache(cache_dir if cache_dir is not None else run_dir / "cache", staging=run_dir / STAGING)
-    data = steps.dataset(recipe)
+    data = steps.dataset(recipe, cache)
     trained = steps.train(cache, recipe, data)
     structured = recipe.prune.model_copy(update={"kind": "structured"})
     out_dir = run_dir / "search" / ("prune" if knob != "quantization" else target)
