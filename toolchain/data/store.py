@@ -1,7 +1,7 @@
 """A Dataset as files: its four splits in one .npz and what an app needs to feed it in a JSON-able
 record. The pipeline caches generated datasets this way (pipeline/steps.py `dataset`): drawing
-the shapes images and importing scikit-learn for the split cost ~4 s in every process that
-needs the data (each batch task, each search), reading them back ~0.1 s.
+the shapes images and importing scikit-learn for the split cost 4.2 s in every process that
+needs the data (each batch task, each search), reading them back and checking their fingerprint 0.4 s.
 
 No pickle: a cache shared between nodes is read by every one of them.
 """
